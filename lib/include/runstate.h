@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runstate: one atomic word that says whether a VM's vCPUs may run.
+ *
+ * The run state is the tuple of Bonzini's 2011 proposal: internal lock bits
+ * taken and released by the emulator (debug, savevm, pre-migrate, restore),
+ * an io-error flag that only management clears, and one pause reason that
+ * start/cont clear.  The VM runs only when all of them are clear.  Everything
+ * lives in one 32-bit word changed only by compare-and-swap; a vCPU asks
+ * "may I run?" with one load and one compare (rs_may_run()).
+ *
+ * Conventions: functions return 0 or a negative errno (RS_E* below name the
+ * ones with a runstate-specific meaning); an invalid call changes nothing.
+ * Timeouts are relative, in nanoseconds: RS_FOREVER waits without limit,
+ * RS_ASYNC does not wait at all.
+ *
+ * This header compiles alone as C11 and as C++11 or later; it uses the
+ * compiler's __atomic builtins, never <stdatomic.h>, in its inline code.
+ */
+#ifndef RUNSTATE_H
+#define RUNSTATE_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RS_BUILDING_LIB)
+#define RS_API __attribute__((visibility("default")))
+#else
+#define RS_API
+#endif
+
+#define RS_VERSION_MAJOR 0
+#define RS_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------------------
+ * Reasons
+ */
+
+/* Internal locks: taken and released by the emulator itself.  Values are bit
+ * numbers in the word; 4 and 5 are reserved for future locks. */
+enum rs_lock {
+	RS_LOCK_DEBUG = 0,
+	RS_LOCK_SAVEVM = 1,
+	RS_LOCK_PRE_MIGRATE = 2,
+	RS_LOCK_RESTORE = 3,
+};
+#define RS_LOCK_COUNT 4
+
+/* Pause reasons, in rank order within each class (see docs/semantics.md). */
+enum rs_pause {
+	RS_PAUSE_NONE = 0,
+	RS_PAUSE_PRELAUNCH = 1,   /* rank 1 */
+	RS_PAUSE_PAUSED = 2,      /* rank 1 */
+	RS_PAUSE_WATCHDOG = 3,    /* rank 2 */
+	RS_PAUSE_PANICKED = 4,    /* rank 2 */
+	RS_PAUSE_POSTMIGRATE = 5, /* rank 3 */
+	RS_PAUSE_SHUTDOWN = 6,    /* rank 4 */
+	RS_PAUSE_INTERNAL_ERROR = 7, /* rank 4 */
+};
+#define RS_PAUSE_COUNT 8
+
+/* ---------------------------------------------------------------------------
+ * The word.  This layout is the design; lib/word.h asserts it.
+ *
+ *  31                     13  12   11   10..8   7    6    5..0
+ * +-------------------------+----+----+-------+----+----+------+
+ * |  edge counter (19 bits) | LW | PK | pause | ST | IO | locks|
+ * +-------------------------+----+----+-------+----+----+------+
+ *
+ * locks  internal lock bits (enum rs_lock; 4 and 5 reserved)
+ * IO     io-error
+ * ST     settling: the last edge's work (waiting for vCPUs, listeners) is
+ *        not complete; keeps vCPUs out even when the VM is running
+ * pause  enum rs_pause
+ * PK     some vCPU is parked (or about to park): a start must wake
+ * LW     some thread waits for a held lock bit: unlock hands over
+ * edge   number of running<->stopped edges so far, modulo 2^19; odd while
+ *        the VM is running, even while it is stopped (2^19 is even, so the
+ *        parity survives wrap-around)
+ */
+#define RS_W_LOCK(r)        (1u << (r))
+#define RS_W_LOCKS          0x0000003fu
+#define RS_W_IO_ERROR       0x00000040u
+#define RS_W_SETTLING       0x00000080u
+#define RS_W_PAUSE_SHIFT    8
+#define RS_W_PAUSE_MASK     0x00000700u
+#define RS_W_PARKED         0x00000800u
+#define RS_W_LOCKWAIT       0x00001000u
+#define RS_W_EDGE_SHIFT     13
+#define RS_W_EDGE_BITS      19
+#define RS_W_EDGE_MASK      0xffffe000u
+#define RS_W_EDGE_ONE       (1u << RS_W_EDGE_SHIFT)
+
+/* The VM is stopped while any of these is set. */
+#define RS_W_STOPPED_MASK   (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_PAUSE_MASK)
+/* A vCPU may execute guest code only while none of these is set. */
+#define RS_W_NORUN_MASK     (RS_W_STOPPED_MASK | RS_W_SETTLING)
+
+struct rs_runstate;
+typedef struct rs_runstate rs_runstate;
+
+/*
+ * The one thing the header knows about an instance: its first member is the
+ * word.  Everything else is private to the library.
+ */
+struct rs_runstate_head {
+	uint32_t word;
+};
+
+/*
+ * The vCPU fast path: may the calling vCPU keep executing guest code?
+ * One load and one compare; no store, no fence, no read-modify-write.
+ *
+ * Relaxed is enough: a vCPU only gets here after rs_vcpu_enter() returned 0,
+ * and that call re-loaded the word with acquire ordering after a full fence
+ * (pairs with the stopper's compare-and-swap, see docs/protocol.md).  While
+ * the vCPU stays active it needs no new data from other threads; as soon as
+ * this check fails the vCPU calls rs_vcpu_enter() again, which acquires.
+ */
+static inline bool rs_may_run(const rs_runstate *rs)
+{
+	const struct rs_runstate_head *h = (const struct rs_runstate_head *)rs;
+	return (__atomic_load_n(&h->word, __ATOMIC_RELAXED) & RS_W_NORUN_MASK) == 0;
+}
+/* Out-of-line twin of rs_may_run() for FFI users. */
+RS_API bool rs_may_run_func(const rs_runstate *rs);
+
+/* ---------------------------------------------------------------------------
+ * Errors (negative errno values).
+ */
+#define RS_EINVAL     (-EINVAL)           /* bad argument; nothing changed */
+#define RS_EBUSY      (-EBUSY)            /* lock bit held; nothing changed */
+#define RS_ENOTHELD   (-EPERM)            /* unlock of a bit not held */
+#define RS_ENEEDFORCE (-EACCES)           /* start on rank 2 or 3 */
+#define RS_ENEEDRESET (-ENOTRECOVERABLE)  /* start/cont on rank 4 */
+#define RS_ETIMEDOUT  (-ETIMEDOUT)        /* change made; a vCPU not out yet */
+#define RS_ENOMEM     (-ENOMEM)
+#define RS_ENOSPC     (-ENOSPC)           /* vCPU table full */
+
+/* Short name of an error: "invalid", "busy", "not-held", "needs-force",
+ * "needs-reset", "timeout", "no-memory", "no-space", "ok" for 0, or
+ * "unknown". */
+RS_API const char *rs_strerror(int err);
+
+/* ---------------------------------------------------------------------------
+ * Timeouts
+ */
+#define RS_FOREVER ((int64_t)-1)
+#define RS_ASYNC   ((int64_t)0)
+
+/* ---------------------------------------------------------------------------
+ * Operating-system seam.  Tests use it to count system calls, inject
+ * spurious wake-ups and EINTR, and drive time.  NULL fields use the default.
+ */
+struct rs_ops {
+	/* FUTEX_WAIT on *addr while it equals val, for at most timeout_ns
+	 * (negative: forever).  Returns 0, or -EAGAIN, -EINTR, -ETIMEDOUT. */
+	int (*futex_wait)(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout_ns);
+	/* FUTEX_WAKE up to n waiters; returns the number woken or -errno. */
+	int (*futex_wake)(void *ctx, uint32_t *addr, int n);
+	/* Monotonic clock in nanoseconds. */
+	uint64_t (*now_ns)(void *ctx);
+	/* Called at named delay points (builds with -Ddelay_points=true). */
+	void (*delay)(void *ctx, const char *point);
+	void *ctx;
+};
+
+struct rs_config {
+	/* Maximum number of vCPUs registered at once (default 1024). */
+	unsigned max_vcpus;
+	/* A vCPU that has not acknowledged a stop is kicked again after this
+	 * long while some thread waits (default 1 ms). */
+	int64_t rekick_ns;
+	/* Capacity of the event ring, a power of two (default 256). */
+	unsigned event_capacity;
+	const struct rs_ops *ops;
+};
+
+/*
+ * Create an instance, stopped in `prelaunch`, with no event.  cfg may be NULL.
+ * Returns 0, RS_EINVAL (NULL out, bad capacity) or RS_ENOMEM.
+ */
+RS_API int rs_create(const struct rs_config *cfg, rs_runstate **out);
+/* Destroy an instance.  No vCPU may be registered and no call in flight. */
+RS_API void rs_destroy(rs_runstate *rs);
+
+/* ---------------------------------------------------------------------------
+ * Management commands.  Each is one compare-and-swap on the word.
+ *
+ * Stopping calls (rs_stop, rs_lock, rs_trylock, rs_io_error, rs_pause,
+ * rs_unlock_pause) take timeout_ns: with RS_ASYNC they return once the change
+ * is made; otherwise they also wait until every registered vCPU has been out
+ * of guest code since the change (RS_ETIMEDOUT: the change stays made).
+ */
+
+/* Apply `paused` under the rank rule (replaces only `none`).  Never fails
+ * except RS_ETIMEDOUT (stop made, vCPUs not all out) and RS_EINVAL (NULL). */
+RS_API int rs_stop(rs_runstate *rs, int64_t timeout_ns);
+
+#define RS_START_FORCE 1u
+/* Clear the pause reason: rank 1 always; rank 2-3 only with RS_START_FORCE
+ * (else RS_ENEEDFORCE); rank 4 never (RS_ENEEDRESET).  On error nothing
+ * changes.  Lock bits and io-error are untouched: the VM runs when they clear. */
+RS_API int rs_start(rs_runstate *rs, unsigned flags);
+/* Clear io-error; never touches the pause reason. */
+RS_API int rs_retry(rs_runstate *rs);
+/* rs_retry plus forced rs_start in one compare-and-swap.  On rank 4 fails
+ * with RS_ENEEDRESET and changes nothing (io-error stays too). */
+RS_API int rs_cont(rs_runstate *rs);
+/* Replace any pause reason other than `none` with `prelaunch`. */
+RS_API int rs_reset(rs_runstate *rs);
+
+/* Set io-error (idempotent).  A stopping call. */
+RS_API int rs_io_error(rs_runstate *rs, int64_t timeout_ns);
+/* Apply pause reason p (not RS_PAUSE_NONE) under the rank rule: it replaces
+ * the current reason only if it ranks strictly higher.  A stopping call. */
+RS_API int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns);
+
+/*
+ * Internal locks.  A bit has no owning thread: any thread may release it.
+ *
+ * rs_lock waits for the bit to be free and then for the vCPUs, both within
+ * timeout_ns: RS_EBUSY if the bit stayed held (nothing changed),
+ * RS_ETIMEDOUT if the bit was taken but a vCPU is not out yet (the bit stays
+ * held: unlock it or call rs_wait()).  rs_trylock fails with RS_EBUSY at once
+ * if the bit is held, else takes it and waits for the vCPUs within timeout_ns.
+ */
+RS_API int rs_lock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns);
+RS_API int rs_trylock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns);
+/* Release a bit; RS_ENOTHELD if it is not held.  If another thread waits for
+ * the same bit, the bit passes to it directly: the VM does not run in
+ * between and no event is produced. */
+RS_API int rs_unlock(rs_runstate *rs, enum rs_lock r);
+/* Release a bit and apply pause reason p in the same compare-and-swap, so the
+ * VM cannot run in between.  A stopping call (p keeps the VM stopped).  A
+ * waiter for the bit, if any, gets the bit and p is applied all the same. */
+RS_API int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p,
+			   int64_t timeout_ns);
+
+/* Wait until the last edge has settled and, if the VM is stopped, every
+ * vCPU is out.  0, RS_ETIMEDOUT or RS_EINVAL. */
+RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------------
+ * Queries
+ */
+struct rs_state {
+	bool running;        /* no lock, no io-error, pause reason none */
+	bool may_run;        /* running and not settling */
+	bool settling;
+	bool io_error;
+	unsigned locks;      /* bit (1u << enum rs_lock) per held lock */
+	enum rs_pause pause;
+	uint32_t edge;       /* edge counter, modulo 2^19 */
+};
+
+/* Load the word (acquire). */
+RS_API uint32_t rs_word(const rs_runstate *rs);
+/* Decode a word; works on any 32-bit value. */
+RS_API void rs_decode(uint32_t word, struct rs_state *st);
+/* QEMU query-status string for a word: finish-migrate, restore-vm, save-vm,
+ * debug, the pause reason (guest-panicked for panicked), io-error, running. */
+RS_API const char *rs_legacy_status(uint32_t word);
+
+/* Names used by rsctl and the docs: "debug", "savevm", "pre-migrate",
+ * "restore"; "none", "prelaunch", "paused", "watchdog", "panicked",
+ * "postmigrate", "shutdown", "internal-error".  NULL when out of range. */
+RS_API const char *rs_lock_name(int r);
+RS_API const char *rs_pause_name(int p);
+/* Inverse of the above; RS_EINVAL for an unknown name or NULL. */
+RS_API int rs_lock_parse(const char *name);
+RS_API int rs_pause_parse(const char *name);
+/* Rank of a pause reason (0..4), RS_EINVAL when out of range. */
+RS_API int rs_pause_rank(int p);
+
+/* ---------------------------------------------------------------------------
+ * The pure transition function: what a command does to a word, without
+ * touching any instance.  Every command above is this function inside one
+ * compare-and-swap loop.  Exported so tests, fuzzers and models check the
+ * very code the library runs.
+ */
+enum rs_cmd {
+	RS_CMD_STOP = 0,
+	RS_CMD_START,       /* arg: RS_START_FORCE or 0 */
+	RS_CMD_RETRY,
+	RS_CMD_CONT,
+	RS_CMD_RESET,
+	RS_CMD_IO_ERROR,
+	RS_CMD_PAUSE,       /* arg: enum rs_pause */
+	RS_CMD_LOCK,        /* arg: enum rs_lock */
+	RS_CMD_UNLOCK,      /* arg: enum rs_lock; arg2: enum rs_pause or NONE */
+};
+#define RS_CMD_COUNT 9
+
+/*
+ * Compute the word after cmd.  Returns 0 and stores the new word (equal to
+ * old when nothing changes), or a negative error and leaves *out untouched.
+ * A running<->stopped edge advances the edge counter and sets settling;
+ * a change that lets vCPUs run clears the parked flag (the caller wakes).
+ */
+RS_API int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint32_t *out);
+
+/* ---------------------------------------------------------------------------
+ * Events: one per running<->stopped edge, in edge order.
+ */
+enum rs_event_kind {
+	RS_EVENT_STOP = 1,
+	RS_EVENT_RESUME = 2,
+};
+
+struct rs_event {
+	uint64_t seq;        /* 1 for the first edge, then consecutive */
+	uint64_t time_ns;    /* monotonic clock when the edge settled */
+	uint32_t word;       /* the word just after the edge's CAS */
+	enum rs_event_kind kind;
+};
+
+/* Sequence number of the next event to be produced: a cursor that skips
+ * every event so far. */
+RS_API uint64_t rs_events_cursor(const rs_runstate *rs);
+/*
+ * Copy up to n events starting at *cursor into buf, oldest first, and
+ * advance *cursor.  If the ring overwrote events the reader had not read,
+ * *lost (if not NULL) is set to how many and reading resumes at the oldest
+ * kept one; otherwise *lost is 0.  Returns the number copied, or RS_EINVAL.
+ */
+RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor,
+			  struct rs_event *buf, size_t n, uint64_t *lost);
+
+/* ---------------------------------------------------------------------------
+ * vCPUs.  See docs/protocol.md for the protocol and docs/integration.md for
+ * the loop an emulator writes around it.
+ *
+ *	rs_vcpu_register(rs, &v, kick, opaque);        // on the vCPU thread
+ *	while (rs_vcpu_enter(&v) == 0) {               // parks while stopped
+ *		do
+ *			run_one_guest_slice();             // handles its exits
+ *		while (rs_may_run(rs));                    // the fast path
+ *	}
+ *	rs_vcpu_unregister(&v);
+ */
+
+/* Caller-owned storage for a vCPU, embeddable in the emulator's own vCPU
+ * structure.  Its contents are private. */
+typedef struct rs_vcpu {
+	uint64_t rs_opaque[16];
+} __attribute__((aligned(64))) rs_vcpu;
+
+/* Kick: make the vCPU leave guest code soon (signal + immediate_exit, or an
+ * interpreter exit flag).  May run concurrently from several threads, must
+ * not call into the library, is never called after rs_vcpu_unregister()
+ * returned. */
+typedef void rs_kick_fn(rs_vcpu *v, void *opaque);
+
+/* Register v, out, from the thread that will run it.  RS_EINVAL (NULL, v
+ * already registered, thread already runs a vCPU), RS_ENOSPC. */
+RS_API int rs_vcpu_register(rs_runstate *rs, rs_vcpu *v, rs_kick_fn *kick, void *opaque);
+/* Unregister from its own thread (counts as acknowledgement).  Returns once
+ * no other thread can touch v; RS_EINVAL if v is not registered or this is
+ * not its thread. */
+RS_API int rs_vcpu_unregister(rs_vcpu *v);
+
+#define RS_VCPU_EXIT 1   /* an exit request: unregister */
+#define RS_VCPU_WORK 2   /* a work request: do it, call rs_vcpu_enter again */
+/*
+ * The slow path.  Returns 0 once v is active and may run guest code (at
+ * once if it already is); parks while the VM may not run.  Returns
+ * RS_VCPU_EXIT or RS_VCPU_WORK, with v out, when a request is pending
+ * (exit before work).  RS_EINVAL if v is not registered to this thread.
+ */
+RS_API int rs_vcpu_enter(rs_vcpu *v);
+/* Declare v quiescent (halted, or blocked in a host call that touches no
+ * guest or device state): it counts as out until rs_vcpu_enter().  Only when
+ * no exit is pending. */
+RS_API int rs_vcpu_quiesce(rs_vcpu *v);
+#define RS_REQ_EXIT 1u
+#define RS_REQ_WORK 2u
+/* Post a request to v from any thread, waking it if it is parked; kicks it if
+ * it is active.  RS_EINVAL if v is not registered or req is unknown. */
+RS_API int rs_vcpu_request(rs_vcpu *v, unsigned req);
+
+struct rs_vcpu_info {
+	const rs_vcpu *vcpu;
+	void *opaque;
+	bool active;
+	bool parked;
+	uint64_t out_for_ns;      /* 0 while active */
+	uint64_t unacked_ns;      /* active since a kick not yet acknowledged */
+};
+/* Call fn for every registered vCPU (a diagnosis of a stop that will not
+ * complete).  Returns the number of vCPUs visited. */
+RS_API int rs_vcpu_foreach(rs_runstate *rs,
+			   void (*fn)(const struct rs_vcpu_info *info, void *arg), void *arg);
+/* Number of registered vCPUs and how many of them are out. */
+RS_API void rs_vcpu_count(rs_runstate *rs, unsigned *registered, unsigned *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RUNSTATE_H */

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to the library: the instance, the vCPU record and their helpers. */
+#ifndef RS_INTERNAL_H
+#define RS_INTERNAL_H
+
+#define RS_BUILDING_LIB 1
+#include "runstate.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "word.h"
+
+#define RS_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Named delay points in the racy windows.  They compile to nothing unless the
+ * build enables them (-Ddelay_points=true); the stress harness and the
+ * sanitizer runs then inject random delays through ops.delay.
+ */
+#ifdef RS_DELAY_POINTS
+#define RS_DELAY(rs, name) \
+	do { if ((rs)->ops.delay) (rs)->ops.delay((rs)->ops.ctx, name); } while (0)
+#else
+#define RS_DELAY(rs, name) do { (void)(rs); } while (0)
+#endif
+
+static inline void rs_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/*
+ * Per-vCPU state word, also the futex the vCPU parks on.
+ *
+ *  31            8   7..5    4      3      2      1       0
+ * +----------------+------+------+------+------+-------+--------+
+ * |  generation    | rsvd | EXIT | WORK | PARK | WANTED| ACTIVE |
+ * +----------------+------+------+------+------+-------+--------+
+ *
+ * ACTIVE  executing guest code or handling an exit (else: out)
+ * WANTED  a stopper counted this vCPU in rs->pending and kicked it; the
+ *         vCPU's next active->out transition decrements rs->pending
+ * PARK    the vCPU sleeps (or is about to) on this word
+ * WORK, EXIT  requests posted by rs_vcpu_request()
+ * generation  +1 on every active->out transition: a scanner that saw
+ *         ACTIVE with generation g knows the vCPU has been out since once
+ *         the generation differs from g
+ */
+#define VS_ACTIVE   0x01u
+#define VS_WANTED   0x02u
+#define VS_PARK     0x04u
+#define VS_WORK     0x08u
+#define VS_EXIT     0x10u
+#define VS_GEN_ONE  0x100u
+
+struct rs_vcpu_impl {
+	_Atomic uint32_t state;
+	uint32_t slot;
+	struct rs_runstate *rs;
+	rs_kick_fn *kick;
+	void *opaque;
+	_Atomic uint64_t kick_ns;     /* last kick; 0 when none since active */
+	_Atomic uint64_t out_since_ns; /* 0 while active */
+	_Atomic uint32_t registered;
+	uint32_t call_depth;          /* nesting of blocking library calls */
+};
+_Static_assert(sizeof(struct rs_vcpu_impl) <= sizeof(rs_vcpu), "rs_vcpu storage too small");
+_Static_assert(_Alignof(struct rs_vcpu_impl) <= _Alignof(rs_vcpu), "rs_vcpu alignment");
+
+/*
+ * A registry slot.  pins counts scanners that may be touching the vCPU in
+ * the slot; unregistration empties the slot and then waits for pins to drop
+ * to zero, so no scanner touches a vCPU after its unregistration returned.
+ */
+struct rs_slot {
+	_Atomic(struct rs_vcpu_impl *) vcpu;
+	_Atomic uint32_t pins;
+};
+
+struct rs_ev_slot {
+	_Atomic uint64_t seq;   /* seq of the event held, 0 while written */
+	_Atomic uint64_t time_ns;
+	_Atomic uint32_t kind;
+};
+
+struct rs_runstate {
+	/* The word; first member, alone on its cache line (rs_may_run()
+	 * reads it through struct rs_runstate_head). */
+	_Atomic uint32_t word;
+	char pad0[64 - sizeof(uint32_t)];
+
+	struct rs_ops ops;
+	int64_t rekick_ns;
+
+	/* Settling: the settle mutex serializes the processing of edges; it
+	 * is held by the thread that waits for the vCPUs of a stop edge.
+	 * settled is the last edge fully processed (written under the
+	 * mutex, read anywhere). */
+	_Atomic uint32_t settle_mutex;
+	_Atomic uint32_t settled;
+
+	/* Number of active vCPUs with VS_WANTED set, plus PENDING_SLEEPER
+	 * while the settler sleeps on it. */
+	_Atomic uint32_t pending;
+
+	/* Lock-bit waiters: serialized by lockq_mutex; grants[r] counts
+	 * hand-overs not yet taken and is the futex waiters of bit r sleep
+	 * on. */
+	_Atomic uint32_t lockq_mutex;
+	uint32_t lock_waiters[RS_LOCK_COUNT];
+	_Atomic uint32_t lock_grants[RS_LOCK_COUNT];
+
+	/* Events, produced in edge order by the settle mutex holder. */
+	struct rs_ev_slot *ring;
+	uint32_t ring_mask;
+	_Atomic uint64_t ev_head;      /* events produced so far */
+
+	/* vCPU registry: a fixed array sized at creation. */
+	struct rs_slot *slots;
+	uint32_t nslots;
+	_Atomic uint32_t hiwater;      /* slots [0, hiwater) may be in use */
+	_Atomic uint32_t nregistered;
+};
+
+#define PENDING_SLEEPER 0x80000000u
+#define PENDING_COUNT   0x7fffffffu
+
+/* os.c */
+RS_HIDDEN void rs_ops_fill(struct rs_ops *dst, const struct rs_ops *src);
+RS_HIDDEN int rs_futex_wait(struct rs_runstate *rs, _Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns);
+RS_HIDDEN void rs_futex_wake(struct rs_runstate *rs, _Atomic uint32_t *addr, int n);
+RS_HIDDEN uint64_t rs_now(struct rs_runstate *rs);
+RS_HIDDEN uint64_t rs_deadline(struct rs_runstate *rs, int64_t timeout_ns);
+RS_HIDDEN int64_t rs_remaining(struct rs_runstate *rs, uint64_t deadline);
+RS_HIDDEN void rs_fatal(const char *what, int err) __attribute__((noreturn));
+
+/* A small futex mutex (0 free, 1 held, 2 held with sleepers). */
+RS_HIDDEN bool rs_mutex_trylock(_Atomic uint32_t *m);
+RS_HIDDEN int rs_mutex_lock(struct rs_runstate *rs, _Atomic uint32_t *m, uint64_t deadline);
+RS_HIDDEN void rs_mutex_unlock(struct rs_runstate *rs, _Atomic uint32_t *m);
+
+/* vcpu.c */
+RS_HIDDEN void rs_kick_active(struct rs_runstate *rs);
+RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, bool rekick);
+RS_HIDDEN bool rs_any_active(struct rs_runstate *rs);
+RS_HIDDEN void rs_wake_parked(struct rs_runstate *rs);
+RS_HIDDEN struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs);
+RS_HIDDEN void rs_call_end(struct rs_vcpu_impl *self);
+
+/* runstate.c */
+RS_HIDDEN void rs_settle_help(struct rs_runstate *rs);
+
+#endif

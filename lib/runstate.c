@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Instances, commands, settling and events.
+ *
+ * Every command is rs_transition() inside one compare-and-swap loop on the
+ * word.  An edge (running <-> stopped) sets RS_W_SETTLING; the edge's work
+ * is then done by whoever holds the settle mutex, one edge at a time and in
+ * edge order:
+ *
+ *   stop edge:  wait until every registered vCPU is out, then emit STOP;
+ *   start edge: emit RESUME.
+ *
+ * When the settled edge catches up with the word's edge, the settler clears
+ * RS_W_SETTLING with a CAS that fails if a new edge arrived meanwhile; the
+ * CAS that lets vCPUs run also takes RS_W_PARKED and wakes the parked vCPUs.
+ *
+ * Synchronous callers take the settle mutex and wait (for the vCPUs of stop
+ * edges up to their own).  Everyone else helps without waiting: try the
+ * mutex, process what needs no waiting, unlock, re-check (rs_settle_help()).
+ * The vCPU whose acknowledgement completes a stop helps too, so an
+ * asynchronous stop settles without any thread waiting for it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+bool rs_may_run_func(const rs_runstate *rs)
+{
+	return rs_may_run(rs);
+}
+
+uint32_t rs_word(const rs_runstate *rs)
+{
+	/* Acquire: pairs with the release part of every command's CAS, so a
+	 * caller that sees a state also sees what was written before it. */
+	return atomic_load_explicit(&((rs_runstate *)rs)->word, memory_order_acquire);
+}
+
+int rs_create(const struct rs_config *cfg, rs_runstate **out)
+{
+	struct rs_config c = { 0 };
+	rs_runstate *rs;
+
+	if (!out)
+		return RS_EINVAL;
+	if (cfg)
+		c = *cfg;
+	if (!c.max_vcpus)
+		c.max_vcpus = 1024;
+	if (!c.rekick_ns)
+		c.rekick_ns = 1000000;
+	if (!c.event_capacity)
+		c.event_capacity = 256;
+	if ((c.event_capacity & (c.event_capacity - 1)) || c.event_capacity > (1u << 20) ||
+	    c.max_vcpus > (1u << 20) || c.rekick_ns < 0)
+		return RS_EINVAL;
+
+	rs = aligned_alloc(64, (sizeof(*rs) + 63) & ~(size_t)63);
+	if (!rs)
+		return RS_ENOMEM;
+	memset(rs, 0, sizeof(*rs));
+	rs->ring = calloc(c.event_capacity, sizeof(*rs->ring));
+	rs->slots = calloc(c.max_vcpus, sizeof(*rs->slots));
+	if (!rs->ring || !rs->slots) {
+		free(rs->ring);
+		free(rs->slots);
+		free(rs);
+		return RS_ENOMEM;
+	}
+	rs_ops_fill(&rs->ops, c.ops);
+	rs->rekick_ns = c.rekick_ns;
+	rs->ring_mask = c.event_capacity - 1;
+	rs->nslots = c.max_vcpus;
+	/* Edge 0 is the initial stopped state, settled from the start. */
+	atomic_init(&rs->word, (uint32_t)RS_PAUSE_PRELAUNCH << RS_W_PAUSE_SHIFT);
+	*out = rs;
+	return 0;
+}
+
+void rs_destroy(rs_runstate *rs)
+{
+	if (!rs)
+		return;
+	free(rs->ring);
+	free(rs->slots);
+	free(rs);
+}
+
+/* ---------------------------------------------------------------------------
+ * Events
+ */
+
+static void emit_event(rs_runstate *rs, uint32_t edge)
+{
+	/* Only the settle mutex holder produces: ev_head has one writer. */
+	uint64_t seq = atomic_load_explicit(&rs->ev_head, memory_order_relaxed) + 1;
+	struct rs_ev_slot *s = &rs->ring[seq & rs->ring_mask];
+
+	/* Seqlock-style slot: mark it invalid, fill it, then publish the
+	 * seq with release.  Pairs with the acquire loads in
+	 * rs_events_read(), which re-check seq after copying. */
+	atomic_store_explicit(&s->seq, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&s->time_ns, rs_now(rs), memory_order_relaxed);
+	atomic_store_explicit(&s->kind, rs_edge_is_stop(edge) ? RS_EVENT_STOP : RS_EVENT_RESUME,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->seq, seq, memory_order_release);
+	/* Release: pairs with the acquire load of ev_head in readers. */
+	atomic_store_explicit(&rs->ev_head, seq, memory_order_release);
+}
+
+uint64_t rs_events_cursor(const rs_runstate *rs)
+{
+	return atomic_load_explicit(&((rs_runstate *)rs)->ev_head, memory_order_acquire) + 1;
+}
+
+int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *buf, size_t n,
+		   uint64_t *lost)
+{
+	rs_runstate *rs = (rs_runstate *)crs;
+	uint64_t cap = (uint64_t)rs->ring_mask + 1, cur, head, dropped = 0;
+	size_t got = 0;
+
+	if (!rs || !cursor || (!buf && n))
+		return RS_EINVAL;
+	cur = *cursor ? *cursor : 1;
+	/* Acquire: pairs with the release store of ev_head in emit_event(). */
+	head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
+	while (got < n && cur <= head) {
+		struct rs_ev_slot *s = &rs->ring[cur & rs->ring_mask];
+		uint64_t seq1, seq2, t;
+		uint32_t k;
+
+		if (head - cur >= cap) {
+			/* Overwritten before we got to it. */
+			dropped += head - cap + 1 - cur;
+			cur = head - cap + 1;
+			continue;
+		}
+		/* Pairs with the release store of s->seq in emit_event(). */
+		seq1 = atomic_load_explicit(&s->seq, memory_order_acquire);
+		t = atomic_load_explicit(&s->time_ns, memory_order_relaxed);
+		k = atomic_load_explicit(&s->kind, memory_order_relaxed);
+		/* Orders the copies before the re-check of seq (seqlock read). */
+		atomic_thread_fence(memory_order_acquire);
+		seq2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		if (seq1 != cur || seq2 != cur) {
+			/* The writer lapped us while we copied: reload head. */
+			head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
+			if (head - cur < cap)
+				continue;
+			continue;
+		}
+		buf[got].seq = cur;
+		buf[got].time_ns = t;
+		buf[got].kind = (enum rs_event_kind)k;
+		got++;
+		cur++;
+	}
+	*cursor = cur;
+	if (lost)
+		*lost = dropped;
+	return (int)got;
+}
+
+/* ---------------------------------------------------------------------------
+ * Settling
+ */
+
+enum { SETTLE_DONE = 0, SETTLE_BLOCKED = 1 };
+
+/*
+ * Process edges with the settle mutex held.  Stop edges up to `block_until`
+ * wait for the vCPUs until `deadline`; later ones (and all of them when
+ * block_until is NO_BLOCK) only check.  Returns SETTLE_DONE when the word
+ * was caught up and RS_W_SETTLING cleared, SETTLE_BLOCKED when a stop edge
+ * beyond block_until still has active vCPUs, RS_ETIMEDOUT.
+ */
+#define NO_BLOCK UINT32_MAX
+
+static int wait_stop_edge(rs_runstate *rs, uint64_t deadline);
+
+static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadline)
+{
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&rs->word, memory_order_seq_cst);
+		uint32_t s = atomic_load_explicit(&rs->settled, memory_order_relaxed);
+
+		if (rs_w_edge(w) == s) {
+			uint32_t nw = w & ~RS_W_SETTLING;
+
+			if (!(w & RS_W_SETTLING))
+				return SETTLE_DONE;
+			if (rs_w_may_run(nw))
+				nw &= ~RS_W_PARKED;
+			RS_DELAY(rs, "settle-clear");
+			/* seq_cst: pairs with the parkers' CAS that sets
+			 * RS_W_PARKED (rs_vcpu_enter()); whichever comes first
+			 * in the word's order, a parked vCPU is woken or sees
+			 * the word runnable. */
+			if (atomic_compare_exchange_strong_explicit(&rs->word, &w, nw,
+								    memory_order_seq_cst,
+								    memory_order_relaxed)) {
+				if ((w & RS_W_PARKED) && !(nw & RS_W_PARKED))
+					rs_wake_parked(rs);
+				return SETTLE_DONE;
+			}
+			continue;
+		}
+
+		uint32_t e = rs_edge_next(s);
+
+		if (rs_edge_is_stop(e)) {
+			if (block_until != NO_BLOCK && rs_edge_le(e, block_until)) {
+				int r = wait_stop_edge(rs, deadline);
+
+				if (r)
+					return r;
+			} else if (!rs_scan_out(rs, false)) {
+				return SETTLE_BLOCKED;
+			}
+		}
+		emit_event(rs, e);
+		/* Release: pairs with the acquire load of settled in
+		 * settled_through(); a caller that sees its edge settled
+		 * sees the vCPUs' acknowledgements too. */
+		atomic_store_explicit(&rs->settled, e, memory_order_release);
+	}
+}
+
+/* Wait until every registered vCPU is out, kicking and re-kicking. */
+static int wait_stop_edge(rs_runstate *rs, uint64_t deadline)
+{
+	for (int spin = 0;; spin++) {
+		uint32_t p;
+		int64_t left, nap;
+
+		/* Read pending before the scan: an acknowledgement after
+		 * the scan changes it and the futex wait returns at once. */
+		p = atomic_load_explicit(&rs->pending, memory_order_seq_cst);
+		if (rs_scan_out(rs, spin > 0 && spin % 64 == 0))
+			return 0;
+		left = rs_remaining(rs, deadline);
+		if (left == 0)
+			return RS_ETIMEDOUT;
+		if (spin < 64) {
+			rs_cpu_relax();
+			continue;
+		}
+		if (!(p & PENDING_COUNT))
+			continue;
+		/* Announce the sleeper; the acknowledgement that brings the
+		 * count to zero wakes us (rs_vcpu_ack()). */
+		if (!(p & PENDING_SLEEPER) &&
+		    !atomic_compare_exchange_strong_explicit(&rs->pending, &p, p | PENDING_SLEEPER,
+							     memory_order_seq_cst,
+							     memory_order_relaxed))
+			continue;
+		nap = rs->rekick_ns;
+		if (left > 0 && left < nap)
+			nap = left;
+		RS_DELAY(rs, "stopper-sleep");
+		rs_futex_wait(rs, &rs->pending, p | PENDING_SLEEPER, nap);
+		/* After a nap the next scan re-kicks the laggards. */
+		spin = 63;
+	}
+}
+
+static uint32_t load_settled(rs_runstate *rs)
+{
+	/* Pairs with the release store in settle_locked(). */
+	return atomic_load_explicit(&rs->settled, memory_order_acquire);
+}
+
+void rs_settle_help(rs_runstate *rs)
+{
+	for (;;) {
+		int r;
+
+		if (!rs_mutex_trylock(&rs->settle_mutex))
+			return; /* the holder re-checks after unlocking */
+		r = settle_locked(rs, NO_BLOCK, 0);
+		rs_mutex_unlock(rs, &rs->settle_mutex);
+		/*
+		 * Re-check after unlocking: a thread whose trylock failed
+		 * while we held the mutex left its edge or its
+		 * acknowledgement to us.  Its change precedes its failed
+		 * trylock, which precedes our unlock, which precedes these
+		 * loads in the seq_cst order, so we see it.
+		 */
+		if (!(atomic_load_explicit(&rs->word, memory_order_seq_cst) & RS_W_SETTLING))
+			return;
+		if (r == SETTLE_BLOCKED && rs_any_active(rs))
+			return; /* the last acknowledgement helps */
+	}
+}
+
+/*
+ * Make sure edges up to `target` are settled, waiting for vCPUs until
+ * deadline.  The caller is out if it is a vCPU thread.
+ */
+static int settle_through(rs_runstate *rs, uint32_t target, uint64_t deadline)
+{
+	int r;
+
+	if (rs_edge_le(target, load_settled(rs)))
+		return 0;
+	r = rs_mutex_lock(rs, &rs->settle_mutex, deadline);
+	if (r)
+		return r;
+	r = settle_locked(rs, target, deadline);
+	rs_mutex_unlock(rs, &rs->settle_mutex);
+	/* Same re-check as rs_settle_help(): hand on what arrived. */
+	rs_settle_help(rs);
+	if (r == RS_ETIMEDOUT)
+		return r;
+	return rs_edge_le(target, load_settled(rs)) ? 0 : RS_ETIMEDOUT;
+}
+
+int rs_wait(rs_runstate *rs, int64_t timeout_ns)
+{
+	struct rs_vcpu_impl *self;
+	uint64_t deadline;
+	int r = 0;
+
+	if (!rs)
+		return RS_EINVAL;
+	deadline = rs_deadline(rs, timeout_ns);
+	self = rs_call_begin(rs);
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);
+
+		if (!(w & RS_W_SETTLING))
+			break;
+		r = rs_mutex_lock(rs, &rs->settle_mutex, deadline);
+		if (r)
+			break;
+		r = settle_locked(rs, rs_w_edge(w), deadline);
+		rs_mutex_unlock(rs, &rs->settle_mutex);
+		rs_settle_help(rs);
+		if (r < 0)
+			break;
+		if (timeout_ns == RS_ASYNC)
+			break;
+	}
+	rs_call_end(self);
+	return r < 0 ? r : 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Commands
+ */
+
+/*
+ * Apply a command: the one CAS.  seq_cst: the CAS is the stopper's half of
+ * the store-fence-load pairing with a vCPU's out->active announcement
+ * (rs_vcpu_enter()), and its release half publishes what the caller wrote
+ * before the command to every thread that sees the new word.
+ */
+static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *oldp,
+		 uint32_t *newp)
+{
+	/* Acquire: if nothing changes, this load is the command's read. */
+	uint32_t old = atomic_load_explicit(&rs->word, memory_order_acquire);
+
+	for (;;) {
+		uint32_t nw;
+		int err = rs_transition(old, cmd, arg, arg2, &nw);
+
+		if (err)
+			return err;
+		if (nw == old)
+			break;
+		RS_DELAY(rs, "command-cas");
+		if (atomic_compare_exchange_weak_explicit(&rs->word, &old, nw, memory_order_seq_cst,
+							  memory_order_acquire)) {
+			*oldp = old;
+			*newp = nw;
+			return 0;
+		}
+	}
+	*oldp = *newp = old;
+	return 0;
+}
+
+static bool made_edge(uint32_t old, uint32_t nw)
+{
+	return rs_w_edge(old) != rs_w_edge(nw);
+}
+
+/* After the CAS: kick for a stop edge, then settle (waiting or helping). */
+static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns,
+		  struct rs_vcpu_impl *self, uint64_t deadline)
+{
+	int r = 0;
+
+	if (made_edge(old, nw) && !rs_w_running(nw))
+		rs_kick_active(rs);
+	if (timeout_ns == RS_ASYNC || rs_w_running(nw))
+		rs_settle_help(rs);
+	else
+		r = settle_through(rs, rs_w_edge(nw), deadline);
+	rs_call_end(self);
+	return r;
+}
+
+/* A stopping command: the CAS, then wait or help. */
+static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t timeout_ns)
+{
+	struct rs_vcpu_impl *self = NULL;
+	uint64_t deadline = 0;
+	uint32_t old, nw;
+	int r;
+
+	if (!rs)
+		return RS_EINVAL;
+	if (timeout_ns != RS_ASYNC) {
+		deadline = rs_deadline(rs, timeout_ns);
+		/* A vCPU thread that will block counts as out from here. */
+		self = rs_call_begin(rs);
+	}
+	r = apply(rs, cmd, arg, arg2, &old, &nw);
+	if (r) {
+		rs_call_end(self);
+		return r;
+	}
+	return finish(rs, old, nw, timeout_ns, self, deadline);
+}
+
+/* A command that cannot stop the VM: the CAS, then help settle. */
+static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
+{
+	uint32_t old, nw;
+	int r;
+
+	if (!rs)
+		return RS_EINVAL;
+	r = apply(rs, cmd, arg, 0, &old, &nw);
+	if (r)
+		return r;
+	if (old != nw)
+		rs_settle_help(rs);
+	return 0;
+}
+
+int rs_stop(rs_runstate *rs, int64_t timeout_ns)
+{
+	return stopping(rs, RS_CMD_STOP, 0, 0, timeout_ns);
+}
+
+int rs_io_error(rs_runstate *rs, int64_t timeout_ns)
+{
+	return stopping(rs, RS_CMD_IO_ERROR, 0, 0, timeout_ns);
+}
+
+int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns)
+{
+	if (p <= RS_PAUSE_NONE || p >= RS_PAUSE_COUNT)
+		return RS_EINVAL;
+	return stopping(rs, RS_CMD_PAUSE, p, 0, timeout_ns);
+}
+
+int rs_start(rs_runstate *rs, unsigned flags)
+{
+	if (flags & ~RS_START_FORCE)
+		return RS_EINVAL;
+	return releasing(rs, RS_CMD_START, (int)flags);
+}
+
+int rs_retry(rs_runstate *rs)
+{
+	return releasing(rs, RS_CMD_RETRY, 0);
+}
+
+int rs_cont(rs_runstate *rs)
+{
+	return releasing(rs, RS_CMD_CONT, 0);
+}
+
+int rs_reset(rs_runstate *rs)
+{
+	return releasing(rs, RS_CMD_RESET, 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Internal locks
+ *
+ * Uncontended, a lock or unlock is one CAS.  A thread that finds the bit
+ * held registers in lock_waiters[r] under lockq_mutex and sets
+ * RS_W_LOCKWAIT in the word with the same CAS that observes the bit held;
+ * from then on every unlock sees RS_W_LOCKWAIT, takes the slow path under
+ * lockq_mutex, and hands the bit to a waiter (grants[r]++) instead of
+ * clearing it.  RS_W_LOCKWAIT only changes under lockq_mutex.
+ */
+
+static unsigned total_lock_waiters(rs_runstate *rs)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < RS_LOCK_COUNT; i++)
+		n += rs->lock_waiters[i];
+	return n;
+}
+
+static void word_clear_lockwait(rs_runstate *rs)
+{
+	uint32_t w = atomic_load_explicit(&rs->word, memory_order_relaxed);
+
+	while (!atomic_compare_exchange_weak_explicit(&rs->word, &w, w & ~RS_W_LOCKWAIT,
+						      memory_order_seq_cst, memory_order_relaxed))
+		;
+}
+
+/* Take bit r waiting up to deadline; 0 or RS_EBUSY.  *oldp and *newp get the CAS. */
+static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_t *oldp,
+		     uint32_t *newp)
+{
+	int err = 0;
+	uint32_t g;
+
+	if (rs_mutex_lock(rs, &rs->lockq_mutex, deadline))
+		return RS_EBUSY;
+	/* Under lockq_mutex: either take the bit or, in the same CAS that
+	 * sees it held, tell every future unlock to hand it over. */
+	for (uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);;) {
+		uint32_t nw;
+
+		if (!(w & RS_W_LOCK(r))) {
+			rs_transition(w, RS_CMD_LOCK, r, 0, &nw);
+			if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw,
+								  memory_order_seq_cst,
+								  memory_order_acquire)) {
+				rs_mutex_unlock(rs, &rs->lockq_mutex);
+				*oldp = w;
+				*newp = nw;
+				return 0;
+			}
+		} else if (w & RS_W_LOCKWAIT ||
+			   atomic_compare_exchange_weak_explicit(&rs->word, &w, w | RS_W_LOCKWAIT,
+								 memory_order_seq_cst,
+								 memory_order_acquire)) {
+			break;
+		}
+	}
+	rs->lock_waiters[r]++;
+	for (;;) {
+		int64_t left;
+
+		g = atomic_load_explicit(&rs->lock_grants[r], memory_order_relaxed);
+		if (g) {
+			/* A hand-over: the bit stays set and is ours now. */
+			atomic_store_explicit(&rs->lock_grants[r], g - 1, memory_order_relaxed);
+			break;
+		}
+		left = rs_remaining(rs, deadline);
+		if (left == 0) {
+			rs->lock_waiters[r]--;
+			err = RS_EBUSY;
+			break;
+		}
+		rs_mutex_unlock(rs, &rs->lockq_mutex);
+		RS_DELAY(rs, "lock-wait");
+		rs_futex_wait(rs, &rs->lock_grants[r], 0, left);
+		if (rs_mutex_lock(rs, &rs->lockq_mutex, UINT64_MAX))
+			rs_fatal("lockq mutex", RS_ETIMEDOUT);
+	}
+	if (!total_lock_waiters(rs))
+		word_clear_lockwait(rs);
+	rs_mutex_unlock(rs, &rs->lockq_mutex);
+	*oldp = *newp = atomic_load_explicit(&rs->word, memory_order_acquire);
+	return err;
+}
+
+static int lock_common(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns, bool try)
+{
+	struct rs_vcpu_impl *self = NULL;
+	uint64_t deadline = 0;
+	uint32_t old, nw;
+	int err;
+
+	if (!rs || r < 0 || r >= RS_LOCK_COUNT)
+		return RS_EINVAL;
+	if (timeout_ns != RS_ASYNC) {
+		deadline = rs_deadline(rs, timeout_ns);
+		self = rs_call_begin(rs);
+	}
+	err = apply(rs, RS_CMD_LOCK, r, 0, &old, &nw);
+	if (err == RS_EBUSY && !try && timeout_ns != RS_ASYNC)
+		err = lock_wait(rs, r, deadline, &old, &nw);
+	if (err) {
+		rs_call_end(self);
+		return err;
+	}
+	return finish(rs, old, nw, timeout_ns, self, deadline);
+}
+
+int rs_lock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns)
+{
+	return lock_common(rs, r, timeout_ns, false);
+}
+
+int rs_trylock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns)
+{
+	return lock_common(rs, r, timeout_ns, true);
+}
+
+/*
+ * Unlock (p == NONE) or unlock with a pause reason.  Returns 0 with the CAS
+ * in *oldp and *newp, or an error with nothing changed.
+ */
+static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint32_t *oldp,
+			 uint32_t *newp)
+{
+	uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire), nw;
+	int err;
+
+	for (;;) {
+		err = rs_transition(w, RS_CMD_UNLOCK, r, p, &nw);
+		if (err)
+			return err;
+		if (w & RS_W_LOCKWAIT)
+			break;
+		RS_DELAY(rs, "unlock-cas");
+		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
+							  memory_order_acquire)) {
+			*oldp = w;
+			*newp = nw;
+			return 0;
+		}
+	}
+
+	/* Contended: decide between hand-over and release under the mutex. */
+	if (rs_mutex_lock(rs, &rs->lockq_mutex, UINT64_MAX))
+		rs_fatal("lockq mutex", RS_ETIMEDOUT);
+	w = atomic_load_explicit(&rs->word, memory_order_acquire);
+	for (;;) {
+		err = rs_transition(w, RS_CMD_UNLOCK, r, p, &nw);
+		if (err)
+			break;
+		if (rs->lock_waiters[r]) {
+			/* Hand over: the bit stays set; only the pause reason
+			 * (if any) is applied. */
+			if (p != RS_PAUSE_NONE)
+				rs_transition(w, RS_CMD_PAUSE, p, 0, &nw);
+			else
+				nw = w;
+		}
+		if (nw == w ||
+		    atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
+							  memory_order_acquire))
+			break;
+	}
+	if (!err && rs->lock_waiters[r]) {
+		rs->lock_waiters[r]--;
+		atomic_fetch_add_explicit(&rs->lock_grants[r], 1, memory_order_relaxed);
+		/* The waiter re-reads lock_grants under lockq_mutex, whose
+		 * unlock/lock orders this increment before its read. */
+		rs_futex_wake(rs, &rs->lock_grants[r], 1);
+	}
+	rs_mutex_unlock(rs, &rs->lockq_mutex);
+	if (!err) {
+		*oldp = w;
+		*newp = nw;
+	}
+	return err;
+}
+
+int rs_unlock(rs_runstate *rs, enum rs_lock r)
+{
+	uint32_t old, nw;
+	int err;
+
+	if (!rs)
+		return RS_EINVAL;
+	err = unlock_common(rs, r, RS_PAUSE_NONE, &old, &nw);
+	if (err)
+		return err;
+	if (old != nw)
+		rs_settle_help(rs);
+	return 0;
+}
+
+int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p, int64_t timeout_ns)
+{
+	struct rs_vcpu_impl *self = NULL;
+	uint64_t deadline = 0;
+	uint32_t old, nw;
+	int err;
+
+	if (!rs || p <= RS_PAUSE_NONE || p >= RS_PAUSE_COUNT)
+		return RS_EINVAL;
+	if (timeout_ns != RS_ASYNC) {
+		deadline = rs_deadline(rs, timeout_ns);
+		self = rs_call_begin(rs);
+	}
+	err = unlock_common(rs, r, p, &old, &nw);
+	if (err) {
+		rs_call_end(self);
+		return err;
+	}
+	return finish(rs, old, nw, timeout_ns, self, deadline);
+}

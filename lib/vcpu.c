@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs: registration, the out->active announcement, parking, kicks and
+ * acknowledgements.  docs/protocol.md has the case analysis; the comments
+ * here name the pairings.
+ *
+ * The two halves of the store-fence-load pairing (KVM's vcpu->mode against
+ * its request bits):
+ *
+ *   vCPU (out->active)                 stopper (stop edge)
+ *   state |= ACTIVE                    CAS word: stopped
+ *   fence(seq_cst)                     fence(seq_cst)        [scan_begin]
+ *   load word                          load state of each vCPU
+ *
+ * At least one side sees the other's store: either the vCPU sees the stop
+ * and retreats without running guest code, or the stopper sees ACTIVE and
+ * waits for (and kicks) the vCPU.
+ */
+
+#include <limits.h>
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define VCPU_MAGIC 0x72737663u  /* "rsvc" */
+#define PARK_SPIN  200
+
+static _Thread_local struct rs_vcpu_impl *tls_self;
+
+static struct rs_vcpu_impl *impl_of(rs_vcpu *v)
+{
+	return (struct rs_vcpu_impl *)(void *)v;
+}
+
+static bool is_registered(struct rs_vcpu_impl *v)
+{
+	return atomic_load_explicit(&v->registered, memory_order_acquire) == VCPU_MAGIC;
+}
+
+/* ---------------------------------------------------------------------------
+ * Acknowledgements
+ */
+
+static void pending_dec(struct rs_runstate *rs)
+{
+	/* seq_cst: the settle mutex holder's "unlock, then re-check" in
+	 * rs_settle_help() relies on this being in the total order. */
+	uint32_t old = atomic_fetch_sub_explicit(&rs->pending, 1, memory_order_seq_cst);
+
+	if ((old & PENDING_COUNT) != 1)
+		return;
+	/* The last wanted acknowledgement: wake the settler if it sleeps,
+	 * else help settle ourselves (an asynchronous stop has nobody
+	 * waiting for it). */
+	if (old & PENDING_SLEEPER) {
+		atomic_fetch_and_explicit(&rs->pending, ~PENDING_SLEEPER, memory_order_relaxed);
+		rs_futex_wake(rs, &rs->pending, INT_MAX);
+	}
+	rs_settle_help(rs);
+}
+
+/* active -> out.  Called by the vCPU's own thread only. */
+static void vcpu_go_out(struct rs_vcpu_impl *v)
+{
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_relaxed), ns;
+
+	RS_DELAY(v->rs, "vcpu-ack");
+	do
+		ns = (s & ~(VS_ACTIVE | VS_WANTED)) + VS_GEN_ONE;
+	while (!atomic_compare_exchange_weak_explicit(&v->state, &s, ns,
+						      /* Release: pairs with the
+						       * acquire load of state in
+						       * want_ack(): a stopper that
+						       * sees this vCPU out sees
+						       * everything its guest code
+						       * and exit handling wrote. */
+						      memory_order_seq_cst, memory_order_relaxed));
+	atomic_store_explicit(&v->out_since_ns, rs_now(v->rs) | 1, memory_order_relaxed);
+	if (s & VS_WANTED)
+		pending_dec(v->rs);
+}
+
+/* ---------------------------------------------------------------------------
+ * Scanning the registry
+ */
+
+static void kick(struct rs_runstate *rs, struct rs_vcpu_impl *v, uint64_t now)
+{
+	atomic_store_explicit(&v->kick_ns, now, memory_order_relaxed);
+	RS_DELAY(rs, "kick");
+	if (v->kick)
+		v->kick((rs_vcpu *)(void *)v, v->opaque);
+}
+
+/*
+ * Is v active?  If so make sure it is counted in rs->pending and kicked
+ * (once per active period; again when rekick and the delay has passed).
+ */
+static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, bool rekick)
+{
+	/* Acquire: pairs with the release CAS in vcpu_go_out(). */
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
+
+	for (;;) {
+		if (!(s & VS_ACTIVE))
+			return false;
+		if (s & VS_WANTED) {
+			uint64_t now, last;
+
+			if (!rekick)
+				return true;
+			now = rs_now(rs);
+			last = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
+			/* One re-kick per delay however many threads scan. */
+			if (now - last >= (uint64_t)rs->rekick_ns &&
+			    atomic_compare_exchange_strong_explicit(&v->kick_ns, &last, now,
+								    memory_order_relaxed,
+								    memory_order_relaxed))
+				kick(rs, v, now);
+			return true;
+		}
+		/* Count first, so the vCPU's decrement never precedes it. */
+		atomic_fetch_add_explicit(&rs->pending, 1, memory_order_seq_cst);
+		if (atomic_compare_exchange_strong_explicit(&v->state, &s, s | VS_WANTED,
+							    memory_order_seq_cst,
+							    memory_order_acquire)) {
+			kick(rs, v, rs_now(rs));
+			return true;
+		}
+		pending_dec(rs);
+	}
+}
+
+typedef bool (*slot_fn)(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg);
+
+/*
+ * Visit every registered vCPU with its slot pinned: fn may touch it, and
+ * rs_vcpu_unregister() waits for the pin to go.  Stops early when fn
+ * returns false.  Returns false if it stopped early.
+ */
+static bool for_each_vcpu(struct rs_runstate *rs, slot_fn fn, void *arg)
+{
+	uint32_t n = atomic_load_explicit(&rs->hiwater, memory_order_acquire);
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct rs_slot *sl = &rs->slots[i];
+		struct rs_vcpu_impl *v;
+		bool go_on = true;
+
+		if (!atomic_load_explicit(&sl->vcpu, memory_order_relaxed))
+			continue;
+		/* seq_cst pin, then seq_cst load of the slot: against the
+		 * unregistering thread's seq_cst store of NULL, then load of
+		 * pins (rs_vcpu_unregister()), one of the two sees the
+		 * other. */
+		atomic_fetch_add_explicit(&sl->pins, 1, memory_order_seq_cst);
+		v = atomic_load_explicit(&sl->vcpu, memory_order_seq_cst);
+		if (v)
+			go_on = fn(rs, v, arg);
+		atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
+		if (!go_on)
+			return false;
+	}
+	return true;
+}
+
+struct scan_arg {
+	bool rekick;
+	bool all_out;
+};
+
+static bool scan_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
+{
+	struct scan_arg *a = arg;
+
+	if (want_ack(rs, v, a->rekick))
+		a->all_out = false;
+	return true;
+}
+
+/*
+ * Kick every active vCPU not kicked yet (and re-kick laggards if rekick);
+ * true if every registered vCPU is out.  Called after a stop edge's CAS
+ * and by the settler.
+ */
+bool rs_scan_out(struct rs_runstate *rs, bool rekick)
+{
+	struct scan_arg a = { .rekick = rekick, .all_out = true };
+
+	/* The stopper's fence: pairs with the vCPU's fence between its
+	 * ACTIVE store and its load of the word (vcpu_enter()). */
+	atomic_thread_fence(memory_order_seq_cst);
+	for_each_vcpu(rs, scan_one, &a);
+	return a.all_out;
+}
+
+void rs_kick_active(struct rs_runstate *rs)
+{
+	(void)rs_scan_out(rs, false);
+}
+
+static bool active_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
+{
+	(void)rs;
+	(void)arg;
+	/* seq_cst: part of the re-check in rs_settle_help(). */
+	return !(atomic_load_explicit(&v->state, memory_order_seq_cst) & VS_ACTIVE);
+}
+
+bool rs_any_active(struct rs_runstate *rs)
+{
+	return !for_each_vcpu(rs, active_one, NULL);
+}
+
+static bool wake_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
+{
+	(void)arg;
+	/* seq_cst: pairs with the parker's fetch_or of VS_PARK before its
+	 * CAS that sets RS_W_PARKED (park()); our caller's CAS cleared
+	 * RS_W_PARKED, so any vCPU that set it before shows VS_PARK here. */
+	if (atomic_load_explicit(&v->state, memory_order_seq_cst) & VS_PARK &&
+	    atomic_fetch_and_explicit(&v->state, ~VS_PARK, memory_order_seq_cst) & VS_PARK)
+		rs_futex_wake(rs, &v->state, 1);
+	return true;
+}
+
+void rs_wake_parked(struct rs_runstate *rs)
+{
+	for_each_vcpu(rs, wake_one, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * The vCPU side
+ */
+
+/* Park until the word changes in a way that may let us run, or a request
+ * arrives.  The caller loops and re-checks. */
+static void park(struct rs_vcpu_impl *v, uint32_t reqmask)
+{
+	struct rs_runstate *rs = v->rs;
+	uint32_t s, w;
+
+	/* Spin briefly first: a short pause must not pay a futex sleep. */
+	for (int i = 0; i < PARK_SPIN; i++) {
+		rs_cpu_relax();
+		if (rs_w_may_run(atomic_load_explicit(&rs->word, memory_order_relaxed)) ||
+		    atomic_load_explicit(&v->state, memory_order_relaxed) & reqmask)
+			return;
+	}
+
+	/* VS_PARK first, then RS_W_PARKED in the word: the CAS that lets
+	 * vCPUs run clears RS_W_PARKED, and if it saw it set, scans for
+	 * VS_PARK (wake_one()). */
+	s = atomic_fetch_or_explicit(&v->state, VS_PARK, memory_order_seq_cst) | VS_PARK;
+	if (s & reqmask)
+		goto out;
+	w = atomic_load_explicit(&rs->word, memory_order_seq_cst);
+	for (;;) {
+		if (rs_w_may_run(w))
+			goto out;
+		if (w & RS_W_PARKED)
+			break;
+		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, w | RS_W_PARKED,
+							  memory_order_seq_cst,
+							  memory_order_seq_cst))
+			break;
+	}
+	RS_DELAY(rs, "park");
+	/* Sleeps only while the state is exactly s: a waker that clears
+	 * VS_PARK or posts a request changes it first. */
+	rs_futex_wait(rs, &v->state, s, -1);
+out:
+	atomic_fetch_and_explicit(&v->state, ~VS_PARK, memory_order_relaxed);
+}
+
+/*
+ * The slow path.  in_call: re-entering at the end of a blocking library
+ * call; work requests stay latched and an exit request returns with the
+ * vCPU out.
+ */
+static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
+{
+	struct rs_runstate *rs = v->rs;
+	uint32_t reqmask = in_call ? VS_EXIT : VS_EXIT | VS_WORK;
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_relaxed);
+
+	if (s & VS_ACTIVE) {
+		/* Acquire: the fast path's relaxed load gets its ordering
+		 * here (see rs_may_run()). */
+		if (!(s & reqmask) &&
+		    rs_w_may_run(atomic_load_explicit(&rs->word, memory_order_acquire)))
+			return 0;
+		vcpu_go_out(v);
+	}
+	for (;;) {
+		uint32_t w;
+
+		s = atomic_load_explicit(&v->state, memory_order_acquire);
+		if (s & VS_EXIT) {
+			if (!in_call)
+				atomic_fetch_and_explicit(&v->state, ~VS_EXIT, memory_order_relaxed);
+			return RS_VCPU_EXIT;
+		}
+		if (s & reqmask & VS_WORK) {
+			atomic_fetch_and_explicit(&v->state, ~VS_WORK, memory_order_relaxed);
+			return RS_VCPU_WORK;
+		}
+		w = atomic_load_explicit(&rs->word, memory_order_acquire);
+		if (rs_w_may_run(w)) {
+			/* out -> active: announce, full fence, re-load.  Pairs
+			 * with the fence in rs_scan_out() after a stop edge. */
+			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_relaxed);
+			RS_DELAY(rs, "announce");
+			atomic_thread_fence(memory_order_seq_cst);
+			w = atomic_load_explicit(&rs->word, memory_order_acquire);
+			if (rs_w_may_run(w)) {
+				atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
+				return 0;
+			}
+			/* Retreat: we ran no guest code. */
+			vcpu_go_out(v);
+		}
+		park(v, reqmask);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Blocking library calls made from a vCPU thread count as out.
+ */
+
+struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs)
+{
+	struct rs_vcpu_impl *self = tls_self;
+
+	if (!self || self->rs != rs)
+		return NULL;
+	if (self->call_depth++ == 0) {
+		if (atomic_load_explicit(&self->state, memory_order_relaxed) & VS_ACTIVE)
+			vcpu_go_out(self);
+		else
+			self->call_depth |= 0x80000000u; /* was out: stay out */
+	}
+	return self;
+}
+
+void rs_call_end(struct rs_vcpu_impl *self)
+{
+	bool was_out;
+
+	if (!self)
+		return;
+	was_out = self->call_depth & 0x80000000u;
+	if ((--self->call_depth & 0x7fffffffu) != 0)
+		return;
+	self->call_depth = 0;
+	/* Become active again only when the VM may run: a lock holder that
+	 * got its lock while we were blocked must not see us come back. */
+	if (!was_out)
+		(void)vcpu_enter(self, true);
+}
+
+/* ---------------------------------------------------------------------------
+ * Public vCPU API
+ */
+
+int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opaque)
+{
+	struct rs_vcpu_impl *v;
+	uint32_t i, hw;
+
+	if (!rs || !pv)
+		return RS_EINVAL;
+	v = impl_of(pv);
+	if (tls_self || is_registered(v))
+		return RS_EINVAL;
+	memset(v, 0, sizeof(*v));
+	v->rs = rs;
+	v->kick = kickfn;
+	v->opaque = opaque;
+	atomic_init(&v->state, 0);
+	atomic_init(&v->out_since_ns, rs_now(rs) | 1);
+	RS_DELAY(rs, "register");
+	for (i = 0; i < rs->nslots; i++) {
+		struct rs_vcpu_impl *expect = NULL;
+
+		if (atomic_load_explicit(&rs->slots[i].vcpu, memory_order_relaxed))
+			continue;
+		/* Release: scanners that find v in the slot see it filled. */
+		if (atomic_compare_exchange_strong_explicit(&rs->slots[i].vcpu, &expect, v,
+							    memory_order_seq_cst,
+							    memory_order_relaxed))
+			break;
+	}
+	if (i == rs->nslots)
+		return RS_ENOSPC;
+	v->slot = i;
+	hw = atomic_load_explicit(&rs->hiwater, memory_order_relaxed);
+	while (hw < i + 1 &&
+	       !atomic_compare_exchange_weak_explicit(&rs->hiwater, &hw, i + 1,
+						      memory_order_release, memory_order_relaxed))
+		;
+	atomic_fetch_add_explicit(&rs->nregistered, 1, memory_order_relaxed);
+	atomic_store_explicit(&v->registered, VCPU_MAGIC, memory_order_release);
+	tls_self = v;
+	return 0;
+}
+
+int rs_vcpu_unregister(rs_vcpu *pv)
+{
+	struct rs_vcpu_impl *v;
+	struct rs_runstate *rs;
+	struct rs_slot *sl;
+
+	if (!pv)
+		return RS_EINVAL;
+	v = impl_of(pv);
+	if (!is_registered(v) || tls_self != v)
+		return RS_EINVAL;
+	rs = v->rs;
+	/* Unregistering counts as acknowledgement. */
+	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE)
+		vcpu_go_out(v);
+	sl = &rs->slots[v->slot];
+	/* seq_cst store, then seq_cst load of pins: see for_each_vcpu(). */
+	atomic_store_explicit(&sl->vcpu, NULL, memory_order_seq_cst);
+	while (atomic_load_explicit(&sl->pins, memory_order_seq_cst))
+		sched_yield();
+	atomic_store_explicit(&v->registered, 0, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&rs->nregistered, 1, memory_order_relaxed);
+	tls_self = NULL;
+	return 0;
+}
+
+int rs_vcpu_enter(rs_vcpu *pv)
+{
+	struct rs_vcpu_impl *v;
+
+	if (!pv)
+		return RS_EINVAL;
+	v = impl_of(pv);
+	if (!is_registered(v) || tls_self != v)
+		return RS_EINVAL;
+	return vcpu_enter(v, false);
+}
+
+int rs_vcpu_quiesce(rs_vcpu *pv)
+{
+	struct rs_vcpu_impl *v;
+
+	if (!pv)
+		return RS_EINVAL;
+	v = impl_of(pv);
+	if (!is_registered(v) || tls_self != v)
+		return RS_EINVAL;
+	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE)
+		vcpu_go_out(v);
+	return 0;
+}
+
+int rs_vcpu_request(rs_vcpu *pv, unsigned req)
+{
+	struct rs_vcpu_impl *v;
+	uint32_t bits = 0, old;
+
+	if (!pv || !req || (req & ~(RS_REQ_EXIT | RS_REQ_WORK)))
+		return RS_EINVAL;
+	v = impl_of(pv);
+	if (!is_registered(v))
+		return RS_EINVAL;
+	if (req & RS_REQ_EXIT)
+		bits |= VS_EXIT;
+	if (req & RS_REQ_WORK)
+		bits |= VS_WORK;
+	/* seq_cst: the parker's futex wait compares the whole state word,
+	 * so either it sees the request or we see VS_PARK and wake it. */
+	old = atomic_fetch_or_explicit(&v->state, bits, memory_order_seq_cst);
+	if (old & VS_PARK)
+		rs_futex_wake(v->rs, &v->state, 1);
+	else if (old & VS_ACTIVE)
+		kick(v->rs, v, rs_now(v->rs));
+	return 0;
+}
+
+struct info_arg {
+	void (*fn)(const struct rs_vcpu_info *, void *);
+	void *arg;
+	uint64_t now;
+	int n;
+	unsigned out;
+};
+
+static bool info_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
+{
+	struct info_arg *a = arg;
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
+	uint64_t since = atomic_load_explicit(&v->out_since_ns, memory_order_relaxed);
+	uint64_t kicked = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
+	struct rs_vcpu_info info = {
+		.vcpu = (const rs_vcpu *)(void *)v,
+		.opaque = v->opaque,
+		.active = s & VS_ACTIVE,
+		.parked = s & VS_PARK,
+		.out_for_ns = !(s & VS_ACTIVE) && since && a->now > since ? a->now - since : 0,
+		.unacked_ns = (s & VS_ACTIVE) && (s & VS_WANTED) && kicked && a->now > kicked ?
+				      a->now - kicked : 0,
+	};
+
+	(void)rs;
+	a->n++;
+	if (!(s & VS_ACTIVE))
+		a->out++;
+	if (a->fn)
+		a->fn(&info, a->arg);
+	return true;
+}
+
+int rs_vcpu_foreach(rs_runstate *rs, void (*fn)(const struct rs_vcpu_info *, void *), void *arg)
+{
+	struct info_arg a = { .fn = fn, .arg = arg };
+
+	if (!rs)
+		return RS_EINVAL;
+	a.now = rs_now(rs);
+	for_each_vcpu(rs, info_one, &a);
+	return a.n;
+}
+
+void rs_vcpu_count(rs_runstate *rs, unsigned *registered, unsigned *out)
+{
+	struct info_arg a = { 0 };
+
+	if (!rs)
+		return;
+	a.now = rs_now(rs);
+	for_each_vcpu(rs, info_one, &a);
+	if (registered)
+		*registered = (unsigned)a.n;
+	if (out)
+		*out = a.out;
+}

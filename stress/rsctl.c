@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rsctl: hosts one runstate and --vcpus simulated vCPU threads, and reads
+ * commands from a file or standard input.  The interactive demo and the
+ * scenario harness; its language is specified in docs/rsctl.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runstate.h"
+
+#define WAIT_NS     (10LL * 1000000000LL)
+#define MAX_EVENTS  64
+#define MAX_VCPUS   4096
+#define MAX_TOKENS  4
+
+#if defined(__SANITIZE_THREAD__)
+#define KICK_SIGNAL_DEFAULT false  /* TSan delivers signals late */
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KICK_SIGNAL_DEFAULT false
+#endif
+#endif
+#ifndef KICK_SIGNAL_DEFAULT
+#define KICK_SIGNAL_DEFAULT true
+#endif
+
+#define KICK_SIGNAL SIGUSR1
+
+/* A simulated vCPU.  Odd-numbered ones enter a "guest" that only a kick
+ * ends, as a KVM vCPU in KVM_RUN does. */
+struct vcpu {
+	rs_vcpu rv;
+	pthread_t thread;
+	int index;
+	bool blocking;
+	_Atomic uint32_t kick_word;     /* futex kick (TSan builds) */
+	_Atomic bool exit_flag;         /* set by unplug before the request */
+	_Atomic uint64_t slices;
+	_Atomic int in_guest;
+	_Atomic uint64_t epoch;          /* run epoch of the last slice entry */
+	sem_t registered;
+	int reg_result;
+};
+
+static rs_runstate *rs;
+static struct vcpu *vcpus[MAX_VCPUS];
+static int nvcpus;
+static bool kick_signal = KICK_SIGNAL_DEFAULT;
+static _Atomic uint64_t run_epoch;
+static _Atomic bool violation;
+
+static _Thread_local volatile sig_atomic_t immediate_exit;
+
+static void on_kick_signal(int sig)
+{
+	(void)sig;
+	immediate_exit = 1;
+}
+
+static void kick_vcpu(rs_vcpu *rv, void *opaque)
+{
+	struct vcpu *v = opaque;
+
+	(void)rv;
+	if (kick_signal) {
+		pthread_kill(v->thread, KICK_SIGNAL);
+	} else {
+		atomic_store_explicit(&v->kick_word, 1, memory_order_release);
+		syscall(SYS_futex, &v->kick_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	}
+}
+
+/* A guest slice that ends only on a kick: with signals, the signal is
+ * unblocked only inside ppoll (as KVM_SET_SIGNAL_MASK does for KVM_RUN), so
+ * a kick sent before the entry makes the entry return at once. */
+static void blocking_slice(struct vcpu *v, const sigset_t *run_mask)
+{
+	if (kick_signal) {
+		while (!immediate_exit && !atomic_load(&v->exit_flag))
+			ppoll(NULL, 0, NULL, run_mask);
+		immediate_exit = 0;
+	} else {
+		while (!atomic_exchange_explicit(&v->kick_word, 0, memory_order_acquire) &&
+		       !atomic_load(&v->exit_flag))
+			syscall(SYS_futex, &v->kick_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+	}
+}
+
+static void busy_slice(void)
+{
+	for (volatile int i = 0; i < 200; i++)
+		;
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	sigset_t block, run_mask;
+
+	sigemptyset(&block);
+	sigaddset(&block, KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &block, &run_mask);
+	sigdelset(&run_mask, KICK_SIGNAL);
+
+	v->reg_result = rs_vcpu_register(rs, &v->rv, kick_vcpu, v);
+	sem_post(&v->registered);
+	if (v->reg_result)
+		return NULL;
+	for (;;) {
+		int r = rs_vcpu_enter(&v->rv);
+
+		if (r == RS_VCPU_EXIT || atomic_load(&v->exit_flag))
+			break;
+		if (r != 0)
+			continue;
+		do {
+			atomic_store_explicit(&v->epoch, atomic_load(&run_epoch), memory_order_relaxed);
+			atomic_store_explicit(&v->in_guest, 1, memory_order_relaxed);
+			if (v->blocking)
+				blocking_slice(v, &run_mask);
+			else
+				busy_slice();
+			atomic_fetch_add_explicit(&v->slices, 1, memory_order_relaxed);
+			atomic_store_explicit(&v->in_guest, 0, memory_order_release);
+		} while (rs_may_run(rs) && !atomic_load(&v->exit_flag));
+	}
+	rs_vcpu_unregister(&v->rv);
+	return NULL;
+}
+
+static int hotplug(void)
+{
+	struct vcpu *v;
+
+	if (nvcpus == MAX_VCPUS)
+		return -1;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -1;
+	v->index = nvcpus;
+	v->blocking = nvcpus % 2 == 1;
+	sem_init(&v->registered, 0, 0);
+	if (pthread_create(&v->thread, NULL, vcpu_main, v)) {
+		free(v);
+		return -1;
+	}
+	while (sem_wait(&v->registered) && errno == EINTR)
+		;
+	if (v->reg_result) {
+		pthread_join(v->thread, NULL);
+		free(v);
+		return -1;
+	}
+	vcpus[nvcpus++] = v;
+	return 0;
+}
+
+static int unplug(void)
+{
+	struct vcpu *v;
+
+	if (!nvcpus)
+		return -1;
+	v = vcpus[--nvcpus];
+	atomic_store(&v->exit_flag, true);
+	rs_vcpu_request(&v->rv, RS_REQ_EXIT);
+	kick_vcpu(&v->rv, v);
+	pthread_join(v->thread, NULL);
+	sem_destroy(&v->registered);
+	free(v);
+	return 0;
+}
+
+static void report_violation(const char *fmt, const char *what)
+{
+	fprintf(stderr, "rsctl: violation: ");
+	fprintf(stderr, fmt, what);
+	fputc('\n', stderr);
+	atomic_store(&violation, true);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The VM is stopped: for check_ms, no vCPU may execute a guest slice. */
+static void check_stopped(const char *cmd, int check_ms)
+{
+	uint64_t before[MAX_VCPUS], end = now_ns() + (uint64_t)check_ms * 1000000u;
+
+	for (int i = 0; i < nvcpus; i++) {
+		before[i] = atomic_load(&vcpus[i]->slices);
+		if (atomic_load_explicit(&vcpus[i]->in_guest, memory_order_acquire)) {
+			report_violation("vCPU in guest code after '%s' returned", cmd);
+			return;
+		}
+	}
+	do {
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+		for (int i = 0; i < nvcpus; i++)
+			if (atomic_load(&vcpus[i]->slices) != before[i] ||
+			    atomic_load(&vcpus[i]->in_guest)) {
+				report_violation("vCPU ran a guest slice while stopped after '%s'", cmd);
+				return;
+			}
+	} while (now_ns() < end);
+}
+
+/* ---------------------------------------------------------------------------
+ * Events: rsctl keeps the newest MAX_EVENTS since the last `events`.
+ */
+static uint64_t ev_cursor;
+static enum rs_event_kind ev_buf[MAX_EVENTS];
+static unsigned ev_count;      /* kept, <= MAX_EVENTS */
+static uint64_t ev_dropped;
+
+static void collect_events(void)
+{
+	struct rs_event e[32];
+	uint64_t lost;
+	int n;
+
+	while ((n = rs_events_read(rs, &ev_cursor, e, 32, &lost)) > 0 || lost) {
+		ev_dropped += lost;
+		for (int i = 0; i < n; i++) {
+			if (ev_count == MAX_EVENTS) {
+				memmove(ev_buf, ev_buf + 1, sizeof(ev_buf[0]) * (MAX_EVENTS - 1));
+				ev_count--;
+				ev_dropped++;
+			}
+			ev_buf[ev_count++] = e[i].kind;
+		}
+		if (n < 32)
+			break;
+	}
+}
+
+static void print_events(void)
+{
+	collect_events();
+	fputs("events", stdout);
+	if (ev_dropped)
+		printf(" LOST:%llu", (unsigned long long)ev_dropped);
+	if (!ev_count && !ev_dropped)
+		fputs(" -", stdout);
+	for (unsigned i = 0; i < ev_count; i++)
+		fputs(ev_buf[i] == RS_EVENT_STOP ? " STOP" : " RESUME", stdout);
+	fputc('\n', stdout);
+	ev_count = 0;
+	ev_dropped = 0;
+}
+
+static void print_status(void)
+{
+	static const char *const lock_order[] = { "debug", "savevm", "pre-migrate", "restore" };
+	uint32_t w = rs_word(rs);
+	struct rs_state st;
+	bool any = false;
+
+	rs_decode(w, &st);
+	printf("%s locks=", st.running ? "running" : "stopped");
+	for (int i = 0; i < 4; i++) {
+		if (st.locks & (1u << rs_lock_parse(lock_order[i]))) {
+			printf("%s%s", any ? "," : "", lock_order[i]);
+			any = true;
+		}
+	}
+	if (st.io_error) {
+		printf("%sio-error", any ? "," : "");
+		any = true;
+	}
+	if (!any)
+		fputc('-', stdout);
+	printf(" pause=%s legacy=%s\n", rs_pause_name(st.pause), rs_legacy_status(w));
+}
+
+static bool is_running(void)
+{
+	struct rs_state st;
+
+	rs_decode(rs_word(rs), &st);
+	return st.running;
+}
+
+/* `vcpus`: while running, wait until every vCPU entered a slice since the
+ * VM last started, then count. */
+static void print_vcpus(void)
+{
+	unsigned reg, out;
+
+	if (is_running()) {
+		uint64_t end = now_ns() + (uint64_t)WAIT_NS, epoch = atomic_load(&run_epoch);
+		int i = 0;
+
+		while (i < nvcpus) {
+			if (atomic_load(&vcpus[i]->epoch) == epoch) {
+				i++;
+				continue;
+			}
+			if (now_ns() > end) {
+				puts("error: timeout");
+				report_violation("%s", "vCPU did not run within 10 s while running");
+				return;
+			}
+			sched_yield();
+		}
+	}
+	rs_vcpu_count(rs, &reg, &out);
+	printf("vcpus=%u quiescent=%u\n", reg, out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Commands
+ */
+
+static int split(char *line, char **tok)
+{
+	int n = 0;
+
+	for (char *p = strtok(line, " \t"); p; p = strtok(NULL, " \t")) {
+		if (n == MAX_TOKENS)
+			return -1;
+		tok[n++] = p;
+	}
+	return n;
+}
+
+static void print_result(int r)
+{
+	if (r == 0)
+		puts("ok");
+	else
+		printf("error: %s\n", rs_strerror(r));
+}
+
+/* A synchronous stopping call's result: a timeout is also a violation. */
+static void print_stop_result(const char *cmd, int r)
+{
+	print_result(r);
+	if (r == RS_ETIMEDOUT)
+		report_violation("'%s' timed out waiting for the vCPUs", cmd);
+}
+
+enum { CMD_DONE, CMD_QUIT };
+
+static int run_command(char **tok, int n, int check_ms)
+{
+	const char *c = tok[0];
+	bool was_running = is_running();
+	int r, a, b;
+
+	/* A command that may start the VM opens a new run epoch first, so
+	 * that `vcpus` knows which slices came after the start. */
+	if (!was_running)
+		atomic_fetch_add(&run_epoch, 1);
+
+	if (!strcmp(c, "stop") && n == 1) {
+		print_stop_result(c, rs_stop(rs, WAIT_NS));
+	} else if (!strcmp(c, "start") && n == 1) {
+		print_result(rs_start(rs, 0));
+	} else if (!strcmp(c, "start") && n == 2 && !strcmp(tok[1], "-f")) {
+		print_result(rs_start(rs, RS_START_FORCE));
+	} else if (!strcmp(c, "retry") && n == 1) {
+		print_result(rs_retry(rs));
+	} else if (!strcmp(c, "cont") && n == 1) {
+		print_result(rs_cont(rs));
+	} else if (!strcmp(c, "reset") && n == 1) {
+		print_result(rs_reset(rs));
+	} else if (!strcmp(c, "io-error") && n == 1) {
+		print_stop_result(c, rs_io_error(rs, WAIT_NS));
+	} else if (!strcmp(c, "lock") && n == 2 && (a = rs_lock_parse(tok[1])) >= 0) {
+		print_stop_result(c, rs_trylock(rs, (enum rs_lock)a, WAIT_NS));
+	} else if (!strcmp(c, "unlock") && n == 2 && (a = rs_lock_parse(tok[1])) >= 0) {
+		print_result(rs_unlock(rs, (enum rs_lock)a));
+	} else if (!strcmp(c, "unlock") && n == 3 && (a = rs_lock_parse(tok[1])) >= 0 &&
+		   (b = rs_pause_parse(tok[2])) > 0) {
+		print_stop_result(c, rs_unlock_pause(rs, (enum rs_lock)a, (enum rs_pause)b, WAIT_NS));
+	} else if (!strcmp(c, "pause") && n == 2 && (b = rs_pause_parse(tok[1])) > 0) {
+		print_stop_result(c, rs_pause(rs, (enum rs_pause)b, WAIT_NS));
+	} else if (!strcmp(c, "status") && n == 1) {
+		print_status();
+	} else if (!strcmp(c, "events") && n == 1) {
+		print_events();
+	} else if (!strcmp(c, "vcpus") && n == 1) {
+		print_vcpus();
+	} else if (!strcmp(c, "hotplug") && n == 1) {
+		r = hotplug();
+		puts(r ? "error: no-space" : "ok");
+	} else if (!strcmp(c, "unplug") && n == 1) {
+		r = unplug();
+		puts(r ? "error: no-vcpu" : "ok");
+	} else if (!strcmp(c, "quit") && n == 1) {
+		puts("ok");
+		return CMD_QUIT;
+	} else {
+		puts("error: invalid");
+	}
+	fflush(stdout);
+
+	/* Let the edge settle (a start is asynchronous), then keep the
+	 * events; a stopped VM is watched for check_ms. */
+	if (rs_wait(rs, WAIT_NS))
+		report_violation("%s", "the VM did not settle within 10 s");
+	collect_events();
+	if (!is_running() && check_ms > 0)
+		check_stopped(c, check_ms);
+	return CMD_DONE;
+}
+
+/* Strip a trailing newline and CR, and leading and trailing blanks. */
+static char *trim(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		s[--n] = 0;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+static void usage(void)
+{
+	fputs("usage: rsctl [-S] [--vcpus N] [--check-ms N] [--kick signal|futex] [FILE]\n", stderr);
+	exit(2);
+}
+
+static int parse_count(const char *s, int max)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		usage();
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < 0 || v > max)
+		usage();
+	return (int)v;
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = NULL;
+	bool prelaunch = false;
+	int nv = 4, check_ms = 20;
+	FILE *in = stdin;
+	char buf[4096];
+	bool prompt;
+	struct sigaction sa = { 0 };
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-S"))
+			prelaunch = true;
+		else if (!strcmp(argv[i], "--vcpus") && i + 1 < argc)
+			nv = parse_count(argv[++i], MAX_VCPUS);
+		else if (!strcmp(argv[i], "--check-ms") && i + 1 < argc)
+			check_ms = parse_count(argv[++i], 600000);
+		else if (!strcmp(argv[i], "--kick") && i + 1 < argc) {
+			i++;
+			if (!strcmp(argv[i], "signal"))
+				kick_signal = true;
+			else if (!strcmp(argv[i], "futex"))
+				kick_signal = false;
+			else
+				usage();
+		} else if (argv[i][0] == '-' && argv[i][1])
+			usage();
+		else if (file)
+			usage();
+		else
+			file = argv[i];
+	}
+	if (file && !(in = fopen(file, "r"))) {
+		fprintf(stderr, "rsctl: %s: %s\n", file, strerror(errno));
+		return 2;
+	}
+
+	sa.sa_handler = on_kick_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(KICK_SIGNAL, &sa, NULL);
+
+	if (rs_create(NULL, &rs)) {
+		fputs("rsctl: cannot create the runstate\n", stderr);
+		return 1;
+	}
+	for (int i = 0; i < nv; i++)
+		if (hotplug()) {
+			fputs("rsctl: cannot start vCPU threads\n", stderr);
+			return 1;
+		}
+	if (!prelaunch) {
+		atomic_fetch_add(&run_epoch, 1);
+		rs_start(rs, 0);
+		rs_wait(rs, WAIT_NS);
+	}
+	/* Events before the first command are not listed. */
+	ev_cursor = rs_events_cursor(rs);
+
+	prompt = !file && isatty(0) && isatty(1);
+	for (;;) {
+		char *line, *tok[MAX_TOKENS];
+		int n;
+
+		if (prompt) {
+			fputs("rsctl> ", stdout);
+			fflush(stdout);
+		}
+		if (!fgets(buf, sizeof(buf), in))
+			break;
+		line = trim(buf);
+		if (!*line || *line == '#')
+			continue;
+		n = split(line, tok);
+		if (n <= 0) {
+			puts("error: invalid");
+			fflush(stdout);
+			continue;
+		}
+		if (run_command(tok, n, check_ms) == CMD_QUIT)
+			break;
+	}
+	while (nvcpus)
+		unplug();
+	rs_destroy(rs);
+	if (file)
+		fclose(in);
+	return atomic_load(&violation) ? 3 : 0;
+}
