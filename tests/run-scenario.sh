@@ -9,9 +9,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 opts=$(sed -n '1s/^#![[:space:]]*//p' "$file")
-# Commands and expectations; comment lines and lines without => are skipped.
-grep -v '^[[:space:]]*#' "$file" | grep ' => ' | sed 's/ => .*//' >"$tmp/in"
-grep -v '^[[:space:]]*#' "$file" | grep ' => ' | sed 's/^.* => //' >"$tmp/want"
+# Commands and expectations.  Lines with `#` in column 0 are the script's
+# comments; a line ending in ` =>` is fed to rsctl and expects no output
+# (rsctl's own comments, blank lines, lines after quit).
+grep -v '^#' "$file" | grep -e ' => ' -e ' =>$' | sed -e 's/ => .*//' -e 's/ =>$//' >"$tmp/in"
+grep -v '^#' "$file" | grep ' => ' | sed 's/^.* => //' >"$tmp/want"
 
 rc=0
 # shellcheck disable=SC2086

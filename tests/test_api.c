@@ -1,0 +1,726 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Deterministic tests of the public API: bad input leaves the state alone,
+ * events, lock hand-over, and the vCPU protocol driven through a counting,
+ * fault-injecting ops table.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runstate.h"
+#include "testutil.h"
+
+#define SEC (1000000000LL)
+#define MS  (1000000LL)
+
+/* ---------------------------------------------------------------------------
+ * A counting ops table.  fault_every > 0 makes every Nth futex wait return
+ * at once, alternating a spurious 0 and -EINTR, without sleeping.
+ */
+static _Atomic long n_wait, n_wake, n_wake_calls_with_waiters;
+static _Atomic int fault_every;
+static _Atomic long n_faults;
+
+static int t_futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+	long n = atomic_fetch_add(&n_wait, 1) + 1;
+	int every = atomic_load(&fault_every);
+	struct timespec ts, *tsp = NULL;
+
+	(void)ctx;
+	if (every > 0 && n % every == 0) {
+		atomic_fetch_add(&n_faults, 1);
+		return (n / every) % 2 ? -EINTR : 0;
+	}
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / SEC;
+		ts.tv_nsec = timeout_ns % SEC;
+		tsp = &ts;
+	}
+	if (syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0) == 0)
+		return 0;
+	return -errno;
+}
+
+static int t_futex_wake(void *ctx, uint32_t *addr, int n)
+{
+	long r;
+
+	(void)ctx;
+	atomic_fetch_add(&n_wake, 1);
+	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+	if (r > 0)
+		atomic_fetch_add(&n_wake_calls_with_waiters, 1);
+	return r < 0 ? -errno : (int)r;
+}
+
+static const struct rs_ops counting_ops = {
+	.futex_wait = t_futex_wait,
+	.futex_wake = t_futex_wake,
+};
+
+static rs_runstate *make(int64_t rekick_ns, unsigned events)
+{
+	struct rs_config cfg = { .ops = &counting_ops, .rekick_ns = rekick_ns,
+				 .event_capacity = events };
+	rs_runstate *rs = NULL;
+
+	if (rs_create(&cfg, &rs) != 0) {
+		fprintf(stderr, "rs_create failed\n");
+		exit(1);
+	}
+	return rs;
+}
+
+static void reset_counts(void)
+{
+	atomic_store(&n_wait, 0);
+	atomic_store(&n_wake, 0);
+	atomic_store(&n_wake_calls_with_waiters, 0);
+	atomic_store(&n_faults, 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Bad input: every invalid call fails and changes nothing.
+ */
+static void test_bad_input(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct rs_config bad = { .event_capacity = 3 };
+	rs_runstate *other = NULL;
+	uint64_t cursor = 0, lost = 99;
+	struct rs_event ev[4];
+	rs_vcpu v;
+	uint32_t w0;
+
+	CHECK_EQ(rs_create(NULL, NULL), RS_EINVAL);
+	CHECK_EQ(rs_create(&bad, &other), RS_EINVAL);
+	CHECK(other == NULL);
+
+	w0 = rs_word(rs);
+	CHECK_EQ(rs_stop(NULL, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_start(NULL, 0), RS_EINVAL);
+	CHECK_EQ(rs_start(rs, 0x4), RS_EINVAL);
+	CHECK_EQ(rs_pause(rs, RS_PAUSE_NONE, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_pause(rs, (enum rs_pause)8, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_pause(rs, (enum rs_pause)-1, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_lock(rs, (enum rs_lock)4, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_lock(rs, (enum rs_lock)-1, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_trylock(NULL, RS_LOCK_DEBUG, RS_ASYNC), RS_EINVAL);
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_DEBUG), RS_ENOTHELD);
+	CHECK_EQ(rs_unlock(rs, (enum rs_lock)9), RS_EINVAL);
+	CHECK_EQ(rs_unlock_pause(rs, RS_LOCK_DEBUG, RS_PAUSE_NONE, RS_FOREVER), RS_EINVAL);
+	CHECK_EQ(rs_unlock_pause(rs, RS_LOCK_DEBUG, RS_PAUSE_PAUSED, RS_FOREVER), RS_ENOTHELD);
+	CHECK_EQ(rs_io_error(NULL, RS_ASYNC), RS_EINVAL);
+	CHECK_EQ(rs_wait(NULL, 0), RS_EINVAL);
+	CHECK_EQ(rs_events_read(rs, NULL, ev, 4, &lost), RS_EINVAL);
+	CHECK_EQ(rs_events_read(rs, &cursor, NULL, 4, &lost), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, NULL), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, (enum rs_cmd)RS_CMD_COUNT, 0, 0, &w0), RS_EINVAL);
+	CHECK_EQ(rs_word(rs), w0);
+
+	/* vCPU calls on a vCPU that is not registered. */
+	memset(&v, 0, sizeof(v));
+	CHECK_EQ(rs_vcpu_request(&v, RS_REQ_EXIT), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_enter(&v), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_quiesce(&v), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_unregister(&v), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_register(NULL, &v, NULL, NULL), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_register(rs, NULL, NULL, NULL), RS_EINVAL);
+	/* Registering twice, and a second vCPU on the same thread. */
+	CHECK_EQ(rs_vcpu_register(rs, &v, NULL, NULL), 0);
+	CHECK_EQ(rs_vcpu_register(rs, &v, NULL, NULL), RS_EINVAL);
+	{
+		rs_vcpu v2;
+
+		memset(&v2, 0, sizeof(v2));
+		CHECK_EQ(rs_vcpu_register(rs, &v2, NULL, NULL), RS_EINVAL);
+	}
+	CHECK_EQ(rs_vcpu_request(&v, 0), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_request(&v, 0x10), RS_EINVAL);
+	CHECK_EQ(rs_vcpu_unregister(&v), 0);
+	CHECK_EQ(rs_vcpu_unregister(&v), RS_EINVAL);
+	CHECK_EQ(rs_word(rs), w0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, &lost), 0);
+	CHECK_EQ(lost, 0);
+	rs_destroy(rs);
+	rs_destroy(NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Initial state and events.
+ */
+static void test_initial_and_events(void)
+{
+	rs_runstate *rs = make(0, 4);
+	struct rs_state st;
+	struct rs_event ev[16];
+	uint64_t cursor = rs_events_cursor(rs), lost;
+	int n;
+
+	rs_decode(rs_word(rs), &st);
+	CHECK(!st.running);
+	CHECK_EQ(st.pause, RS_PAUSE_PRELAUNCH);
+	CHECK_EQ(st.edge, 0);
+	CHECK_EQ(cursor, 1);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, &lost), 0);
+
+	/* Changes that keep the VM stopped produce nothing. */
+	CHECK_EQ(rs_lock(rs, RS_LOCK_SAVEVM, RS_FOREVER), 0);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(rs_io_error(rs, RS_FOREVER), 0);
+	CHECK_EQ(rs_retry(rs), 0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, &lost), 0);
+	/* The last lock released: RESUME, numbered 1. */
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_SAVEVM), 0);
+	CHECK(rs_may_run(rs));
+	CHECK(rs_may_run_func(rs));
+	n = rs_events_read(rs, &cursor, ev, 16, &lost);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(ev[0].seq, 1);
+	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
+	CHECK(ev[0].time_ns > 0);
+
+	/* 10 more edges into a ring of 4: the reader is told 6 were lost. */
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+		CHECK_EQ(rs_start(rs, 0), 0);
+	}
+	n = rs_events_read(rs, &cursor, ev, 16, &lost);
+	CHECK_EQ(lost, 6);
+	CHECK_EQ(n, 4);
+	CHECK_EQ(ev[0].seq, 8);
+	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
+	CHECK_EQ(ev[3].seq, 11);
+	CHECK_EQ(ev[3].kind, RS_EVENT_RESUME);
+	CHECK_EQ(cursor, 12);
+	CHECK_EQ(rs_events_cursor(rs), 12);
+	/* Reading in small pieces keeps the order. */
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, &lost), 1);
+	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, &lost), 1);
+	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
+	CHECK_EQ(ev[0].seq, 13);
+	rs_destroy(rs);
+}
+
+/* ---------------------------------------------------------------------------
+ * Lock hand-over: the bit passes to the waiter, the VM never runs, no
+ * event; a timed lock gives up with busy and changes nothing.
+ */
+struct locker {
+	rs_runstate *rs;
+	enum rs_lock r;
+	int64_t timeout;
+	_Atomic int result;
+	_Atomic bool done;
+};
+
+static void *locker_main(void *arg)
+{
+	struct locker *l = arg;
+
+	atomic_store(&l->result, rs_lock(l->rs, l->r, l->timeout));
+	atomic_store(&l->done, true);
+	return NULL;
+}
+
+static void test_lock_handover(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct locker l = { .rs = rs, .r = RS_LOCK_DEBUG, .timeout = RS_FOREVER };
+	uint64_t cursor, lost;
+	struct rs_event ev[4];
+	pthread_t t;
+	uint32_t w;
+
+	CHECK_EQ(rs_start(rs, 0), 0);
+	cursor = rs_events_cursor(rs);
+	CHECK_EQ(rs_trylock(rs, RS_LOCK_DEBUG, RS_FOREVER), 0);
+	CHECK_EQ(rs_trylock(rs, RS_LOCK_DEBUG, RS_FOREVER), RS_EBUSY);
+	w = rs_word(rs);
+	/* A timed lock on a held bit gives up with busy, nothing changed. */
+	CHECK_EQ(rs_lock(rs, RS_LOCK_DEBUG, 20 * MS), RS_EBUSY);
+	CHECK_EQ(rs_word(rs), w);
+	CHECK_EQ(rs_lock(rs, RS_LOCK_DEBUG, RS_ASYNC), RS_EBUSY);
+
+	pthread_create(&t, NULL, locker_main, &l);
+	/* Wait until the waiter announced itself in the word. */
+	for (int i = 0; i < 2000 && !(rs_word(rs) & RS_W_LOCKWAIT); i++)
+		tu_sleep_ms(1);
+	CHECK(rs_word(rs) & RS_W_LOCKWAIT);
+	CHECK(!atomic_load(&l.done));
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_DEBUG), 0);
+	pthread_join(t, NULL);
+	CHECK_EQ(atomic_load(&l.result), 0);
+	w = rs_word(rs);
+	CHECK(w & RS_W_LOCK(RS_LOCK_DEBUG));
+	CHECK(!(w & RS_W_LOCKWAIT));
+	CHECK_EQ(w >> RS_W_EDGE_SHIFT, 2);   /* one RESUME, one STOP: no more */
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, &lost), 1);
+	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
+
+	/* The new holder releases; the VM runs. */
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_DEBUG), 0);
+	CHECK(rs_may_run(rs));
+
+	/* Hand-over with a pause reason: the waiter gets the bit and the
+	 * pause reason is applied in the same step. */
+	CHECK_EQ(rs_trylock(rs, RS_LOCK_RESTORE, RS_FOREVER), 0);
+	l.r = RS_LOCK_RESTORE;
+	atomic_store(&l.done, false);
+	pthread_create(&t, NULL, locker_main, &l);
+	for (int i = 0; i < 2000 && !(rs_word(rs) & RS_W_LOCKWAIT); i++)
+		tu_sleep_ms(1);
+	CHECK_EQ(rs_unlock_pause(rs, RS_LOCK_RESTORE, RS_PAUSE_PAUSED, RS_FOREVER), 0);
+	pthread_join(t, NULL);
+	CHECK_EQ(atomic_load(&l.result), 0);
+	w = rs_word(rs);
+	CHECK(w & RS_W_LOCK(RS_LOCK_RESTORE));
+	CHECK_EQ((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT, RS_PAUSE_PAUSED);
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_RESTORE), 0);
+	CHECK(!rs_may_run(rs));   /* paused stays */
+	rs_destroy(rs);
+}
+
+/* ---------------------------------------------------------------------------
+ * Simulated vCPUs for the protocol tests.
+ */
+struct tvcpu {
+	rs_vcpu v;
+	rs_runstate *rs;
+	pthread_t thread;
+	_Atomic uint64_t slices;
+	_Atomic int in_guest;
+	_Atomic int kicks;
+	_Atomic int drop_kicks;     /* kicks to ignore (lost kicks) */
+	_Atomic bool kicked;        /* ends a blocking slice */
+	_Atomic bool stuck;         /* ignore the word and kicks entirely */
+	_Atomic bool is_stuck;      /* inside the stuck loop now */
+	_Atomic bool blocking;      /* slices end only on a kick */
+	_Atomic bool exit;
+	_Atomic int last_enter;
+	_Atomic int work_seen;
+	_Atomic bool registered;
+	_Atomic bool stop_from_vcpu; /* raise a panic from inside a slice */
+	_Atomic int stop_result;
+};
+
+static void t_kick(rs_vcpu *v, void *opaque)
+{
+	struct tvcpu *t = opaque;
+
+	(void)v;
+	atomic_fetch_add(&t->kicks, 1);
+	if (atomic_load(&t->drop_kicks) > 0) {
+		atomic_fetch_sub(&t->drop_kicks, 1);
+		return;
+	}
+	atomic_store(&t->kicked, true);
+}
+
+static void *tvcpu_main(void *arg)
+{
+	struct tvcpu *t = arg;
+
+	if (rs_vcpu_register(t->rs, &t->v, t_kick, t))
+		return NULL;
+	atomic_store(&t->registered, true);
+	for (;;) {
+		int r = rs_vcpu_enter(&t->v);
+
+		atomic_store(&t->last_enter, r);
+		if (r == RS_VCPU_EXIT)
+			break;
+		if (r == RS_VCPU_WORK) {
+			atomic_fetch_add(&t->work_seen, 1);
+			continue;
+		}
+		do {
+			atomic_store(&t->in_guest, 1);
+			if (atomic_load(&t->stop_from_vcpu)) {
+				/* A guest panic raised during device emulation:
+				 * the synchronous form must not deadlock. */
+				atomic_store(&t->stop_from_vcpu, false);
+				atomic_store(&t->stop_result,
+					     rs_pause(t->rs, RS_PAUSE_PANICKED, RS_FOREVER));
+			}
+			while (atomic_load(&t->stuck))
+				atomic_store(&t->is_stuck, true);
+			atomic_store(&t->is_stuck, false);
+			if (atomic_load(&t->blocking)) {
+				while (!atomic_exchange(&t->kicked, false) && !atomic_load(&t->exit))
+					;
+			}
+			atomic_fetch_add(&t->slices, 1);
+			atomic_store(&t->in_guest, 0);
+		} while (rs_may_run(t->rs) && !atomic_load(&t->exit));
+	}
+	rs_vcpu_unregister(&t->v);
+	atomic_store(&t->registered, false);
+	return NULL;
+}
+
+static void spawn(struct tvcpu *t, rs_runstate *rs)
+{
+	memset(t, 0, sizeof(*t));
+	t->rs = rs;
+	pthread_create(&t->thread, NULL, tvcpu_main, t);
+	while (!atomic_load(&t->registered))
+		tu_sleep_ms(1);
+}
+
+static void reap(struct tvcpu *t)
+{
+	atomic_store(&t->exit, true);
+	atomic_store(&t->stuck, false);
+	CHECK_EQ(rs_vcpu_request(&t->v, RS_REQ_EXIT), 0);
+	pthread_join(t->thread, NULL);
+}
+
+/* Wait until cond holds, at most 5 s. */
+#define WAIT_FOR(cond) do { \
+	for (int wf = 0; wf < 5000 && !(cond); wf++) \
+		tu_sleep_ms(1); \
+	CHECK(cond); \
+} while (0)
+
+/* A synchronous stop returns with every vCPU out; nothing runs until the
+ * start; a start wakes parked vCPUs. */
+static void test_stop_waits(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t[3];
+	uint64_t before[3];
+
+	for (int i = 0; i < 3; i++)
+		spawn(&t[i], rs);
+	atomic_store(&t[1].blocking, true);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	for (int i = 0; i < 3; i++)
+		WAIT_FOR(atomic_load(&t[i].slices) > 0 || atomic_load(&t[i].in_guest));
+	for (int round = 0; round < 50; round++) {
+		CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+		for (int i = 0; i < 3; i++) {
+			CHECK_EQ(atomic_load(&t[i].in_guest), 0);
+			before[i] = atomic_load(&t[i].slices);
+		}
+		if (round % 10 == 0) {
+			unsigned reg, out;
+
+			tu_sleep_ms(5);
+			rs_vcpu_count(rs, &reg, &out);
+			CHECK_EQ(reg, 3);
+			CHECK_EQ(out, 3);
+		}
+		for (int i = 0; i < 3; i++)
+			CHECK_EQ(atomic_load(&t[i].slices), before[i]);
+		CHECK_EQ(rs_start(rs, 0), 0);
+	}
+	/* After parking (long enough to sleep), a start wakes everyone. */
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+	tu_sleep_ms(20);
+	for (int i = 0; i < 3; i++)
+		before[i] = atomic_load(&t[i].slices);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	for (int i = 0; i < 3; i++)
+		WAIT_FOR(atomic_load(&t[i].slices) > before[i] || atomic_load(&t[i].in_guest));
+	for (int i = 0; i < 3; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+/* System calls: a start with nobody parked makes none; a change that keeps
+ * the VM stopped wakes no parked vCPU; a start wakes each parked one once. */
+static void test_wake_counts(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t[2];
+
+	reset_counts();
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(atomic_load(&n_wake), 0);
+	CHECK_EQ(atomic_load(&n_wait), 0);
+
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+	for (int i = 0; i < 2; i++)
+		spawn(&t[i], rs);
+	/* Both park (the word shows it). */
+	WAIT_FOR(rs_word(rs) & RS_W_PARKED);
+	tu_sleep_ms(20);
+	reset_counts();
+	CHECK_EQ(rs_lock(rs, RS_LOCK_SAVEVM, RS_FOREVER), 0);
+	CHECK_EQ(rs_io_error(rs, RS_FOREVER), 0);
+	CHECK_EQ(rs_pause(rs, RS_PAUSE_WATCHDOG, RS_FOREVER), 0);
+	CHECK_EQ(rs_cont(rs), 0);              /* savevm still held */
+	CHECK_EQ(atomic_load(&n_wake), 0);
+	CHECK_EQ(rs_unlock(rs, RS_LOCK_SAVEVM), 0);
+	for (int i = 0; i < 2; i++)
+		WAIT_FOR(atomic_load(&t[i].slices) > 0 || atomic_load(&t[i].in_guest));
+	CHECK_EQ(atomic_load(&n_wake), 2);
+	CHECK(!(rs_word(rs) & RS_W_PARKED));
+	for (int i = 0; i < 2; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+/* Registration during a stop: the new vCPU runs nothing until the start. */
+static void test_register_while_stopped(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t;
+	unsigned reg, out;
+
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);   /* prelaunch: already stopped */
+	spawn(&t, rs);
+	tu_sleep_ms(30);
+	CHECK_EQ(atomic_load(&t.slices), 0);
+	CHECK_EQ(atomic_load(&t.in_guest), 0);
+	rs_vcpu_count(rs, &reg, &out);
+	CHECK_EQ(reg, 1);
+	CHECK_EQ(out, 1);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	WAIT_FOR(atomic_load(&t.slices) > 0);
+	reap(&t);
+	rs_vcpu_count(rs, &reg, &out);
+	CHECK_EQ(reg, 0);
+	rs_destroy(rs);
+}
+
+/* A vCPU stuck in an exit: the timed stop keeps its change and times out;
+ * the diagnosis names the vCPU; re-kicks arrive once per delay; when the
+ * vCPU comes back the stop settles. */
+struct diag {
+	int active, unacked;
+};
+
+static void diag_fn(const struct rs_vcpu_info *info, void *arg)
+{
+	struct diag *d = arg;
+
+	d->active += info->active;
+	d->unacked += info->unacked_ns > 0;
+}
+
+static void test_timeout_and_rekick(void)
+{
+	rs_runstate *rs = make(2 * MS, 0);
+	struct tvcpu t;
+	struct diag d = { 0 };
+	struct rs_state st;
+	int kicks;
+
+	spawn(&t, rs);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	WAIT_FOR(atomic_load(&t.slices) > 0);
+	atomic_store(&t.stuck, true);
+	WAIT_FOR(atomic_load(&t.is_stuck));
+	CHECK_EQ(rs_stop(rs, 50 * MS), RS_ETIMEDOUT);
+	rs_decode(rs_word(rs), &st);
+	CHECK(!st.running);
+	CHECK_EQ(st.pause, RS_PAUSE_PAUSED);
+	CHECK_EQ(rs_vcpu_foreach(rs, diag_fn, &d), 1);
+	CHECK_EQ(d.active, 1);
+	CHECK_EQ(d.unacked, 1);
+	kicks = atomic_load(&t.kicks);
+	/* 50 ms with a 2 ms re-kick delay: several kicks, not hundreds. */
+	CHECK(kicks >= 3);
+	CHECK(kicks <= 30);
+	/* Nobody waits: no more re-kicks. */
+	tu_sleep_ms(20);
+	CHECK_EQ(atomic_load(&t.kicks), kicks);
+	CHECK_EQ(rs_wait(rs, 10 * MS), RS_ETIMEDOUT);
+	atomic_store(&t.stuck, false);
+	CHECK_EQ(rs_wait(rs, 5 * SEC), 0);
+	CHECK_EQ(atomic_load(&t.in_guest), 0);
+	reap(&t);
+	rs_destroy(rs);
+}
+
+/* Lost kicks: the first two kicks are dropped; re-kicks recover. */
+static void test_lost_kicks(void)
+{
+	rs_runstate *rs = make(1 * MS, 0);
+	struct tvcpu t;
+
+	spawn(&t, rs);
+	atomic_store(&t.blocking, true);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	WAIT_FOR(atomic_load(&t.in_guest));
+	atomic_store(&t.drop_kicks, 2);
+	CHECK_EQ(rs_stop(rs, 5 * SEC), 0);
+	CHECK_EQ(atomic_load(&t.in_guest), 0);
+	CHECK(atomic_load(&t.kicks) >= 3);
+	reap(&t);
+	rs_destroy(rs);
+}
+
+/* An asynchronous stop settles without anybody waiting: the vCPU whose
+ * acknowledgement completes it produces the STOP event. */
+static void test_async_stop_settles(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t;
+	struct rs_event ev[4];
+	uint64_t cursor, lost;
+	int n = 0;
+
+	spawn(&t, rs);
+	atomic_store(&t.blocking, true);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	WAIT_FOR(atomic_load(&t.in_guest));
+	cursor = rs_events_cursor(rs);
+	CHECK_EQ(rs_stop(rs, RS_ASYNC), 0);
+	for (int i = 0; i < 5000 && n == 0; i++) {
+		n = rs_events_read(rs, &cursor, ev, 4, &lost);
+		if (!n)
+			tu_sleep_ms(1);
+	}
+	CHECK_EQ(n, 1);
+	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
+	CHECK(!(rs_word(rs) & RS_W_SETTLING));
+	CHECK_EQ(atomic_load(&t.in_guest), 0);
+	reap(&t);
+	rs_destroy(rs);
+}
+
+/* A start right after an asynchronous stop releases no vCPU before the
+ * stop's vCPUs were all out: a stuck vCPU holds everybody. */
+static void test_edges_in_order(void)
+{
+	rs_runstate *rs = make(1 * MS, 0);
+	struct tvcpu t[2];
+	uint64_t before;
+
+	for (int i = 0; i < 2; i++)
+		spawn(&t[i], rs);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	for (int i = 0; i < 2; i++)
+		WAIT_FOR(atomic_load(&t[i].slices) > 0);
+	atomic_store(&t[0].stuck, true);
+	WAIT_FOR(atomic_load(&t[0].is_stuck));
+	CHECK_EQ(rs_stop(rs, 20 * MS), RS_ETIMEDOUT);
+	CHECK_EQ(atomic_load(&t[1].in_guest), 0);
+	before = atomic_load(&t[1].slices);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	/* Running again, but settling: vCPU 1 must stay out. */
+	CHECK(rs_word(rs) & RS_W_SETTLING);
+	CHECK(!rs_may_run(rs));
+	tu_sleep_ms(30);
+	CHECK_EQ(atomic_load(&t[1].slices), before);
+	atomic_store(&t[0].stuck, false);
+	WAIT_FOR(atomic_load(&t[1].slices) > before);
+	CHECK(rs_may_run(rs));
+	for (int i = 0; i < 2; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+/* A synchronous stop raised from inside a vCPU's slice does not deadlock:
+ * the calling vCPU counts as out; the call returns once the VM runs. */
+static void test_stop_from_vcpu(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t[2];
+	struct rs_state st;
+
+	for (int i = 0; i < 2; i++)
+		spawn(&t[i], rs);
+	atomic_store(&t[0].stop_result, 99);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	atomic_store(&t[0].stop_from_vcpu, true);
+	WAIT_FOR(!(rs_word(rs) & RS_W_STOPPED_MASK) == 0);
+	CHECK_EQ(rs_wait(rs, 5 * SEC), 0);
+	rs_decode(rs_word(rs), &st);
+	CHECK_EQ(st.pause, RS_PAUSE_PANICKED);
+	CHECK_EQ(atomic_load(&t[1].in_guest), 0);
+	/* The panicking vCPU is blocked inside rs_pause until the VM runs. */
+	tu_sleep_ms(10);
+	CHECK_EQ(atomic_load(&t[0].stop_result), 99);
+	CHECK_EQ(rs_start(rs, 0), RS_ENEEDFORCE);
+	CHECK_EQ(rs_start(rs, RS_START_FORCE), 0);
+	WAIT_FOR(atomic_load(&t[0].stop_result) == 0);
+	for (int i = 0; i < 2; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+/* Requests wake one parked vCPU alone. */
+static void test_requests(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t[2];
+
+	for (int i = 0; i < 2; i++)
+		spawn(&t[i], rs);
+	WAIT_FOR(rs_word(rs) & RS_W_PARKED);
+	tu_sleep_ms(20);
+	reset_counts();
+	CHECK_EQ(rs_vcpu_request(&t[0].v, RS_REQ_WORK), 0);
+	WAIT_FOR(atomic_load(&t[0].work_seen) == 1);
+	CHECK_EQ(atomic_load(&t[1].work_seen), 0);
+	CHECK_EQ(atomic_load(&n_wake), 1);
+	CHECK_EQ(atomic_load(&t[0].slices), 0);   /* still stopped */
+	reap(&t[0]);
+	CHECK_EQ(atomic_load(&t[0].last_enter), RS_VCPU_EXIT);
+	CHECK_EQ(atomic_load(&t[1].work_seen), 0);
+	reap(&t[1]);
+	rs_destroy(rs);
+}
+
+/* Spurious wake-ups and EINTR everywhere: stops and starts still work. */
+static void test_faults(void)
+{
+	rs_runstate *rs = make(1 * MS, 0);
+	struct tvcpu t[3];
+
+	atomic_store(&fault_every, 2);
+	reset_counts();
+	for (int i = 0; i < 3; i++)
+		spawn(&t[i], rs);
+	atomic_store(&t[2].blocking, true);
+	for (int round = 0; round < 200; round++) {
+		CHECK_EQ(rs_start(rs, 0), 0);
+		if (round % 20 == 0)
+			tu_sleep_ms(3);   /* let them park */
+		CHECK_EQ(rs_stop(rs, 5 * SEC), 0);
+		for (int i = 0; i < 3; i++)
+			CHECK_EQ(atomic_load(&t[i].in_guest), 0);
+		if (round % 20 == 0)
+			tu_sleep_ms(3);
+	}
+	CHECK(atomic_load(&n_faults) > 0);
+	atomic_store(&fault_every, 0);
+	for (int i = 0; i < 3; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+int main(void)
+{
+	RUN(test_bad_input);
+	RUN(test_initial_and_events);
+	RUN(test_lock_handover);
+	RUN(test_stop_waits);
+	RUN(test_wake_counts);
+	RUN(test_register_while_stopped);
+	RUN(test_timeout_and_rekick);
+	RUN(test_lost_kicks);
+	RUN(test_async_stop_settles);
+	RUN(test_edges_in_order);
+	RUN(test_stop_from_vcpu);
+	RUN(test_requests);
+	RUN(test_faults);
+	return tu_finish("test_api");
+}
