@@ -202,8 +202,10 @@ static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadlin
 			if (atomic_compare_exchange_strong_explicit(&rs->word, &w, nw,
 								    memory_order_seq_cst,
 								    memory_order_relaxed)) {
+#ifndef RS_PLANT_START_NO_WAKE
 				if ((w & RS_W_PARKED) && !(nw & RS_W_PARKED))
 					rs_wake_parked(rs);
+#endif
 				return SETTLE_DONE;
 			}
 			continue;
@@ -397,6 +399,10 @@ static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns
 
 	if (made_edge(old, nw) && !rs_w_running(nw))
 		rs_kick_active(rs);
+#ifdef RS_PLANT_STOP_NO_WAIT
+	/* Planted bug: a synchronous stop that does not wait for the vCPUs. */
+	timeout_ns = RS_ASYNC;
+#endif
 	if (timeout_ns == RS_ASYNC || rs_w_running(nw))
 		rs_settle_help(rs);
 	else

@@ -108,6 +108,10 @@ static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, bool rekick
 		if (s & VS_WANTED) {
 			uint64_t now, last;
 
+#ifdef RS_PLANT_ACK_EARLY
+			/* Planted bug: a kicked vCPU counts as acknowledged. */
+			return false;
+#endif
 			if (!rekick)
 				return true;
 			now = rs_now(rs);
@@ -310,10 +314,17 @@ static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
 		if (rs_w_may_run(w)) {
 			/* out -> active: announce, full fence, re-load.  Pairs
 			 * with the fence in rs_scan_out() after a stop edge. */
+#ifdef RS_PLANT_NO_FENCE
+			/* Planted bug: load the word before announcing. */
+			w = atomic_load_explicit(&rs->word, memory_order_acquire);
+			RS_DELAY(rs, "announce");
+			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_relaxed);
+#else
 			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_relaxed);
 			RS_DELAY(rs, "announce");
 			atomic_thread_fence(memory_order_seq_cst);
 			w = atomic_load_explicit(&rs->word, memory_order_acquire);
+#endif
 			if (rs_w_may_run(w)) {
 				atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
 				return 0;

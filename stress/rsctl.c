@@ -23,7 +23,7 @@
 
 #include "runstate.h"
 
-#define WAIT_NS     (10LL * 1000000000LL)
+static long long wait_ns = 10LL * 1000000000LL;  /* --wait-ms */
 #define MAX_EVENTS  64
 #define MAX_VCPUS   4096
 #define MAX_TOKENS  4
@@ -310,7 +310,7 @@ static void print_vcpus(void)
 	unsigned reg, out;
 
 	if (is_running()) {
-		uint64_t end = now_ns() + (uint64_t)WAIT_NS, epoch = atomic_load(&run_epoch);
+		uint64_t end = now_ns() + (uint64_t)wait_ns, epoch = atomic_load(&run_epoch);
 		int i = 0;
 
 		while (i < nvcpus) {
@@ -320,10 +320,10 @@ static void print_vcpus(void)
 			}
 			if (now_ns() > end) {
 				puts("error: timeout");
-				report_violation("%s", "vCPU did not run within 10 s while running");
+				report_violation("%s", "a vCPU did not run within the wait limit while running");
 				return;
 			}
-			sched_yield();
+			nanosleep(&(struct timespec){ 0, 100000 }, NULL);
 		}
 	}
 	rs_vcpu_count(rs, &reg, &out);
@@ -376,7 +376,7 @@ static int run_command(char **tok, int n, int check_ms)
 		atomic_fetch_add(&run_epoch, 1);
 
 	if (!strcmp(c, "stop") && n == 1) {
-		print_stop_result(c, rs_stop(rs, WAIT_NS));
+		print_stop_result(c, rs_stop(rs, wait_ns));
 	} else if (!strcmp(c, "start") && n == 1) {
 		print_result(rs_start(rs, 0));
 	} else if (!strcmp(c, "start") && n == 2 && !strcmp(tok[1], "-f")) {
@@ -388,16 +388,16 @@ static int run_command(char **tok, int n, int check_ms)
 	} else if (!strcmp(c, "reset") && n == 1) {
 		print_result(rs_reset(rs));
 	} else if (!strcmp(c, "io-error") && n == 1) {
-		print_stop_result(c, rs_io_error(rs, WAIT_NS));
+		print_stop_result(c, rs_io_error(rs, wait_ns));
 	} else if (!strcmp(c, "lock") && n == 2 && (a = rs_lock_parse(tok[1])) >= 0) {
-		print_stop_result(c, rs_trylock(rs, (enum rs_lock)a, WAIT_NS));
+		print_stop_result(c, rs_trylock(rs, (enum rs_lock)a, wait_ns));
 	} else if (!strcmp(c, "unlock") && n == 2 && (a = rs_lock_parse(tok[1])) >= 0) {
 		print_result(rs_unlock(rs, (enum rs_lock)a));
 	} else if (!strcmp(c, "unlock") && n == 3 && (a = rs_lock_parse(tok[1])) >= 0 &&
 		   (b = rs_pause_parse(tok[2])) > 0) {
-		print_stop_result(c, rs_unlock_pause(rs, (enum rs_lock)a, (enum rs_pause)b, WAIT_NS));
+		print_stop_result(c, rs_unlock_pause(rs, (enum rs_lock)a, (enum rs_pause)b, wait_ns));
 	} else if (!strcmp(c, "pause") && n == 2 && (b = rs_pause_parse(tok[1])) > 0) {
-		print_stop_result(c, rs_pause(rs, (enum rs_pause)b, WAIT_NS));
+		print_stop_result(c, rs_pause(rs, (enum rs_pause)b, wait_ns));
 	} else if (!strcmp(c, "status") && n == 1) {
 		print_status();
 	} else if (!strcmp(c, "events") && n == 1) {
@@ -418,10 +418,14 @@ static int run_command(char **tok, int n, int check_ms)
 	}
 	fflush(stdout);
 
-	/* Let the edge settle (a start is asynchronous), then keep the
-	 * events; a stopped VM is watched for check_ms. */
-	if (rs_wait(rs, WAIT_NS))
-		report_violation("%s", "the VM did not settle within 10 s");
+	/* A releasing command returns before its edge settles: let it settle
+	 * so its event is there.  (A synchronous stopping command already
+	 * waited; waiting again here would hide a stop that did not.) */
+	if (!strcmp(c, "start") || !strcmp(c, "cont") || !strcmp(c, "retry") ||
+	    !strcmp(c, "reset") || !strcmp(c, "unlock")) {
+		if (rs_wait(rs, wait_ns))
+			report_violation("%s", "the VM did not settle within the wait limit");
+	}
 	collect_events();
 	if (!is_running() && check_ms > 0)
 		check_stopped(c, check_ms);
@@ -442,7 +446,7 @@ static char *trim(char *s)
 
 static void usage(void)
 {
-	fputs("usage: rsctl [-S] [--vcpus N] [--check-ms N] [--kick signal|futex] [FILE]\n", stderr);
+	fputs("usage: rsctl [-S] [--vcpus N] [--check-ms N] [--wait-ms N] [--kick signal|futex] [FILE]\n", stderr);
 	exit(2);
 }
 
@@ -477,6 +481,8 @@ int main(int argc, char **argv)
 			nv = parse_count(argv[++i], MAX_VCPUS);
 		else if (!strcmp(argv[i], "--check-ms") && i + 1 < argc)
 			check_ms = parse_count(argv[++i], 600000);
+		else if (!strcmp(argv[i], "--wait-ms") && i + 1 < argc)
+			wait_ns = parse_count(argv[++i], 3600000) * 1000000LL;
 		else if (!strcmp(argv[i], "--kick") && i + 1 < argc) {
 			i++;
 			if (!strcmp(argv[i], "signal"))
@@ -513,7 +519,7 @@ int main(int argc, char **argv)
 	if (!prelaunch) {
 		atomic_fetch_add(&run_epoch, 1);
 		rs_start(rs, 0);
-		rs_wait(rs, WAIT_NS);
+		rs_wait(rs, wait_ns);
 	}
 	/* Events before the first command are not listed. */
 	ev_cursor = rs_events_cursor(rs);
