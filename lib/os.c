@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +56,37 @@ static uint64_t sys_now_ns(void *ctx)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+#ifdef RS_DELAY_POINTS
+/*
+ * Default for builds with delay points: at one point in eight, yield or
+ * spin a random short while, so the racy windows really open up.  A
+ * thread-local xorshift keeps it cheap and free of shared state.
+ */
+static void default_delay(void *ctx, const char *point)
+{
+	static _Thread_local uint32_t seed;
+	uint32_t x;
+
+	(void)ctx;
+	(void)point;
+	if (!seed)
+		seed = (uint32_t)(uintptr_t)&seed | 1;
+	x = seed;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	seed = x;
+	if (x % 8)
+		return;
+	if (x & 0x100) {
+		sched_yield();
+	} else {
+		for (uint32_t i = (x >> 12) % 2000; i; i--)
+			rs_cpu_relax();
+	}
+}
+#endif
+
 void rs_ops_fill(struct rs_ops *dst, const struct rs_ops *src)
 {
 	memset(dst, 0, sizeof(*dst));
@@ -66,6 +98,10 @@ void rs_ops_fill(struct rs_ops *dst, const struct rs_ops *src)
 		dst->futex_wake = sys_futex_wake;
 	if (!dst->now_ns)
 		dst->now_ns = sys_now_ns;
+#ifdef RS_DELAY_POINTS
+	if (!dst->delay)
+		dst->delay = default_delay;
+#endif
 }
 
 /*

@@ -133,7 +133,11 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 		uint32_t k;
 
 		if (head - cur >= cap) {
-			/* Overwritten before we got to it. */
+			/* Overwritten before we got to it.  A loss is only
+			 * ever reported before the first event returned, so
+			 * stop here if we already copied some. */
+			if (got)
+				break;
 			dropped += head - cap + 1 - cur;
 			cur = head - cap + 1;
 			continue;
@@ -146,10 +150,13 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 		atomic_thread_fence(memory_order_acquire);
 		seq2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
 		if (seq1 != cur || seq2 != cur) {
-			/* The writer lapped us while we copied: reload head. */
+			/* The writer is overwriting this slot: event cur is
+			 * gone.  Count it lost (before any event returned). */
+			if (got)
+				break;
+			dropped++;
+			cur++;
 			head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
-			if (head - cur < cap)
-				continue;
 			continue;
 		}
 		buf[got].seq = cur;

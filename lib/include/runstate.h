@@ -328,7 +328,10 @@ RS_API uint64_t rs_events_cursor(const rs_runstate *rs);
  * Copy up to n events starting at *cursor into buf, oldest first, and
  * advance *cursor.  If the ring overwrote events the reader had not read,
  * *lost (if not NULL) is set to how many and reading resumes at the oldest
- * kept one; otherwise *lost is 0.  Returns the number copied, or RS_EINVAL.
+ * kept one; otherwise *lost is 0.  The lost events always come before the
+ * first event copied (a loss found after some were copied ends this call
+ * and is reported by the next), so buf[0].seq == old *cursor + *lost.
+ * Returns the number copied, or RS_EINVAL.
  */
 RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor,
 			  struct rs_event *buf, size_t n, uint64_t *lost);
