@@ -59,6 +59,7 @@ static inline void rs_cpu_relax(void)
 #define VS_PARK     0x04u
 #define VS_WORK     0x08u
 #define VS_EXIT     0x10u
+#define VS_TREE     0x20u  /* woken by a tree wake: wake your subtree */
 #define VS_GEN_ONE  0x100u
 
 struct rs_vcpu_impl {
@@ -69,6 +70,7 @@ struct rs_vcpu_impl {
 	void *opaque;
 	_Atomic uint64_t kick_ns;     /* last kick; 0 when none since active */
 	_Atomic uint64_t out_since_ns; /* 0 while active */
+	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
 	_Atomic uint32_t registered;
 	uint32_t call_depth;          /* nesting of blocking library calls */
 };
@@ -89,7 +91,37 @@ struct rs_ev_slot {
 	_Atomic uint64_t seq;   /* seq of the event held, 0 while written */
 	_Atomic uint64_t time_ns;
 	_Atomic uint32_t kind;
+	_Atomic uint32_t word;
 };
+
+/* The words made by recent edges, for listeners and events: the edge
+ * maker stores its new word in edge_word[edge % RS_EDGE_WORDS]. */
+#define RS_EDGE_WORDS 64
+
+struct rs_listener {
+	rs_listener_fn *fn;
+	void *opaque;
+	int priority;
+	uint64_t id;
+	struct rs_runstate *rs;
+	struct rcu_head_opaque { void *a, *b; } rcu; /* struct rcu_head */
+};
+
+/* The listener set, published under RCU: sorted by (priority, id). */
+struct rs_listener_set {
+	struct rcu_head_opaque rcu;
+	struct rs_runstate *rs;
+	unsigned n;
+	struct rs_listener *l[];
+};
+
+struct rs_counters {
+	_Atomic uint64_t stop_edges, start_edges, parks, wakes, kicks, rekicks,
+		timeouts, events_lost, listener_runs;
+};
+
+#define RS_STAT_INC(rs, field) \
+	atomic_fetch_add_explicit(&(rs)->stats.field, 1, memory_order_relaxed)
 
 struct rs_runstate {
 	/* The word; first member, alone on its cache line (rs_may_run()
@@ -122,6 +154,20 @@ struct rs_runstate {
 	struct rs_ev_slot *ring;
 	uint32_t ring_mask;
 	_Atomic uint64_t ev_head;      /* events produced so far */
+
+	_Atomic uint32_t ev_seq32;     /* low bits of ev_head: the futex */
+	_Atomic uint32_t ev_waiters;   /* threads in rs_events_wait() */
+	_Atomic int ev_fd;             /* eventfd, -1 until asked for */
+	_Atomic uint32_t edge_word[RS_EDGE_WORDS];
+
+	/* Listeners: readers (the settler) under RCU; writers serialized by
+	 * listener_mutex. */
+	struct rs_listener_set *listeners;
+	_Atomic uint32_t listener_mutex;
+	uint64_t listener_ids;
+	_Atomic uint32_t rcu_pending;  /* call_rcu callbacks not yet run */
+
+	struct rs_counters stats;
 
 	/* vCPU registry: a fixed array sized at creation. */
 	struct rs_slot *slots;
@@ -157,5 +203,11 @@ RS_HIDDEN void rs_call_end(struct rs_vcpu_impl *self);
 
 /* runstate.c */
 RS_HIDDEN void rs_settle_help(struct rs_runstate *rs);
+
+/* listener.c */
+RS_HIDDEN extern _Thread_local unsigned rs_tls_in_listener;
+RS_HIDDEN void rs_run_listeners(struct rs_runstate *rs, bool running, uint32_t word);
+RS_HIDDEN void rs_listeners_destroy(struct rs_runstate *rs);
+RS_HIDDEN int rs_no_wait_in_listener(const char *what);
 
 #endif

@@ -20,8 +20,14 @@
  * The vCPU whose acknowledgement completes a stop helps too, so an
  * asynchronous stop settles without any thread waiting for it.
  */
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -32,6 +38,8 @@ bool rs_may_run_func(const rs_runstate *rs)
 
 uint32_t rs_word(const rs_runstate *rs)
 {
+	if (!rs)
+		return 0;
 	/* Acquire: pairs with the release part of every command's CAS, so a
 	 * caller that sees a state also sees what was written before it. */
 	return atomic_load_explicit(&((rs_runstate *)rs)->word, memory_order_acquire);
@@ -74,6 +82,8 @@ int rs_create(const struct rs_config *cfg, rs_runstate **out)
 	rs->nslots = c.max_vcpus;
 	/* Edge 0 is the initial stopped state, settled from the start. */
 	atomic_init(&rs->word, (uint32_t)RS_PAUSE_PRELAUNCH << RS_W_PAUSE_SHIFT);
+	atomic_init(&rs->edge_word[0], atomic_load_explicit(&rs->word, memory_order_relaxed));
+	atomic_init(&rs->ev_fd, -1);
 	*out = rs;
 	return 0;
 }
@@ -82,6 +92,9 @@ void rs_destroy(rs_runstate *rs)
 {
 	if (!rs)
 		return;
+	rs_listeners_destroy(rs);
+	if (atomic_load_explicit(&rs->ev_fd, memory_order_relaxed) >= 0)
+		close(atomic_load_explicit(&rs->ev_fd, memory_order_relaxed));
 	free(rs->ring);
 	free(rs->slots);
 	free(rs);
@@ -91,7 +104,7 @@ void rs_destroy(rs_runstate *rs)
  * Events
  */
 
-static void emit_event(rs_runstate *rs, uint32_t edge)
+static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 {
 	/* Only the settle mutex holder produces: ev_head has one writer. */
 	uint64_t seq = atomic_load_explicit(&rs->ev_head, memory_order_relaxed) + 1;
@@ -105,13 +118,88 @@ static void emit_event(rs_runstate *rs, uint32_t edge)
 	atomic_store_explicit(&s->time_ns, rs_now(rs), memory_order_relaxed);
 	atomic_store_explicit(&s->kind, rs_edge_is_stop(edge) ? RS_EVENT_STOP : RS_EVENT_RESUME,
 			      memory_order_relaxed);
+	atomic_store_explicit(&s->word, word, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq, memory_order_release);
 	/* Release: pairs with the acquire load of ev_head in readers. */
 	atomic_store_explicit(&rs->ev_head, seq, memory_order_release);
+
+	/* Blocked readers: store the futex word, then look for waiters;
+	 * rs_events_wait() counts itself, then loads ev_head (seq_cst
+	 * both sides: one of the two sees the other). */
+	atomic_store_explicit(&rs->ev_seq32, (uint32_t)seq, memory_order_seq_cst);
+	if (atomic_load_explicit(&rs->ev_waiters, memory_order_seq_cst))
+		rs_futex_wake(rs, &rs->ev_seq32, INT_MAX);
+	{
+		int fd = atomic_load_explicit(&rs->ev_fd, memory_order_acquire);
+		uint64_t one = 1;
+
+		/* Non-blocking: a full counter (2^64 - 2 unread) just
+		 * stays readable. */
+		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			rs_fatal("eventfd write", -errno);
+	}
+}
+
+int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
+{
+	uint64_t deadline;
+	int r = 0;
+
+	if (!rs)
+		return RS_EINVAL;
+	if (timeout_ns != RS_ASYNC && (r = rs_no_wait_in_listener("rs_events_wait")))
+		return r;
+	deadline = rs_deadline(rs, timeout_ns);
+	atomic_fetch_add_explicit(&rs->ev_waiters, 1, memory_order_seq_cst);
+	for (;;) {
+		uint64_t head = atomic_load_explicit(&rs->ev_head, memory_order_seq_cst);
+		int64_t left;
+
+		if (head >= cursor)
+			break;
+		left = rs_remaining(rs, deadline);
+		if (left == 0) {
+			r = RS_ETIMEDOUT;
+			break;
+		}
+		rs_futex_wait(rs, &rs->ev_seq32, (uint32_t)head, left);
+	}
+	atomic_fetch_sub_explicit(&rs->ev_waiters, 1, memory_order_relaxed);
+	return r;
+}
+
+int rs_events_fd(rs_runstate *rs)
+{
+	int fd, expect = -1;
+
+	if (!rs)
+		return RS_EINVAL;
+	fd = atomic_load_explicit(&rs->ev_fd, memory_order_acquire);
+	if (fd >= 0)
+		return fd;
+	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* Release: pairs with the acquire load in emit_event(). */
+	if (!atomic_compare_exchange_strong_explicit(&rs->ev_fd, &expect, fd,
+						     memory_order_acq_rel, memory_order_acquire)) {
+		close(fd);
+		return expect;
+	}
+	/* Events produced before the fd existed are pending too. */
+	if (atomic_load_explicit(&rs->ev_head, memory_order_acquire)) {
+		uint64_t one = 1;
+
+		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			return -errno;
+	}
+	return fd;
 }
 
 uint64_t rs_events_cursor(const rs_runstate *rs)
 {
+	if (!rs)
+		return 0;
 	return atomic_load_explicit(&((rs_runstate *)rs)->ev_head, memory_order_acquire) + 1;
 }
 
@@ -119,18 +207,20 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 		   uint64_t *lost)
 {
 	rs_runstate *rs = (rs_runstate *)crs;
-	uint64_t cap = (uint64_t)rs->ring_mask + 1, cur, head, dropped = 0;
+	uint64_t cap, cur, head, dropped = 0;
+	bool dropped_reported = false;
 	size_t got = 0;
 
 	if (!rs || !cursor || (!buf && n))
 		return RS_EINVAL;
+	cap = (uint64_t)rs->ring_mask + 1;
 	cur = *cursor ? *cursor : 1;
 	/* Acquire: pairs with the release store of ev_head in emit_event(). */
 	head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
 	while (got < n && cur <= head) {
 		struct rs_ev_slot *s = &rs->ring[cur & rs->ring_mask];
 		uint64_t seq1, seq2, t;
-		uint32_t k;
+		uint32_t k, w;
 
 		if (head - cur >= cap) {
 			/* Overwritten before we got to it.  A loss is only
@@ -146,6 +236,7 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 		seq1 = atomic_load_explicit(&s->seq, memory_order_acquire);
 		t = atomic_load_explicit(&s->time_ns, memory_order_relaxed);
 		k = atomic_load_explicit(&s->kind, memory_order_relaxed);
+		w = atomic_load_explicit(&s->word, memory_order_relaxed);
 		/* Orders the copies before the re-check of seq (seqlock read). */
 		atomic_thread_fence(memory_order_acquire);
 		seq2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
@@ -159,12 +250,39 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 			head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
 			continue;
 		}
+		if (dropped && !lost && !dropped_reported) {
+			/* The explicit record of the loss, first. */
+			memset(&buf[got], 0, sizeof(buf[got]));
+			buf[got].kind = RS_EVENT_LOST;
+			buf[got].seq = cur - dropped;
+			buf[got].lost = dropped;
+			buf[got].time_ns = rs_now(rs);
+			if (++got == n) {
+				/* No room for the event itself: it is read
+				 * next time; the loss is reported now. */
+				break;
+			}
+			dropped_reported = true;
+		}
 		buf[got].seq = cur;
 		buf[got].time_ns = t;
 		buf[got].kind = (enum rs_event_kind)k;
+		buf[got].lost = 0;
+		buf[got].word = w;
+		rs_decode(w, &buf[got].state);
 		got++;
 		cur++;
 	}
+	if (dropped && !lost && !dropped_reported && got < n) {
+		memset(&buf[got], 0, sizeof(buf[got]));
+		buf[got].kind = RS_EVENT_LOST;
+		buf[got].seq = cur - dropped;
+		buf[got].lost = dropped;
+		buf[got].time_ns = rs_now(rs);
+		got++;
+	}
+	if (dropped)
+		atomic_fetch_add_explicit(&rs->stats.events_lost, dropped, memory_order_relaxed);
 	*cursor = cur;
 	if (lost)
 		*lost = dropped;
@@ -187,6 +305,7 @@ enum { SETTLE_DONE = 0, SETTLE_BLOCKED = 1 };
 #define NO_BLOCK UINT32_MAX
 
 static int wait_stop_edge(rs_runstate *rs, uint64_t deadline);
+static uint32_t edge_word(rs_runstate *rs, uint32_t e);
 
 static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadline)
 {
@@ -219,6 +338,7 @@ static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadlin
 		}
 
 		uint32_t e = rs_edge_next(s);
+		uint32_t ew;
 
 		if (rs_edge_is_stop(e)) {
 			if (block_until != NO_BLOCK && rs_edge_le(e, block_until)) {
@@ -229,13 +349,78 @@ static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadlin
 			} else if (!rs_scan_out(rs, false)) {
 				return SETTLE_BLOCKED;
 			}
+			/* Every vCPU is out: quiesce the devices, then tell
+			 * management (QEMU's order). */
+			ew = edge_word(rs, e);
+			rs_run_listeners(rs, false, ew);
+			emit_event(rs, e, ew);
+		} else {
+			/* RESUME first, then restart the devices; no vCPU
+			 * runs before RS_W_SETTLING clears below. */
+			ew = edge_word(rs, e);
+			emit_event(rs, e, ew);
+			rs_run_listeners(rs, true, ew);
 		}
-		emit_event(rs, e);
 		/* Release: pairs with the acquire load of settled in
 		 * settled_through(); a caller that sees its edge settled
 		 * sees the vCPUs' acknowledgements too. */
 		atomic_store_explicit(&rs->settled, e, memory_order_release);
 	}
+}
+
+/*
+ * The word made by edge e's CAS.  Its maker stores it right after the CAS
+ * (note_edge()); if it has not yet, wait for it, briefly.  If 64 or more
+ * edges happened since, the slot was reused: describe the edge with the
+ * current word and the edge's own running flag.
+ */
+static uint32_t edge_word(rs_runstate *rs, uint32_t e)
+{
+	_Atomic uint32_t *slot = &rs->edge_word[e % RS_EDGE_WORDS];
+
+	for (int spin = 0;; spin++) {
+		/* Pairs with the release store in note_edge(). */
+		uint32_t w = atomic_load_explicit(slot, memory_order_acquire);
+		uint32_t we = rs_w_edge(w);
+
+		if (we == e)
+			return w;
+		if (we != e && rs_edge_le(e, we)) {
+			w = atomic_load_explicit(&rs->word, memory_order_acquire);
+			if (rs_edge_is_stop(e) && rs_w_running(w))
+				w |= (uint32_t)RS_PAUSE_PAUSED << RS_W_PAUSE_SHIFT;
+			else if (!rs_edge_is_stop(e))
+				w &= ~RS_W_STOPPED_MASK;
+			return (w & ~RS_W_EDGE_MASK) | (e << RS_W_EDGE_SHIFT);
+		}
+		if (spin < 100)
+			rs_cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
+/* After a CAS from old to nw: record an edge's word for the settler. */
+static void note_edge(rs_runstate *rs, uint32_t old, uint32_t nw)
+{
+	_Atomic uint32_t *slot;
+	uint32_t e = rs_w_edge(nw), cur;
+
+	if (e == rs_w_edge(old))
+		return;
+	slot = &rs->edge_word[e % RS_EDGE_WORDS];
+	cur = atomic_load_explicit(slot, memory_order_relaxed);
+	/* Never overwrite a newer edge's word (a maker 64 edges later may
+	 * have been quicker).  Release: pairs with the acquire load in
+	 * edge_word(). */
+	while (!(rs_w_edge(cur) != e && rs_edge_le(e, rs_w_edge(cur))) &&
+	       !atomic_compare_exchange_weak_explicit(slot, &cur, nw, memory_order_release,
+						      memory_order_relaxed))
+		;
+	if (rs_edge_is_stop(e))
+		RS_STAT_INC(rs, stop_edges);
+	else
+		RS_STAT_INC(rs, start_edges);
 }
 
 /* Wait until every registered vCPU is out, kicking and re-kicking. */
@@ -335,6 +520,8 @@ int rs_wait(rs_runstate *rs, int64_t timeout_ns)
 
 	if (!rs)
 		return RS_EINVAL;
+	if (timeout_ns != RS_ASYNC && (r = rs_no_wait_in_listener("rs_wait")))
+		return r;
 	deadline = rs_deadline(rs, timeout_ns);
 	self = rs_call_begin(rs);
 	for (;;) {
@@ -354,6 +541,8 @@ int rs_wait(rs_runstate *rs, int64_t timeout_ns)
 			break;
 	}
 	rs_call_end(self);
+	if (r == RS_ETIMEDOUT)
+		RS_STAT_INC(rs, timeouts);
 	return r < 0 ? r : 0;
 }
 
@@ -384,6 +573,7 @@ static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *
 		RS_DELAY(rs, "command-cas");
 		if (atomic_compare_exchange_weak_explicit(&rs->word, &old, nw, memory_order_seq_cst,
 							  memory_order_acquire)) {
+			note_edge(rs, old, nw);
 			*oldp = old;
 			*newp = nw;
 			return 0;
@@ -415,6 +605,8 @@ static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns
 	else
 		r = settle_through(rs, rs_w_edge(nw), deadline);
 	rs_call_end(self);
+	if (r == RS_ETIMEDOUT)
+		RS_STAT_INC(rs, timeouts);
 	return r;
 }
 
@@ -429,6 +621,8 @@ static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t
 	if (!rs)
 		return RS_EINVAL;
 	if (timeout_ns != RS_ASYNC) {
+		if ((r = rs_no_wait_in_listener("a synchronous stopping call")))
+			return r;
 		deadline = rs_deadline(rs, timeout_ns);
 		/* A vCPU thread that will block counts as out from here. */
 		self = rs_call_begin(rs);
@@ -544,6 +738,7 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 			if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw,
 								  memory_order_seq_cst,
 								  memory_order_acquire)) {
+				note_edge(rs, w, nw);
 				rs_mutex_unlock(rs, &rs->lockq_mutex);
 				*oldp = w;
 				*newp = nw;
@@ -595,6 +790,8 @@ static int lock_common(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns, bool
 	if (!rs || r < 0 || r >= RS_LOCK_COUNT)
 		return RS_EINVAL;
 	if (timeout_ns != RS_ASYNC) {
+		if ((err = rs_no_wait_in_listener("rs_lock/rs_trylock that waits")))
+			return err;
 		deadline = rs_deadline(rs, timeout_ns);
 		self = rs_call_begin(rs);
 	}
@@ -637,6 +834,7 @@ static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint3
 		RS_DELAY(rs, "unlock-cas");
 		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
 							  memory_order_acquire)) {
+			note_edge(rs, w, nw);
 			*oldp = w;
 			*newp = nw;
 			return 0;
@@ -659,10 +857,13 @@ static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint3
 			else
 				nw = w;
 		}
-		if (nw == w ||
-		    atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
-							  memory_order_acquire))
+		if (nw == w)
 			break;
+		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
+							  memory_order_acquire)) {
+			note_edge(rs, w, nw);
+			break;
+		}
 	}
 	if (!err && rs->lock_waiters[r]) {
 		rs->lock_waiters[r]--;
@@ -704,6 +905,8 @@ int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p, int64_t ti
 	if (!rs || p <= RS_PAUSE_NONE || p >= RS_PAUSE_COUNT)
 		return RS_EINVAL;
 	if (timeout_ns != RS_ASYNC) {
+		if ((err = rs_no_wait_in_listener("a synchronous rs_unlock_pause")))
+			return err;
 		deadline = rs_deadline(rs, timeout_ns);
 		self = rs_call_begin(rs);
 	}
@@ -713,4 +916,100 @@ int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p, int64_t ti
 		return err;
 	}
 	return finish(rs, old, nw, timeout_ns, self, deadline);
+}
+
+/* ---------------------------------------------------------------------------
+ * Introspection
+ */
+
+int rs_get_stats(const rs_runstate *crs, struct rs_stats *st)
+{
+	rs_runstate *rs = (rs_runstate *)crs;
+
+	if (!rs || !st)
+		return RS_EINVAL;
+#define GET(f) st->f = atomic_load_explicit(&rs->stats.f, memory_order_relaxed)
+	GET(stop_edges);
+	GET(start_edges);
+	GET(parks);
+	GET(wakes);
+	GET(kicks);
+	GET(rekicks);
+	GET(timeouts);
+	GET(events_lost);
+	GET(listener_runs);
+#undef GET
+	return 0;
+}
+
+struct dump_buf {
+	char *p;
+	size_t len, need;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void dprint(struct dump_buf *d, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(d->need < d->len ? d->p + d->need : NULL,
+		      d->need < d->len ? d->len - d->need : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		d->need += (size_t)n;
+}
+
+static void dump_vcpu(const struct rs_vcpu_info *info, void *arg)
+{
+	struct dump_buf *d = arg;
+
+	dprint(d, "vcpu %p: %s%s, last ack %.3f ms ago", (void *)info->vcpu,
+	       info->active ? "active" : "out", info->parked ? " (parked)" : "",
+	       (double)info->since_ack_ns / 1e6);
+	if (info->unacked_ns)
+		dprint(d, ", kicked %.3f ms ago and not acknowledged", (double)info->unacked_ns / 1e6);
+	dprint(d, "\n");
+}
+
+int rs_dump(rs_runstate *rs, char *buf, size_t len)
+{
+	struct dump_buf d = { .p = buf, .len = len };
+	struct rs_stats st;
+	struct rs_state s;
+	uint32_t w;
+	unsigned reg, out;
+
+	if (!rs || (!buf && len))
+		return RS_EINVAL;
+	if (len)
+		buf[0] = 0;
+	w = rs_word(rs);
+	rs_decode(w, &s);
+	dprint(&d, "word 0x%08x: %s, edge %u, locks=", w, s.running ? "running" : "stopped",
+	       s.edge);
+	for (int i = 0; i < RS_LOCK_COUNT; i++)
+		if (s.locks & (1u << i))
+			dprint(&d, "%s,", rs_lock_name(i));
+	dprint(&d, "%s pause=%s legacy=%s%s%s%s\n", s.io_error ? "io-error" : "-",
+	       rs_pause_name(s.pause), rs_legacy_status(w), s.settling ? " settling" : "",
+	       w & RS_W_PARKED ? " parked" : "", w & RS_W_LOCKWAIT ? " lockwait" : "");
+	dprint(&d, "settled edge %u, events %llu, pending acks %u%s\n",
+	       atomic_load_explicit(&rs->settled, memory_order_acquire),
+	       (unsigned long long)atomic_load_explicit(&rs->ev_head, memory_order_acquire),
+	       atomic_load_explicit(&rs->pending, memory_order_relaxed) & PENDING_COUNT,
+	       atomic_load_explicit(&rs->settle_mutex, memory_order_relaxed) ? ", settler busy" : "");
+	rs_get_stats(rs, &st);
+	dprint(&d, "stats: stop-edges %llu start-edges %llu parks %llu wakes %llu kicks %llu "
+	       "rekicks %llu timeouts %llu events-lost %llu listener-runs %llu\n",
+	       (unsigned long long)st.stop_edges, (unsigned long long)st.start_edges,
+	       (unsigned long long)st.parks, (unsigned long long)st.wakes,
+	       (unsigned long long)st.kicks, (unsigned long long)st.rekicks,
+	       (unsigned long long)st.timeouts, (unsigned long long)st.events_lost,
+	       (unsigned long long)st.listener_runs);
+	rs_vcpu_count(rs, &reg, &out);
+	dprint(&d, "vcpus: %u registered, %u out\n", reg, out);
+	rs_vcpu_foreach(rs, dump_vcpu, &d);
+	return d.need > INT_MAX ? INT_MAX : (int)d.need;
 }

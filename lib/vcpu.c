@@ -76,7 +76,12 @@ static void vcpu_go_out(struct rs_vcpu_impl *v)
 						       * everything its guest code
 						       * and exit handling wrote. */
 						      memory_order_seq_cst, memory_order_relaxed));
-	atomic_store_explicit(&v->out_since_ns, rs_now(v->rs) | 1, memory_order_relaxed);
+	{
+		uint64_t now = rs_now(v->rs) | 1;
+
+		atomic_store_explicit(&v->out_since_ns, now, memory_order_relaxed);
+		atomic_store_explicit(&v->last_ack_ns, now, memory_order_relaxed);
+	}
 	if (s & VS_WANTED)
 		pending_dec(v->rs);
 }
@@ -87,6 +92,7 @@ static void vcpu_go_out(struct rs_vcpu_impl *v)
 
 static void kick(struct rs_runstate *rs, struct rs_vcpu_impl *v, uint64_t now)
 {
+	RS_STAT_INC(rs, kicks);
 	atomic_store_explicit(&v->kick_ns, now, memory_order_relaxed);
 	RS_DELAY(rs, "kick");
 	if (v->kick)
@@ -120,8 +126,10 @@ static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, bool rekick
 			if (now - last >= (uint64_t)rs->rekick_ns &&
 			    atomic_compare_exchange_strong_explicit(&v->kick_ns, &last, now,
 								    memory_order_relaxed,
-								    memory_order_relaxed))
+								    memory_order_relaxed)) {
+				RS_STAT_INC(rs, rekicks);
 				kick(rs, v, now);
+			}
 			return true;
 		}
 		/* Count first, so the vCPU's decrement never precedes it. */
@@ -217,21 +225,67 @@ bool rs_any_active(struct rs_runstate *rs)
 	return !for_each_vcpu(rs, active_one, NULL);
 }
 
-static bool wake_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
+/*
+ * Waking parked vCPUs, in a tree over the slot indices.  A start must not
+ * pay N futex wakes in a row on one thread: the waker wakes the roots,
+ * and every vCPU woken this way (VS_TREE) wakes its own children before it
+ * does anything else, so the wake-ups fan out in parallel, log2(N) deep.
+ * A slot whose vCPU is not parked cannot pass the wave on, so whoever
+ * reaches it walks its children directly: every slot below hiwater is
+ * visited exactly once per wave.
+ *
+ * seq_cst on the state: pairs with the parker's fetch_or of VS_PARK before
+ * its CAS that sets RS_W_PARKED (park()).  The wave starts after the CAS
+ * that cleared RS_W_PARKED, so every vCPU that set it shows VS_PARK here.
+ */
+#define TREE_FANOUT 2
+
+/* Wake slot i's vCPU if parked (it then wakes its children itself);
+ * returns false if it was not parked, so the caller walks the children. */
+static bool tree_wake_slot(struct rs_runstate *rs, uint32_t i)
 {
-	(void)arg;
-	/* seq_cst: pairs with the parker's fetch_or of VS_PARK before its
-	 * CAS that sets RS_W_PARKED (park()); our caller's CAS cleared
-	 * RS_W_PARKED, so any vCPU that set it before shows VS_PARK here. */
-	if (atomic_load_explicit(&v->state, memory_order_seq_cst) & VS_PARK &&
-	    atomic_fetch_and_explicit(&v->state, ~VS_PARK, memory_order_seq_cst) & VS_PARK)
-		rs_futex_wake(rs, &v->state, 1);
-	return true;
+	struct rs_slot *sl = &rs->slots[i];
+	struct rs_vcpu_impl *v;
+	bool woke = false;
+
+	if (!atomic_load_explicit(&sl->vcpu, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&sl->pins, 1, memory_order_seq_cst);
+	v = atomic_load_explicit(&sl->vcpu, memory_order_seq_cst);
+	if (v) {
+		uint32_t s = atomic_load_explicit(&v->state, memory_order_seq_cst);
+
+		while (s & VS_PARK) {
+			if (atomic_compare_exchange_weak_explicit(&v->state, &s,
+								  (s & ~VS_PARK) | VS_TREE,
+								  memory_order_seq_cst,
+								  memory_order_seq_cst)) {
+				RS_STAT_INC(rs, wakes);
+				rs_futex_wake(rs, &v->state, 1);
+				woke = true;
+				break;
+			}
+		}
+	}
+	atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
+	return woke;
+}
+
+static void tree_wake_children(struct rs_runstate *rs, uint32_t i)
+{
+	uint32_t n = atomic_load_explicit(&rs->hiwater, memory_order_acquire);
+
+	for (uint32_t c = i * TREE_FANOUT + 1; c <= i * TREE_FANOUT + TREE_FANOUT && c < n; c++)
+		if (!tree_wake_slot(rs, c))
+			tree_wake_children(rs, c);
 }
 
 void rs_wake_parked(struct rs_runstate *rs)
 {
-	for_each_vcpu(rs, wake_one, NULL);
+	if (!atomic_load_explicit(&rs->hiwater, memory_order_acquire))
+		return;
+	if (!tree_wake_slot(rs, 0))
+		tree_wake_children(rs, 0);
 }
 
 /* ---------------------------------------------------------------------------
@@ -271,11 +325,15 @@ static void park(struct rs_vcpu_impl *v, uint32_t reqmask)
 			break;
 	}
 	RS_DELAY(rs, "park");
+	RS_STAT_INC(rs, parks);
 	/* Sleeps only while the state is exactly s: a waker that clears
 	 * VS_PARK or posts a request changes it first. */
 	rs_futex_wait(rs, &v->state, s, -1);
 out:
-	atomic_fetch_and_explicit(&v->state, ~VS_PARK, memory_order_relaxed);
+	/* Woken by a tree wake: pass it on before anything else. */
+	if (atomic_fetch_and_explicit(&v->state, ~(VS_PARK | VS_TREE), memory_order_seq_cst) &
+	    VS_TREE)
+		tree_wake_children(rs, v->slot);
 }
 
 /*
@@ -391,6 +449,7 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 	v->opaque = opaque;
 	atomic_init(&v->state, 0);
 	atomic_init(&v->out_since_ns, rs_now(rs) | 1);
+	atomic_init(&v->last_ack_ns, atomic_load_explicit(&v->out_since_ns, memory_order_relaxed));
 	RS_DELAY(rs, "register");
 	for (i = 0; i < rs->nslots; i++) {
 		struct rs_vcpu_impl *expect = NULL;
@@ -486,8 +545,10 @@ int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 	/* seq_cst: the parker's futex wait compares the whole state word,
 	 * so either it sees the request or we see VS_PARK and wake it. */
 	old = atomic_fetch_or_explicit(&v->state, bits, memory_order_seq_cst);
-	if (old & VS_PARK)
+	if (old & VS_PARK) {
+		RS_STAT_INC(v->rs, wakes);
 		rs_futex_wake(v->rs, &v->state, 1);
+	}
 	else if (old & VS_ACTIVE)
 		kick(v->rs, v, rs_now(v->rs));
 	return 0;
@@ -507,6 +568,7 @@ static bool info_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
 	uint64_t since = atomic_load_explicit(&v->out_since_ns, memory_order_relaxed);
 	uint64_t kicked = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
+	uint64_t acked = atomic_load_explicit(&v->last_ack_ns, memory_order_relaxed);
 	struct rs_vcpu_info info = {
 		.vcpu = (const rs_vcpu *)(void *)v,
 		.opaque = v->opaque,
@@ -515,6 +577,7 @@ static bool info_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
 		.out_for_ns = !(s & VS_ACTIVE) && since && a->now > since ? a->now - since : 0,
 		.unacked_ns = (s & VS_ACTIVE) && (s & VS_WANTED) && kicked && a->now > kicked ?
 				      a->now - kicked : 0,
+		.since_ack_ns = acked && a->now > acked ? a->now - acked : 0,
 	};
 
 	(void)rs;

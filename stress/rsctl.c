@@ -330,6 +330,22 @@ static void print_vcpus(void)
 	printf("vcpus=%u quiescent=%u\n", reg, out);
 }
 
+/* `dump`: the library's description, several lines, then `end`. */
+static void print_dump(void)
+{
+	int need = rs_dump(rs, NULL, 0);
+	char *buf = need > 0 ? malloc((size_t)need + 1) : NULL;
+
+	if (buf) {
+		rs_dump(rs, buf, (size_t)need + 1);
+		fputs(buf, stdout);
+		if (need && buf[need - 1] != '\n')
+			fputc('\n', stdout);
+		free(buf);
+	}
+	puts("end");
+}
+
 /* ---------------------------------------------------------------------------
  * Commands
  */
@@ -404,6 +420,8 @@ static int run_command(char **tok, int n, int check_ms)
 		print_events();
 	} else if (!strcmp(c, "vcpus") && n == 1) {
 		print_vcpus();
+	} else if (!strcmp(c, "dump") && n == 1) {
+		print_dump();
 	} else if (!strcmp(c, "hotplug") && n == 1) {
 		r = hotplug();
 		puts(r ? "error: no-space" : "ok");
@@ -412,6 +430,7 @@ static int run_command(char **tok, int n, int check_ms)
 		puts(r ? "error: no-vcpu" : "ok");
 	} else if (!strcmp(c, "quit") && n == 1) {
 		puts("ok");
+		fflush(stdout);
 		return CMD_QUIT;
 	} else {
 		puts("error: invalid");
@@ -482,7 +501,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--check-ms") && i + 1 < argc)
 			check_ms = parse_count(argv[++i], 600000);
 		else if (!strcmp(argv[i], "--wait-ms") && i + 1 < argc)
+		{
 			wait_ns = parse_count(argv[++i], 3600000) * 1000000LL;
+			if (!wait_ns)
+				usage();   /* 0 would mean "do not wait" */
+		}
 		else if (!strcmp(argv[i], "--kick") && i + 1 < argc) {
 			i++;
 			if (!strcmp(argv[i], "signal"))
@@ -507,7 +530,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(KICK_SIGNAL, &sa, NULL);
 
-	if (rs_create(NULL, &rs)) {
+	if (rs_create(&(struct rs_config){ .max_vcpus = MAX_VCPUS }, &rs)) {
 		fputs("rsctl: cannot create the runstate\n", stderr);
 		return 1;
 	}

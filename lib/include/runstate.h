@@ -260,7 +260,7 @@ struct rs_state {
 	uint32_t edge;       /* edge counter, modulo 2^19 */
 };
 
-/* Load the word (acquire). */
+/* Load the word (acquire); 0 for NULL. */
 RS_API uint32_t rs_word(const rs_runstate *rs);
 /* Decode a word; works on any 32-bit value. */
 RS_API void rs_decode(uint32_t word, struct rs_state *st);
@@ -301,8 +301,9 @@ enum rs_cmd {
 /*
  * Compute the word after cmd.  Returns 0 and stores the new word (equal to
  * old when nothing changes), or a negative error and leaves *out untouched.
- * A running<->stopped edge advances the edge counter and sets settling;
- * a change that lets vCPUs run clears the parked flag (the caller wakes).
+ * A running<->stopped edge advances the edge counter and sets settling.
+ * A word that lets vCPUs run never keeps the parked flag (only the
+ * settler's clearing of settling produces one, and it wakes the parked).
  */
 RS_API int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint32_t *out);
 
@@ -312,29 +313,97 @@ RS_API int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint3
 enum rs_event_kind {
 	RS_EVENT_STOP = 1,
 	RS_EVENT_RESUME = 2,
+	RS_EVENT_LOST = 3,   /* a record of events the reader lost */
 };
 
 struct rs_event {
-	uint64_t seq;        /* 1 for the first edge, then consecutive */
-	uint64_t time_ns;    /* monotonic clock when the edge settled */
-	uint32_t word;       /* the word just after the edge's CAS */
+	uint64_t seq;        /* 1 for the first edge, then consecutive; for
+			      * RS_EVENT_LOST the first seq lost */
+	uint64_t time_ns;    /* CLOCK_MONOTONIC when the event was produced */
 	enum rs_event_kind kind;
+	uint64_t lost;       /* RS_EVENT_LOST: how many; else 0 */
+	uint32_t word;       /* the word just after the edge's CAS */
+	struct rs_state state; /* that word, decoded */
 };
 
 /* Sequence number of the next event to be produced: a cursor that skips
- * every event so far. */
+ * every event so far (0 for NULL). */
 RS_API uint64_t rs_events_cursor(const rs_runstate *rs);
 /*
  * Copy up to n events starting at *cursor into buf, oldest first, and
  * advance *cursor.  If the ring overwrote events the reader had not read,
- * *lost (if not NULL) is set to how many and reading resumes at the oldest
- * kept one; otherwise *lost is 0.  The lost events always come before the
- * first event copied (a loss found after some were copied ends this call
- * and is reported by the next), so buf[0].seq == old *cursor + *lost.
- * Returns the number copied, or RS_EINVAL.
+ * reading resumes at the oldest kept one and the loss is reported, never a
+ * silent gap: through *lost when lost is not NULL (else *lost is 0), or,
+ * when lost is NULL, as an RS_EVENT_LOST record in buf.  The loss always
+ * comes before the first event copied (a loss found after some were copied
+ * ends this call and is reported by the next).  Returns the number of
+ * records copied, or RS_EINVAL.  Any thread may read; each reader keeps its
+ * own cursor.  Producing an event never waits for readers.
  */
 RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor,
 			  struct rs_event *buf, size_t n, uint64_t *lost);
+/* Wait until an event with seq >= cursor exists: 0, RS_ETIMEDOUT, or
+ * RS_EINVAL.  The cursor is not advanced. */
+RS_API int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns);
+/*
+ * An eventfd (EFD_NONBLOCK) that becomes readable when an event is
+ * produced, for a glib, epoll or tokio main loop.  Created on the first
+ * call, owned by the instance (closed by rs_destroy); returns the fd or a
+ * negative errno.  Read it to clear the readiness, then drain
+ * rs_events_read(): clearing first means no event is missed.
+ */
+RS_API int rs_events_fd(rs_runstate *rs);
+
+/* ---------------------------------------------------------------------------
+ * Listeners: the emulator's device models, quiesced after the vCPUs stop and
+ * restarted before they resume (QEMU's vm change state handlers).
+ *
+ * On a running->stopped edge, listeners run after every vCPU is out and
+ * before the call that stopped the VM returns (for an asynchronous stop:
+ * on whichever thread settles the edge), in descending priority.  On a
+ * stopped->running edge they run before any vCPU executes guest code, in
+ * ascending priority.  Runs for successive edges never overlap and never
+ * reorder, and each edge's listeners run exactly once.  The STOP event is
+ * produced after the stop listeners, the RESUME event before the start
+ * listeners (as QEMU does).
+ *
+ * A listener may call the query API and the asynchronous commands, and add
+ * or remove listeners (effective from the next edge).  It must not wait:
+ * no synchronous stopping call, rs_lock that waits, or rs_wait (these
+ * return -EDEADLK from a listener, and abort in debug builds).
+ */
+typedef void rs_listener_fn(void *opaque, bool running, const struct rs_state *st);
+typedef struct rs_listener rs_listener;
+
+/* Add a listener; *out gets its handle.  RS_EINVAL, RS_ENOMEM. */
+RS_API int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int priority,
+			   rs_listener **out);
+/* Remove it.  From outside a listener, returns once no run can still call
+ * it; from inside a listener, the current edge may still call it.  RS_EINVAL
+ * if l is not a current listener of rs (the handle is not dereferenced
+ * then; after a successful remove it is freed). */
+RS_API int rs_listener_remove(rs_runstate *rs, rs_listener *l);
+
+/* ---------------------------------------------------------------------------
+ * Introspection: the first thing to read when a VM will not stop.
+ */
+struct rs_stats {
+	uint64_t stop_edges, start_edges;
+	uint64_t parks;          /* vCPU futex sleeps */
+	uint64_t wakes;          /* vCPU futex wakes (start, requests) */
+	uint64_t kicks, rekicks;
+	uint64_t timeouts;       /* calls that returned RS_ETIMEDOUT */
+	uint64_t events_lost;    /* events readers were told they lost */
+	uint64_t listener_runs;
+};
+RS_API int rs_get_stats(const rs_runstate *rs, struct rs_stats *st);
+/*
+ * Describe the instance in text: the decoded word, the counters, and every
+ * vCPU's state with the time since its last acknowledgement.  Writes at
+ * most len bytes (NUL-terminated) and returns the length the whole text
+ * needs, like snprintf, or a negative errno.
+ */
+RS_API int rs_dump(rs_runstate *rs, char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------
  * vCPUs.  See docs/protocol.md for the protocol and docs/integration.md for
@@ -395,6 +464,7 @@ struct rs_vcpu_info {
 	bool parked;
 	uint64_t out_for_ns;      /* 0 while active */
 	uint64_t unacked_ns;      /* active since a kick not yet acknowledged */
+	uint64_t since_ack_ns;    /* time since its last acknowledgement */
 };
 /* Call fn for every registered vCPU (a diagnosis of a stop that will not
  * complete).  Returns the number of vCPUs visited. */
