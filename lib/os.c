@@ -159,8 +159,11 @@ bool rs_mutex_trylock(_Atomic uint32_t *m)
 {
 	uint32_t c = 0;
 
+	/* seq_cst on failure too: the failed CAS is the helper's read of
+	 * "held" in the single total order that rs_settle_help()'s "unlock,
+	 * then re-check" argument uses (protocol.md P7). */
 	return atomic_compare_exchange_strong_explicit(m, &c, 1, memory_order_seq_cst,
-						       memory_order_relaxed);
+						       memory_order_seq_cst);
 }
 
 int rs_mutex_lock(struct rs_runstate *rs, _Atomic uint32_t *m, uint64_t deadline)

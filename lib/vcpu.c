@@ -282,6 +282,10 @@ static void tree_wake_children(struct rs_runstate *rs, uint32_t i)
 
 void rs_wake_parked(struct rs_runstate *rs)
 {
+	/* Pairs with the seq_cst hiwater update in rs_vcpu_register() and
+	 * the parker's seq_cst VS_PARK store: after the CAS that cleared
+	 * RS_W_PARKED, the wave sees every slot a parker could be in. */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load_explicit(&rs->hiwater, memory_order_acquire))
 		return;
 	if (!tree_wake_slot(rs, 0))
@@ -466,9 +470,13 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 		return RS_ENOSPC;
 	v->slot = i;
 	hw = atomic_load_explicit(&rs->hiwater, memory_order_relaxed);
+	/* seq_cst: a vCPU that registers and parks at once (finding
+	 * RS_W_PARKED already set, so making no CAS of its own on the word)
+	 * must be found by the next wake wave, which starts with a seq_cst
+	 * fence (rs_wake_parked()). */
 	while (hw < i + 1 &&
 	       !atomic_compare_exchange_weak_explicit(&rs->hiwater, &hw, i + 1,
-						      memory_order_release, memory_order_relaxed))
+						      memory_order_seq_cst, memory_order_relaxed))
 		;
 	atomic_fetch_add_explicit(&rs->nregistered, 1, memory_order_relaxed);
 	atomic_store_explicit(&v->registered, VCPU_MAGIC, memory_order_release);

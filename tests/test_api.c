@@ -640,7 +640,7 @@ static void test_stop_from_vcpu(void)
 	atomic_store(&t[0].stop_result, 99);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	atomic_store(&t[0].stop_from_vcpu, true);
-	WAIT_FOR(!(rs_word(rs) & RS_W_STOPPED_MASK) == 0);
+	WAIT_FOR((rs_word(rs) & RS_W_STOPPED_MASK) != 0);
 	CHECK_EQ(rs_wait(rs, 5 * SEC), 0);
 	rs_decode(rs_word(rs), &st);
 	CHECK_EQ(st.pause, RS_PAUSE_PANICKED);

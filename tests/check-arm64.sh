@@ -1,0 +1,278 @@
+#!/bin/sh
+# Weak-memory code generation on arm64 (docs/weak-memory.md).  Cross-builds
+# the library with tests/cross-aarch64.txt and checks, with
+# aarch64-linux-gnu-objdump, that
+#
+#  1. the inline fast path rs_may_run(), compiled into the loop
+#     `do run_slice(); while (rs_may_run(rs));`, is a plain LDR, a TST/ANDS
+#     and a branch: no LDAR, no DMB, no atomic read-modify-write;
+#  2. in vcpu_enter() (lib/vcpu.c), the out->active announcement is an
+#     atomic OR on the state (LDSET*, an LDXR/STXR loop, or a call to the
+#     outline-atomics helper __aarch64_ldset4_*), then DMB ISH, then an LDAR
+#     of the word: a full barrier between the state RMW and the word load
+#     (P1, the vCPU's half);
+#  3. rs_scan_out() executes DMB ISH after entering and before it loads any
+#     vCPU state (P1, the stopper's half);
+#  4. the outline-atomics helpers the library calls for 2 are the real thing
+#     (LSE LDSET and an LDXR/STXR fallback).
+#
+# Usage: check-arm64.sh [BUILD-DIR]   (default: build-arm64 in the source tree)
+# CROSS_PREFIX (default aarch64-linux-gnu-) names the toolchain of the direct
+# compiles and objdump; the meson build uses tests/cross-aarch64.txt.
+# Exit status: 0 all present, 1 something missing (the disassembly is
+# printed), 77 skipped (no aarch64-linux-gnu-gcc or objdump).
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build-arm64}
+prefix=${CROSS_PREFIX:-aarch64-linux-gnu-}
+CC=${prefix}gcc
+OBJDUMP=${prefix}objdump
+
+for t in $CC $OBJDUMP meson ninja; do
+	if ! command -v "$t" >/dev/null 2>&1; then
+		echo "SKIP: $t not found (apt-get install gcc-aarch64-linux-gnu)"
+		exit 77
+	fi
+done
+
+# --- Build -----------------------------------------------------------------
+mkdir -p "$build"
+if [ ! -f "$build/build.ninja" ]; then
+	cross="--cross-file $root/tests/cross-aarch64.txt"
+	extra=
+	if ! PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
+	     pkg-config --exists liburcu-bp 2>/dev/null; then
+		# No liburcu-bp for arm64 (its Debian package would be
+		# liburcu-dev:arm64).  Its headers are architecture-neutral
+		# (urcu/arch.h dispatches on __aarch64__), and we only read
+		# the code, never run it: compile against the build
+		# machine's headers and leave the urcu symbols undefined in
+		# the shared library (-Db_lundef=false).
+		hinc=$(pkg-config --variable=includedir liburcu-bp 2>/dev/null || true)
+		if [ -z "$hinc" ] || [ ! -d "$hinc/urcu" ]; then
+			echo "SKIP: liburcu-bp headers not found for the stub"
+			exit 77
+		fi
+		stub=$build/urcu-stub
+		mkdir -p "$stub/include" "$stub/pkgconfig"
+		for h in "$hinc"/urcu "$hinc"/urcu*.h; do
+			ln -sf "$h" "$stub/include/"
+		done
+		cat >"$stub/pkgconfig/liburcu-bp.pc" <<EOF
+Name: liburcu-bp
+Description: headers only, for check-arm64.sh (never linked)
+Version: 0.13
+Cflags: -I$stub/include
+Libs:
+EOF
+		cat >"$stub/cross-urcu.ini" <<EOF
+[properties]
+pkg_config_libdir = ['$stub/pkgconfig']
+EOF
+		cross="$cross --cross-file $stub/cross-urcu.ini"
+		extra=-Db_lundef=false
+	fi
+	# shellcheck disable=SC2086
+	if ! meson setup "$build" "$root" $cross -Dtests=false -Dbench=disabled \
+		$extra >"$build/setup.log" 2>&1; then
+		cat "$build/setup.log"
+		echo "FAIL: meson setup for aarch64"
+		exit 1
+	fi
+fi
+# The library only: the tools would need liburcu-bp for arm64 to link.
+if ! meson compile -C "$build" runstate >"$build/ninja.log" 2>&1; then
+	cat "$build/ninja.log"
+	echo "FAIL: the aarch64 build"
+	exit 1
+fi
+so=$(find "$build" -maxdepth 1 -name 'librunstate.so.*.*.*' -type f | head -n 1)
+if [ -z "$so" ]; then
+	echo "FAIL: no librunstate.so in $build"
+	exit 1
+fi
+file_ok=$($OBJDUMP -f "$so" | grep -c 'elf64-littleaarch64' || true)
+if [ "$file_ok" -eq 0 ]; then
+	echo "FAIL: $so is not an aarch64 object"
+	exit 1
+fi
+
+# The fast path, compiled as an emulator would (-O2, the installed header).
+cat >"$build/fastpath.c" <<'EOF'
+#include <runstate.h>
+void run_slice(void);
+void fast_loop(rs_runstate *rs);
+void fast_loop(rs_runstate *rs)
+{
+	do
+		run_slice();
+	while (rs_may_run(rs));
+}
+EOF
+$CC -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath.c" -o "$build/fastpath.o"
+
+# --- Helpers ---------------------------------------------------------------
+# func FILE REGEX: the disassembly of the functions whose name matches
+# REGEX (instructions only: "addr: mnemonic operands").
+func() {
+	$OBJDUMP -d --no-show-raw-insn "$1" | awk -v re="$2" '
+		/^[0-9a-f]+ <.*>:$/ { name = $2; sub(/^</, "", name); sub(/>:$/, "", name);
+				       on = (name ~ re); if (on) print "<" name ">"; next }
+		/^$/ { on = 0 }
+		on && /^ *[0-9a-f]+:/ { print }'
+}
+
+fails=0
+fail() {
+	echo "FAIL: $1"
+	fails=$((fails + 1))
+}
+
+# --- 1. the fast path --------------------------------------------------------
+# check_fastpath DISASSEMBLY: 0 if the loop is LDR, TST/ANDS, B.cond and
+# nothing orders memory.
+check_fastpath() {
+	# The loop: from the call to run_slice to the conditional branch back.
+	loop=$(echo "$1" | awk '/\tbl\t/ && /run_slice/ { on = 1; next } on { print } on && /\tb\.(eq|ne|none|any)|\tcbn?z\t|\ttbn?z\t/ { exit }')
+	echo "$loop" | grep -Eq '	ldr	w[0-9]+, \[x[0-9]+\]' || { echo "   no plain LDR of the word"; return 1; }
+	echo "$loop" | grep -Eq '	(tst|ands)	' || { echo "   no TST/ANDS against RS_W_NORUN_MASK"; return 1; }
+	echo "$loop" | grep -Eq '	b\.(eq|ne|none|any)	' || { echo "   no conditional branch back"; return 1; }
+	if echo "$1" | grep -Eq '	(ldar|ldapr|ldaxr|ldxr|stlr|dmb|dsb|isb|ldset|cas)|__aarch64_'; then
+		echo "   an acquire load, a barrier or an atomic RMW"
+		return 1
+	fi
+	echo "   loop body after the call: $(echo "$loop" | grep -c '	') instructions"
+}
+
+fp=$(func "$build/fastpath.o" '^fast_loop$')
+echo "== 1. rs_may_run() in do run_slice(); while (rs_may_run(rs)); (fastpath.o)"
+echo "$fp"
+check_fastpath "$fp" || fail "fast path (rs_may_run)"
+
+# --- 2. vcpu_enter(): atomic OR, DMB ISH, LDAR --------------------------------
+# check_enter DISASSEMBLY: print the sequence and return 0 if, after an
+# atomic OR on the state (an LSE LDSET*, a call to the outline helper, or the
+# STXR that closes an LDXR loop), the next memory-ordering instruction is
+# DMB ISH, followed by an LDAR with no store, call or barrier in between.
+check_enter() {
+	echo "$1" | awk '
+	/^</ { st = 0; fn = $0; next }
+	/\tldset[a-z]*\t/ || /\tbl\t.*<__aarch64_ldset4_/ || (/\tstxr\t/ && ldxr) {
+		st = 1; start = $0; next }
+	/\tldxr\t/ { ldxr = 1 }
+	st == 1 && /\tdmb\tish$/ { st = 2; dmb = $0; next }
+	st == 1 && (/\tld[a-z]*\t/ || /\tst[a-z]*\t/ || /\tdmb\t/) { st = 0 }
+	st == 2 && /\tldar\t/ { print "   " fn; print "   " start; print "   " dmb; print "   " $0; st = 0; n++; next }
+	st == 2 && (/\tst[a-z]*\t/ || /\tbl\t/ || /\tret/ || /\tdmb\t/) { st = 0 }
+	END { if (!n) exit 1 }'
+}
+
+# vcpu_enter() is static: gcc keeps it as a local symbol or inlines it into
+# rs_vcpu_enter() and rs_call_end(); look in all of them.
+enter_re='^(vcpu_enter|rs_vcpu_enter|rs_call_end)(\.|$)'
+ve=$(func "$so" "$enter_re")
+echo
+echo "== 2. vcpu_enter(): state |= ACTIVE; fence(seq_cst); load word (acquire)"
+if ! check_enter "$ve"; then
+	echo "$ve"
+	fail "vcpu_enter(): no atomic OR -> DMB ISH -> LDAR sequence"
+fi
+
+# --- 3. rs_scan_out(): DMB ISH on entry ---------------------------------------
+# check_scan DISASSEMBLY: 0 if DMB ISH comes before any load, call or branch.
+check_scan() {
+	first=$(echo "$1" | awk '
+		/\tdmb\tish$/ { print "dmb"; exit }
+		(/\tld[a-z]*\t/ && !/\tldp\t/) || /\tbl\t/ || /\tb\t/ || /\tb\./ || /\tcbn?z\t/ || /\ttbn?z\t/ || /\tret/ {
+			print "first: " $0; exit }')
+	[ "$first" = dmb ] || { echo "   no DMB ISH before the first access ($first)"; return 1; }
+}
+
+scan=$(func "$so" '^rs_scan_out$')
+echo
+echo "== 3. rs_scan_out(): fence(seq_cst) before loading any vCPU state"
+echo "$scan" | head -n 24
+check_scan "$scan" || fail "rs_scan_out(): DMB ISH is not the first ordering instruction"
+
+# --- 2 and 3 with the atomics inline: LSE (armv8.1-a) and LL/SC -------------
+echo
+echo "== 2 and 3 again, lib/vcpu.c compiled with inline atomics"
+for mode in -march=armv8.1-a -mno-outline-atomics; do
+	o="$build/vcpu$mode.o"
+	$CC -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" \
+		-c "$root/lib/vcpu.c" -o "$o"
+	echo "-- $mode"
+	check_enter "$(func "$o" "$enter_re")" || fail "vcpu_enter() with $mode"
+	check_scan "$(func "$o" '^rs_scan_out$')" || fail "rs_scan_out() with $mode"
+done
+
+# --- 4. the outline-atomics helpers ------------------------------------------
+if echo "$ve" | grep -q '__aarch64_ldset4_'; then
+	helper=$(echo "$ve" | grep -o '__aarch64_ldset4_[a-z_]*' | head -n 1)
+	h=$(func "$so" "^$helper\$")
+	echo
+	echo "== 4. $helper (outline atomics: LSE when the CPU has it, else LL/SC)"
+	echo "$h" | sed 's/^/   /'
+	echo "$h" | grep -Eq '	ldset[a-z]*	' || fail "$helper: no LDSET"
+	if ! echo "$h" | grep -Eq '	ldxr	' || ! echo "$h" | grep -Eq '	stxr	'; then
+		fail "$helper: no LDXR/STXR fallback"
+	fi
+fi
+
+# --- The checks must catch planted bugs ---------------------------------------
+echo
+echo "== planted bugs (each must be caught)"
+# 1': a fast path with an acquire load.
+cat >"$build/fastpath-acquire.c" <<'EOF'
+#include <runstate.h>
+void run_slice(void);
+void fast_loop(rs_runstate *rs);
+void fast_loop(rs_runstate *rs)
+{
+	do
+		run_slice();
+	while ((__atomic_load_n((const uint32_t *)(const void *)rs, __ATOMIC_ACQUIRE) &
+		RS_W_NORUN_MASK) == 0);
+}
+EOF
+$CC -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath-acquire.c" -o "$build/fastpath-acquire.o"
+if check_fastpath "$(func "$build/fastpath-acquire.o" '^fast_loop$')" >/dev/null; then
+	fail "check 1 accepted a fast path with an acquire load"
+else
+	echo "   check 1 rejects a fast path with LDAR: caught"
+fi
+# 2': the library's own planted bug no-fence (the word is loaded before
+# the announcement), from the meson build's plant library.
+if meson compile -C "$build" runstate-plant-no-fence >>"$build/ninja.log" 2>&1; then
+	pl=$(find "$build/librunstate-plant-no-fence.a.p" -name '*vcpu.c.o' | head -n 1)
+	if check_enter "$(func "$pl" "$enter_re")" >/dev/null; then
+		fail "check 2 accepted the planted no-fence library"
+	else
+		echo "   check 2 rejects -DRS_PLANT_NO_FENCE (load before announce): caught"
+	fi
+else
+	fail "could not build the no-fence plant"
+fi
+
+# 3': rs_scan_out() without its fence: a copy of lib/vcpu.c, outside the
+# source tree, with the fence in rs_scan_out() removed.
+awk '/^bool rs_scan_out\(/ { f = 1 }
+     f && /atomic_thread_fence\(memory_order_seq_cst\);/ { sub(/atomic_thread_fence\(memory_order_seq_cst\);/, "/* planted: no fence */"); n++ }
+     f && /^}/ { f = 0 }
+     { print }
+     END { if (n != 1) exit 1 }' "$root/lib/vcpu.c" >"$build/vcpu-nofence.c" ||
+	fail "could not plant the missing fence in rs_scan_out() (update this script)"
+$CC -std=c11 -O2 -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
+	-c "$build/vcpu-nofence.c" -o "$build/vcpu-nofence.o"
+if check_scan "$(func "$build/vcpu-nofence.o" '^rs_scan_out$')" >/dev/null; then
+	fail "check 3 accepted rs_scan_out() without its fence"
+else
+	echo "   check 3 rejects rs_scan_out() without fence(seq_cst): caught"
+fi
+
+echo
+if [ "$fails" -ne 0 ]; then
+	echo "arm64-codegen: $fails check(s) FAILED ($so)"
+	exit 1
+fi
+echo "arm64-codegen: all checks passed ($so, $($CC -dumpfullversion))"

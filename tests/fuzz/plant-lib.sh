@@ -1,0 +1,77 @@
+#!/bin/sh
+# Show that the fuzz target catches a bug in the library itself: copy lib/
+# to a temporary directory (never touching the source tree), plant one wrong
+# rule in the copy of transition.c, build the target against the copy with
+# the correct model, and fuzz from an empty corpus until the mismatch.
+#
+#	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay] [SEED]
+#
+# PLANT:
+#   retry-resumes      retry also clears the pause reason (the oVirt bug:
+#                      an I/O-error retry resumes a VM the user paused)
+#   unlock-pause-rank  unlock R P applies P without the rank rule
+#   rank-equal         an equal rank replaces the current reason
+# Prints the number of inputs it took.  Exit 0 when caught, 1 when not,
+# 2 when the plant no longer applies to lib/transition.c (update this script).
+set -eu
+plant=${1:-retry-resumes}
+mode=${2:-libfuzzer}
+seed=${3:-1}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp -r "$root/lib" "$tmp/lib"
+t=$tmp/lib/transition.c
+
+case $plant in
+retry-resumes)
+	from='*out = w & ~RS_W_IO_ERROR;'
+	to='*out = with_pause(w, RS_PAUSE_NONE) \& ~RS_W_IO_ERROR;' ;;
+unlock-pause-rank)
+	from='apply_pause(w, (unsigned)arg2)'
+	to='with_pause(w, (unsigned)arg2)' ;;
+rank-equal)
+	from='pause_rank\[p\] > pause_rank'
+	to='pause_rank[p] >= pause_rank' ;;
+*)
+	echo "unknown plant $plant"; exit 2 ;;
+esac
+# A basic regular expression: only * needs escaping in these.
+from_re=$(printf '%s' "$from" | sed 's/\*/\\*/g')
+[ "$plant" = rank-equal ] && from_re=$from
+if ! grep -q "$from_re" "$t"; then
+	echo "plant $plant does not apply to lib/transition.c any more"
+	exit 2
+fi
+sed -i "s/$from_re/$to/" "$t"
+echo "planted $plant:"
+diff "$root/lib/transition.c" "$t" | sed 's/^/   /' || true
+
+urcu=$(pkg-config --cflags --libs liburcu-bp 2>/dev/null || echo -lurcu-bp)
+src="$root/tests/fuzz/fuzz_semantics.c $root/tests/fuzz/model.c $tmp/lib/*.c"
+defs="-DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I$tmp/lib/include -I$root/tests/fuzz"
+log=$tmp/log
+case $mode in
+libfuzzer)
+	# shellcheck disable=SC2086
+	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -DFUZZ_LIBFUZZER=1 \
+		$defs $src -pthread $urcu -o "$tmp/fz"
+	mkdir "$tmp/corpus"
+	"$tmp/fz" -seed="$seed" -max_len=512 -runs=5000000 -artifact_prefix="$tmp/" \
+		"$tmp/corpus" >"$log" 2>&1 || true ;;
+replay)
+	# shellcheck disable=SC2086
+	${CC:-cc} -std=c11 -O2 $defs $src "$root/tests/fuzz/replay.c" -pthread $urcu \
+		-o "$tmp/fz"
+	"$tmp/fz" -n 5000000 -s "$seed" >"$log" 2>&1 || true ;;
+*)
+	echo "unknown mode $mode"; exit 2 ;;
+esac
+if grep -q 'fuzz-semantics: MISMATCH' "$log"; then
+	grep -A10 'fuzz-semantics: MISMATCH' "$log" | head -12
+	echo "CAUGHT by $mode (seed $seed): $(grep -o 'MISMATCH in input #[0-9]*' "$log" | head -n 1 | sed 's/MISMATCH in //')"
+	exit 0
+fi
+tail -5 "$log"
+echo "NOT caught by $mode"
+exit 1
