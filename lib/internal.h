@@ -68,7 +68,8 @@ struct rs_vcpu_impl {
 	struct rs_runstate *rs;
 	rs_kick_fn *kick;
 	void *opaque;
-	_Atomic uint64_t kick_ns;     /* last kick; 0 when none since active */
+	_Atomic uint64_t kick_ns;     /* last kick (re-kick pacing) */
+	_Atomic uint64_t wanted_ns;   /* first kick of this active period */
 	_Atomic uint64_t out_since_ns; /* 0 while active */
 	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
 	_Atomic uint32_t registered;

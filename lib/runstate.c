@@ -965,7 +965,7 @@ static void dump_vcpu(const struct rs_vcpu_info *info, void *arg)
 {
 	struct dump_buf *d = arg;
 
-	dprint(d, "vcpu %p: %s%s, last ack %.3f ms ago", (void *)info->vcpu,
+	dprint(d, "vcpu %u (%p): %s%s, last ack %.3f ms ago", info->index, (void *)info->vcpu,
 	       info->active ? "active" : "out", info->parked ? " (parked)" : "",
 	       (double)info->since_ack_ns / 1e6);
 	if (info->unacked_ns)

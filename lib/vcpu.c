@@ -137,7 +137,10 @@ static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, bool rekick
 		if (atomic_compare_exchange_strong_explicit(&v->state, &s, s | VS_WANTED,
 							    memory_order_seq_cst,
 							    memory_order_acquire)) {
-			kick(rs, v, rs_now(rs));
+			uint64_t now = rs_now(rs);
+
+			atomic_store_explicit(&v->wanted_ns, now, memory_order_relaxed);
+			kick(rs, v, now);
 			return true;
 		}
 		pending_dec(rs);
@@ -556,9 +559,11 @@ int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 	if (old & VS_PARK) {
 		RS_STAT_INC(v->rs, wakes);
 		rs_futex_wake(v->rs, &v->state, 1);
-	}
-	else if (old & VS_ACTIVE)
+	} else {
+		/* Active, quiescent (halted in the emulator's own wait) or
+		 * about to enter: the kick gets it to rs_vcpu_enter(). */
 		kick(v->rs, v, rs_now(v->rs));
+	}
 	return 0;
 }
 
@@ -575,10 +580,11 @@ static bool info_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
 	struct info_arg *a = arg;
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
 	uint64_t since = atomic_load_explicit(&v->out_since_ns, memory_order_relaxed);
-	uint64_t kicked = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
+	uint64_t kicked = atomic_load_explicit(&v->wanted_ns, memory_order_relaxed);
 	uint64_t acked = atomic_load_explicit(&v->last_ack_ns, memory_order_relaxed);
 	struct rs_vcpu_info info = {
 		.vcpu = (const rs_vcpu *)(void *)v,
+		.index = v->slot,
 		.opaque = v->opaque,
 		.active = s & VS_ACTIVE,
 		.parked = s & VS_PARK,

@@ -453,17 +453,21 @@ RS_API int rs_vcpu_enter(rs_vcpu *v);
 RS_API int rs_vcpu_quiesce(rs_vcpu *v);
 #define RS_REQ_EXIT 1u
 #define RS_REQ_WORK 2u
-/* Post a request to v from any thread, waking it if it is parked; kicks it if
- * it is active.  RS_EINVAL if v is not registered or req is unknown. */
+/* Post a request to v from any thread, waking it if it is parked, else
+ * kicking it (an active or quiescent vCPU must reach rs_vcpu_enter(); the
+ * kick should also end a halt in the emulator's own wait).  RS_EINVAL if v
+ * is not registered or req is unknown. */
 RS_API int rs_vcpu_request(rs_vcpu *v, unsigned req);
 
 struct rs_vcpu_info {
 	const rs_vcpu *vcpu;
 	void *opaque;
+	unsigned index;           /* its slot in the registry */
 	bool active;
 	bool parked;
 	uint64_t out_for_ns;      /* 0 while active */
-	uint64_t unacked_ns;      /* active since a kick not yet acknowledged */
+	uint64_t unacked_ns;      /* time since the first kick of this active
+				   * period, while not acknowledged */
 	uint64_t since_ack_ns;    /* time since its last acknowledgement */
 };
 /* Call fn for every registered vCPU (a diagnosis of a stop that will not
