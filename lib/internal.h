@@ -150,6 +150,7 @@ struct rs_runstate {
 	_Atomic uint32_t lockq_mutex;
 	uint32_t lock_waiters[RS_LOCK_COUNT];
 	_Atomic uint32_t lock_grants[RS_LOCK_COUNT];
+	uint32_t lock_issued[RS_LOCK_COUNT], lock_taken[RS_LOCK_COUNT];
 
 	/* Events, produced in edge order by the settle mutex holder. */
 	struct rs_ev_slot *ring;

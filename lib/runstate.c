@@ -724,7 +724,7 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 		     uint32_t *newp)
 {
 	int err = 0;
-	uint32_t g;
+	uint32_t g, my;
 
 	if (rs_mutex_lock(rs, &rs->lockq_mutex, deadline))
 		return RS_EBUSY;
@@ -752,13 +752,13 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 		}
 	}
 	rs->lock_waiters[r]++;
+	my = rs->lock_issued[r];
 	for (;;) {
 		int64_t left;
 
-		g = atomic_load_explicit(&rs->lock_grants[r], memory_order_relaxed);
-		if (g) {
-			/* A hand-over: the bit stays set and is ours now. */
-			atomic_store_explicit(&rs->lock_grants[r], g - 1, memory_order_relaxed);
+		/* Only a hand-over issued after we registered is ours to take. */
+		if (rs->lock_taken[r] < rs->lock_issued[r] && rs->lock_taken[r] >= my) {
+			rs->lock_taken[r]++;
 			break;
 		}
 		left = rs_remaining(rs, deadline);
@@ -767,9 +767,10 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 			err = RS_EBUSY;
 			break;
 		}
+		g = atomic_load_explicit(&rs->lock_grants[r], memory_order_relaxed);
 		rs_mutex_unlock(rs, &rs->lockq_mutex);
 		RS_DELAY(rs, "lock-wait");
-		rs_futex_wait(rs, &rs->lock_grants[r], 0, left);
+		rs_futex_wait(rs, &rs->lock_grants[r], g, left);
 		if (rs_mutex_lock(rs, &rs->lockq_mutex, UINT64_MAX))
 			rs_fatal("lockq mutex", RS_ETIMEDOUT);
 	}
@@ -867,10 +868,10 @@ static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint3
 	}
 	if (!err && rs->lock_waiters[r]) {
 		rs->lock_waiters[r]--;
+		rs->lock_issued[r]++;
 		atomic_fetch_add_explicit(&rs->lock_grants[r], 1, memory_order_relaxed);
-		/* The waiter re-reads lock_grants under lockq_mutex, whose
-		 * unlock/lock orders this increment before its read. */
-		rs_futex_wake(rs, &rs->lock_grants[r], 1);
+		/* Any registered waiter may be the eligible one: wake them all. */
+		rs_futex_wake(rs, &rs->lock_grants[r], INT_MAX);
 	}
 	rs_mutex_unlock(rs, &rs->lockq_mutex);
 	if (!err) {

@@ -542,6 +542,7 @@ int rs_vcpu_quiesce(rs_vcpu *pv)
 int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 {
 	struct rs_vcpu_impl *v;
+	struct rs_slot *sl;
 	uint32_t bits = 0, old;
 
 	if (!pv || !req || (req & ~(RS_REQ_EXIT | RS_REQ_WORK)))
@@ -553,6 +554,15 @@ int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 		bits |= VS_EXIT;
 	if (req & RS_REQ_WORK)
 		bits |= VS_WORK;
+	/* Pin the slot as a scanner does (for_each_vcpu()): either
+	 * rs_vcpu_unregister() sees the pin and waits, or we see the slot
+	 * emptied and touch nothing. */
+	sl = &v->rs->slots[v->slot];
+	atomic_fetch_add_explicit(&sl->pins, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&sl->vcpu, memory_order_seq_cst) != v) {
+		atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
+		return RS_EINVAL;
+	}
 	/* seq_cst: the parker's futex wait compares the whole state word,
 	 * so either it sees the request or we see VS_PARK and wake it. */
 	old = atomic_fetch_or_explicit(&v->state, bits, memory_order_seq_cst);
@@ -564,6 +574,7 @@ int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 		 * about to enter: the kick gets it to rs_vcpu_enter(). */
 		kick(v->rs, v, rs_now(v->rs));
 	}
+	atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
 	return 0;
 }
 

@@ -456,7 +456,9 @@ RS_API int rs_vcpu_quiesce(rs_vcpu *v);
 /* Post a request to v from any thread, waking it if it is parked, else
  * kicking it (an active or quiescent vCPU must reach rs_vcpu_enter(); the
  * kick should also end a halt in the emulator's own wait).  RS_EINVAL if v
- * is not registered or req is unknown. */
+ * is not registered or req is unknown.  It may race with v's
+ * unregistration (then RS_EINVAL, and no kick after the unregistration
+ * returned), but v's storage must stay allocated during the call. */
 RS_API int rs_vcpu_request(rs_vcpu *v, unsigned req);
 
 struct rs_vcpu_info {

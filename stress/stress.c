@@ -1,0 +1,2338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runstate-stress: races stop/start/cont/retry, internal lock holders,
+ * device errors, vCPU-raised panics and vCPU hot-plug against each other
+ * for --duration seconds, with vCPU threads running guest slices through
+ * the real fast path, and checks all along:
+ *
+ *   exclusion        no guest slice while a lock returned by rs_lock is held
+ *   stop             a stopping call that returned 0 left no vCPU in guest
+ *   liveness         while the VM is runnable, every vCPU makes progress;
+ *                    no thread stays in one operation for --hang-ms
+ *   linearizability  every result is explained by some real-time-consistent
+ *                    order under rs_transition() (lincheck.c)
+ *   events           STOP/RESUME alternate and number the edges
+ *   kick             no kick callback after rs_vcpu_unregister() returned
+ *   result, word, final   results outside the contract, edge parity, and
+ *                    the state after the run
+ *
+ * Faults go through the library's ops table and delay points.  Every
+ * violation prints the seed and the configuration to replay it.  The
+ * checks, faults and figures are described in docs/stress.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runstate.h"
+#include "lincheck.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define STRESS_TSAN 1
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define STRESS_ASAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRESS_TSAN 1
+#endif
+#if __has_feature(address_sanitizer)
+#define STRESS_ASAN 1
+#endif
+#endif
+
+#define MS ((int64_t)1000000)
+#define US ((int64_t)1000)
+#define EDGE_LIMIT (1u << RS_W_EDGE_BITS)
+#define EDGE_MASK  (EDGE_LIMIT - 1)
+#define KICK_SIGNAL SIGUSR1
+#define MAX_VCPU_SLOTS 1024
+
+/* ---------------------------------------------------------------------------
+ * Configuration
+ */
+
+static struct config {
+	double duration;
+	uint64_t seed;
+	int vcpus, mgmt, holders, devices;
+	int hotplug_extra;          /* hot-plug keeps vcpus-1 .. vcpus+extra */
+	int64_t slice_ns;
+	double fault_rate, delay_rate;
+	const char *delay_point;
+	int64_t live_ns, hang_ns, storm_ns, calm_ns, rekick_ns;
+	unsigned events;
+	int round_ops;
+	bool kick_signal;
+	bool json, quiet, keep_going;
+	const char *expect;
+	int lin_corrupt;            /* flip every Nth query result (checker test) */
+} cfg;
+
+static const char *argv0 = "runstate-stress";
+
+/* ---------------------------------------------------------------------------
+ * Small helpers: clock, random numbers, sleeping
+ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+
+	if (ns > 0)
+		nanosleep(&ts, NULL);
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+static void spin_ns(int64_t ns)
+{
+	uint64_t end = now_ns() + (uint64_t)ns;
+
+	while (now_ns() < end)
+		for (int i = 0; i < 16; i++)
+			cpu_relax();
+}
+
+/* splitmix64: one word of state, good enough for choosing actions. */
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rng_below(struct rng *r, uint64_t n)
+{
+	return n ? rng_next(r) % n : 0;
+}
+
+static bool chance(struct rng *r, double p)
+{
+	return p > 0 && (double)(rng_next(r) >> 11) * 0x1p-53 < p;
+}
+
+static int64_t rng_range(struct rng *r, int64_t lo, int64_t hi)
+{
+	return lo + (int64_t)rng_below(r, (uint64_t)(hi - lo + 1));
+}
+
+static struct rng rng_for(uint64_t stream)
+{
+	struct rng r = { cfg.seed ^ (stream * 0xd1b54a32d192ed03ull) };
+
+	rng_next(&r);
+	return r;
+}
+
+/* Hooks run on whatever thread the library runs on. */
+static _Atomic uint64_t hook_streams;
+static _Thread_local struct rng hook_rng_state;
+static _Thread_local bool hook_rng_ready;
+
+static struct rng *hook_rng(void)
+{
+	if (!hook_rng_ready) {
+		hook_rng_state = rng_for(0x100000 + atomic_fetch_add(&hook_streams, 1));
+		hook_rng_ready = true;
+	}
+	return &hook_rng_state;
+}
+
+static uint32_t w_edge(uint32_t w)
+{
+	return w >> RS_W_EDGE_SHIFT;
+}
+
+/* a < b for edges less than half the counter apart */
+static bool edge_lt(uint32_t a, uint32_t b)
+{
+	return a != b && ((b - a) & EDGE_MASK) < EDGE_LIMIT / 2;
+}
+
+static bool w_running(uint32_t w)
+{
+	return !(w & RS_W_STOPPED_MASK);
+}
+
+static bool w_may_run(uint32_t w)
+{
+	return !(w & RS_W_NORUN_MASK);
+}
+
+/* ---------------------------------------------------------------------------
+ * Statistics
+ */
+
+/* Log-linear histogram: 8 sub-buckets per power of two (about 6% wide). */
+#define HIST_BUCKETS 512
+struct hist {
+	_Atomic uint64_t b[HIST_BUCKETS];
+	_Atomic uint64_t n, max;
+};
+
+static unsigned hist_index(uint64_t v)
+{
+	unsigned e;
+
+	if (v < 16)
+		return (unsigned)v;
+	e = 63u - (unsigned)__builtin_clzll(v);
+	return 16 + (e - 4) * 8 + (unsigned)((v >> (e - 3)) & 7);
+}
+
+static uint64_t hist_value(unsigned i)
+{
+	unsigned e;
+
+	if (i < 16)
+		return i;
+	e = (i - 16) / 8 + 4;
+	/* the middle of the bucket */
+	return ((uint64_t)(8 + (i - 16) % 8) << (e - 3)) + ((uint64_t)1 << (e - 3)) / 2;
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+	uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+
+	atomic_fetch_add_explicit(&h->b[hist_index(v)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->n, 1, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, v, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+}
+
+static uint64_t hist_pct(struct hist *h, double p)
+{
+	uint64_t n = atomic_load(&h->n), want, acc = 0;
+
+	if (!n)
+		return 0;
+	want = (uint64_t)((double)n * p);
+	if (want >= n)
+		want = n - 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		acc += atomic_load(&h->b[i]);
+		if (acc > want) {
+			uint64_t v = hist_value(i), m = atomic_load(&h->max);
+
+			return v > m ? m : v;
+		}
+	}
+	return atomic_load(&h->max);
+}
+
+enum tclass { TC_ASYNC, TC_TIMED, TC_SYNC, TC_COUNT };
+static const char *const tclass_name[TC_COUNT] = { "async", "timed", "sync" };
+
+static struct stats {
+	_Atomic uint64_t ops[LIN_KIND_COUNT][TC_COUNT];
+	_Atomic uint64_t ops_total, waits, vcpu_panic_async, vcpu_panic_sync;
+	_Atomic uint64_t r_timedout, r_busy, r_needforce, r_needreset;
+	_Atomic uint64_t slices, halts, work, plugs, unplugs;
+	_Atomic uint64_t kicks, rekicks, kicks_dropped, slow_kicks;
+	_Atomic uint64_t parks, futex_waits, futex_wakes, inj_spurious, inj_eintr, inj_late_wake, delays;
+	_Atomic uint64_t slow_acks, holder_desched;
+	_Atomic uint64_t stop_checks, exclusion_checks, liveness_windows;
+	_Atomic uint64_t events, events_lost, last_seq;
+	struct hist stop_lat, start_lat, lock_lat;
+} st;
+
+#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+
+/* ---------------------------------------------------------------------------
+ * Threads: a table the watchdog reads (what each thread does, since when)
+ */
+
+struct thr {
+	char name[24];
+	bool vcpu;
+	_Atomic bool used;
+	_Atomic(const char *) op;
+	_Atomic uint64_t since;
+	struct rng rng;
+};
+
+static struct thr *thr_tab;
+static int thr_count;
+
+static const char *thread_name(unsigned i)
+{
+	return (int)i < thr_count ? thr_tab[i].name : "?";
+}
+
+static void set_op(struct thr *t, const char *op)
+{
+	atomic_store_explicit(&t->since, now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&t->op, op, memory_order_release);
+}
+
+/* Names are set once, before any thread starts (the watchdog reads them). */
+static void thr_name(int i, bool vcpu, const char *fmt, int n)
+{
+	snprintf(thr_tab[i].name, sizeof(thr_tab[i].name), fmt, n);
+	thr_tab[i].vcpu = vcpu;
+}
+
+static struct thr *thr_claim(int i)
+{
+	struct thr *t = &thr_tab[i];
+	static _Atomic uint64_t claims;
+
+	/* A fresh stream per claim: vCPU slots are reused by hot-plug. */
+	t->rng = rng_for((uint64_t)i + 1 + (atomic_fetch_add(&claims, 1) << 20));
+	set_op(t, "start");
+	atomic_store_explicit(&t->used, true, memory_order_release);
+	return t;
+}
+
+static void thr_release(struct thr *t)
+{
+	set_op(t, NULL);
+	atomic_store_explicit(&t->used, false, memory_order_release);
+}
+
+/* Fixed indices; vCPU slot i uses THR_VCPU0 + i. */
+enum { THR_MAIN, THR_MONITOR, THR_CHECKER, THR_HOTPLUG, THR_ROLES };
+static int thr_vcpu0;
+
+/* ---------------------------------------------------------------------------
+ * Globals
+ */
+
+static rs_runstate *rs;
+static _Atomic bool g_stop;        /* the run is over: threads finish up */
+static _Atomic bool g_calm;        /* calm phase: only keep the VM running */
+static _Atomic bool g_monitor_exit, g_checker_exit;
+static _Atomic bool g_dumped;
+static uint64_t g_t0;
+
+/* ---------------------------------------------------------------------------
+ * Violations
+ */
+
+enum vkind { V_EXCLUSION, V_STOP, V_LIVENESS, V_HANG, V_LIN, V_EVENTS, V_RESULT, V_KICK,
+	     V_WORD, V_FINAL, V_COUNT };
+static const char *const vname[V_COUNT] = {
+	"exclusion", "stop", "liveness", "hang", "linearizability", "events", "result", "kick",
+	"word", "final",
+};
+static _Atomic long vcount[V_COUNT];
+static _Atomic long vtotal;
+static _Atomic int vfirst = -1;     /* the kind of the first violation */
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void print_replay(FILE *f)
+{
+	fprintf(f, "  replay: %s --seed %" PRIu64 " --duration %g --vcpus %d --mgmt %d --holders %d "
+		   "--devices %d --slice-ns %" PRId64 " --fault-rate %g --delay-rate %g%s%s "
+		   "--kick %s --round-ops %d --events %u --live-ms %" PRId64 " --calm-ms %" PRId64
+		   " --storm-ms %" PRId64 "\n",
+		argv0, cfg.seed, cfg.duration, cfg.vcpus, cfg.mgmt, cfg.holders, cfg.devices,
+		cfg.slice_ns, cfg.fault_rate, cfg.delay_rate,
+		cfg.delay_point ? " --delay-point " : "", cfg.delay_point ? cfg.delay_point : "",
+		cfg.kick_signal ? "signal" : "futex", cfg.round_ops, cfg.events, cfg.live_ns / MS,
+		cfg.calm_ns / MS, cfg.storm_ns / MS);
+}
+
+/* May run in a kick callback: no library call in here. */
+static void violation(enum vkind k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violation(enum vkind k, const char *fmt, ...)
+{
+	long n = atomic_fetch_add(&vtotal, 1);
+	va_list ap;
+
+	atomic_fetch_add(&vcount[k], 1);
+	if (n == 0) {
+		int none = -1;
+
+		atomic_compare_exchange_strong(&vfirst, &none, (int)k);
+	}
+	if (n < 20) {
+		pthread_mutex_lock(&report_lock);
+		fprintf(stderr, "runstate-stress: VIOLATION [%s] at %.3f s: ", vname[k],
+			(double)(now_ns() - g_t0) / 1e9);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+		if (n == 0)
+			print_replay(stderr);
+		pthread_mutex_unlock(&report_lock);
+	}
+	if (!cfg.keep_going)
+		atomic_store(&g_stop, true);
+}
+
+/* ---------------------------------------------------------------------------
+ * vCPUs
+ */
+
+enum { VL_FREE, VL_STARTING, VL_REGISTERED, VL_GONE };
+
+struct vcpu {
+	rs_vcpu rv;                    /* first: a futex wait inside it is a park */
+	pthread_t tid;                 /* written by the thread itself */
+	int index;
+	bool blocking;                 /* guest entry that only a kick ends */
+	_Atomic int life;
+	_Atomic bool exit_flag;        /* the emulator's own exit flag */
+	_Atomic bool halted;           /* quiescent (rs_vcpu_quiesce) */
+	_Atomic uint32_t kick_word;    /* immediate_exit */
+	_Atomic uint32_t in_guest;     /* 0, or 1 + the edge read at slice entry */
+	_Atomic uint64_t slices;       /* slice entries, never reset */
+	_Atomic uint64_t halts;
+	_Atomic uint64_t period;       /* active periods so far */
+	_Atomic uint64_t kicked_period;
+	pthread_t thread;              /* the hot-plug thread's handle */
+	/* liveness bookkeeping, monitor thread only */
+	uint64_t lv_since, lv_slices, lv_halts;
+};
+
+static struct vcpu *vcpus;
+static int nslots;
+static _Atomic int nplugged;
+static _Atomic int sync_inflight;  /* vCPU-thread synchronous calls in flight */
+
+static bool is_park_addr(const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr, b = (uintptr_t)vcpus;
+
+	if (!vcpus || a < b || a >= b + (uintptr_t)nslots * sizeof(struct vcpu))
+		return false;
+	return (a - b) % sizeof(struct vcpu) < sizeof(rs_vcpu);
+}
+
+static void deliver_kick(struct vcpu *v)
+{
+	/* Release: pairs with the exchange in the slice loops. */
+	atomic_store_explicit(&v->kick_word, 1, memory_order_release);
+	if (!v->blocking)
+		return;
+	if (cfg.kick_signal)
+		pthread_kill(v->tid, KICK_SIGNAL);
+	else
+		syscall(SYS_futex, &v->kick_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The kick callback.  Must not call into the library. */
+static void kick_cb(rs_vcpu *rv, void *opaque)
+{
+	struct vcpu *v = opaque;
+	uint64_t per;
+
+	(void)rv;
+	if (atomic_load_explicit(&v->life, memory_order_acquire) == VL_GONE)
+		violation(V_KICK, "kick callback for vCPU slot %d ran after its rs_vcpu_unregister() "
+				  "returned", v->index);
+	INC(st.kicks);
+	per = atomic_load_explicit(&v->period, memory_order_relaxed);
+	if (atomic_exchange_explicit(&v->kicked_period, per, memory_order_relaxed) == per)
+		INC(st.rekicks);
+	if (chance(hook_rng(), cfg.fault_rate)) {
+		INC(st.kicks_dropped);  /* a lost kick: the re-kick must recover */
+	} else {
+		deliver_kick(v);
+		if (chance(hook_rng(), cfg.fault_rate)) {
+			/* The kicker is preempted right after the signal: the
+			 * kicked vCPU runs meanwhile. */
+			INC(st.slow_kicks);
+			sleep_ns(rng_range(hook_rng(), 50 * US, 500 * US));
+		}
+	}
+	/* "No kick callback runs after rs_vcpu_unregister() returns"
+	 * (docs/protocol.md section 7): check at the end too. */
+	if (atomic_load_explicit(&v->life, memory_order_acquire) == VL_GONE)
+		violation(V_KICK, "kick callback for vCPU slot %d still running after its "
+				  "rs_vcpu_unregister() returned", v->index);
+}
+
+static void on_kick_signal(int sig)
+{
+	(void)sig;  /* its only job is to end ppoll() */
+}
+
+/* ---------------------------------------------------------------------------
+ * The library's ops table: fault injection and counting
+ */
+
+static int hook_futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+	struct rng *r = hook_rng();
+	struct timespec ts, *tsp = NULL;
+
+	(void)ctx;
+	if (chance(r, cfg.fault_rate)) {
+		INC(st.inj_spurious);
+		return 0;               /* a spurious wake-up */
+	}
+	if (chance(r, cfg.fault_rate)) {
+		INC(st.inj_eintr);
+		return -EINTR;
+	}
+	if (is_park_addr(addr))
+		INC(st.parks);
+	else
+		INC(st.futex_waits);
+	if (timeout_ns >= 0) {
+		ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+		ts.tv_nsec = (long)(timeout_ns % 1000000000);
+		tsp = &ts;
+	}
+	if (syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0) == 0) {
+		if (chance(r, cfg.fault_rate)) {
+			/* Descheduled right after the wake-up: whatever the
+			 * waker handed over waits for us meanwhile. */
+			INC(st.inj_late_wake);
+			sleep_ns(rng_range(r, 200 * US, 2 * MS));
+		}
+		return 0;
+	}
+	return -errno;
+}
+
+static int hook_futex_wake(void *ctx, uint32_t *addr, int n)
+{
+	long r;
+
+	(void)ctx;
+	INC(st.futex_wakes);
+	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+	return r < 0 ? -errno : (int)r;
+}
+
+static void hook_delay(void *ctx, const char *point)
+{
+	struct rng *r = hook_rng();
+	bool focus = cfg.delay_point && !strcmp(point, cfg.delay_point);
+
+	(void)ctx;
+	if (!chance(r, focus ? 0.5 : cfg.delay_rate))
+		return;
+	INC(st.delays);
+	switch (rng_below(r, 4)) {
+	case 0:
+		spin_ns(rng_range(r, 0, focus ? 200 * US : 20 * US));
+		break;
+	case 1:
+		sleep_ns(rng_range(r, 10 * US, focus ? 300 * US : 100 * US));
+		break;
+	case 2:
+		sched_yield();
+		break;
+	default:
+		for (int i = (int)rng_below(r, 500); i > 0; i--)
+			cpu_relax();
+	}
+}
+
+static const struct rs_ops stress_ops = {
+	.futex_wait = hook_futex_wait,
+	.futex_wake = hook_futex_wake,
+	.delay = hook_delay,
+};
+
+/* ---------------------------------------------------------------------------
+ * Recording operations for the linearizability check.
+ *
+ * Management, holder and device threads (and vCPU threads for their
+ * asynchronous calls) record through a gate: a round closes after
+ * --round-ops operations (or 20 ms), new operations wait at the gate, the
+ * checker waits until every recorded operation has returned, reads the word
+ * (the cut read) and checks the round.  Synchronous calls from vCPU
+ * threads may park until the VM runs again, so they cannot be made to
+ * finish before a cut: they are "ungated" and may straddle rounds.
+ */
+
+static struct gate {
+	pthread_mutex_t m;
+	pthread_cond_t open_cv, drained_cv;
+	bool closed;
+	int begun, inflight;
+	uint64_t opened;
+	struct lin_op ops[LIN_MAX_GATED];
+	struct lin_op ung[LIN_UNGATED];
+	int ung_this_round;
+} gate = {
+	.m = PTHREAD_MUTEX_INITIALIZER,
+	.open_cv = PTHREAD_COND_INITIALIZER,
+	.drained_cv = PTHREAD_COND_INITIALIZER,
+};
+
+static struct lin_checker lin;
+static struct rs_stats lstats;   /* the library's counters, at the end */
+
+struct opctx {
+	int idx;                /* gate slot, or ungated slot */
+	bool ungated;
+	struct lin_op op;
+	uint32_t w_before;      /* the word just before the call */
+	struct thr *t;
+};
+
+static enum tclass tclass_of(int64_t timeout)
+{
+	return timeout == RS_ASYNC ? TC_ASYNC : timeout < 0 ? TC_SYNC : TC_TIMED;
+}
+
+/* Begin a gated operation; with try, give up (false) if the gate is closed. */
+static bool op_begin(struct thr *t, struct opctx *c, int kind, int arg, int arg2, int64_t timeout,
+		     bool try)
+{
+	memset(c, 0, sizeof(*c));
+	c->t = t;
+	pthread_mutex_lock(&gate.m);
+	if (gate.closed && try) {
+		pthread_mutex_unlock(&gate.m);
+		return false;
+	}
+	if (gate.closed) {
+		const char *was = atomic_load_explicit(&t->op, memory_order_relaxed);
+
+		set_op(t, "gate");
+		while (gate.closed)
+			pthread_cond_wait(&gate.open_cv, &gate.m);
+		set_op(t, was);
+	}
+	c->idx = gate.begun++;
+	if (gate.begun == cfg.round_ops)
+		gate.closed = true;
+	gate.inflight++;
+	pthread_mutex_unlock(&gate.m);
+	c->op.kind = (uint8_t)kind;
+	c->op.arg = (int8_t)arg;
+	c->op.arg2 = (int8_t)arg2;
+	c->op.async = timeout == RS_ASYNC;
+	c->op.thread = (uint16_t)(t - thr_tab);
+	INC(st.ops[kind][tclass_of(timeout)]);
+	INC(st.ops_total);
+	c->w_before = rs_word(rs);
+	c->op.inv = now_ns();
+	return true;
+}
+
+/* Begin an ungated operation (a synchronous call from a vCPU thread). */
+static bool op_begin_ungated(struct thr *t, struct opctx *c, int kind, int arg, int64_t timeout)
+{
+	int i;
+
+	memset(c, 0, sizeof(*c));
+	c->t = t;
+	c->ungated = true;
+	c->op.kind = (uint8_t)kind;
+	c->op.arg = (int8_t)arg;
+	c->op.async = timeout == RS_ASYNC;
+	c->op.pending = true;
+	c->op.thread = (uint16_t)(t - thr_tab);
+	pthread_mutex_lock(&gate.m);
+	for (i = 0; i < LIN_UNGATED; i++)
+		if (gate.ung[i].kind == LIN_NONE)
+			break;
+	if (i == LIN_UNGATED || gate.ung_this_round >= LIN_UNGATED) {
+		pthread_mutex_unlock(&gate.m);
+		return false;
+	}
+	gate.ung_this_round++;
+	c->idx = i;
+	c->w_before = rs_word(rs);
+	c->op.inv = now_ns();
+	gate.ung[i] = c->op;
+	pthread_mutex_unlock(&gate.m);
+	INC(st.ops[kind][tclass_of(timeout)]);
+	INC(st.ops_total);
+	return true;
+}
+
+static void op_end(struct opctx *c, int result)
+{
+	c->op.resp = now_ns();
+	c->op.result = result;
+	switch (result) {
+	case RS_ETIMEDOUT: INC(st.r_timedout); break;
+	case RS_EBUSY: INC(st.r_busy); break;
+	case RS_ENEEDFORCE: INC(st.r_needforce); break;
+	case RS_ENEEDRESET: INC(st.r_needreset); break;
+	default: break;
+	}
+	pthread_mutex_lock(&gate.m);
+	if (c->ungated) {
+		gate.ung[c->idx].resp = c->op.resp;
+		gate.ung[c->idx].result = result;
+		gate.ung[c->idx].pending = false;
+	} else {
+		gate.ops[c->idx] = c->op;
+		if (--gate.inflight == 0 && gate.closed)
+			pthread_cond_signal(&gate.drained_cv);
+	}
+	pthread_mutex_unlock(&gate.m);
+}
+
+static void *checker_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_CHECKER];
+	struct lin_op ops[LIN_MAX_GATED], ung[LIN_UNGATED];
+
+	(void)arg;
+	for (;;) {
+		uint8_t retire = 0;
+		bool any_ung = false, done;
+		int n, r;
+
+		set_op(t, NULL);
+		pthread_mutex_lock(&gate.m);
+		for (;;) {
+			struct timespec ts;
+			uint64_t now = now_ns();
+
+			any_ung = false;
+			for (int i = 0; i < LIN_UNGATED; i++)
+				any_ung |= gate.ung[i].kind != LIN_NONE;
+			if (gate.closed && gate.inflight == 0)
+				break;
+			if (!gate.closed && (gate.begun > 0 || any_ung || atomic_load(&g_checker_exit)) &&
+			    (now - gate.opened >= 20 * (uint64_t)MS || atomic_load(&g_checker_exit))) {
+				gate.closed = true;
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 2 * MS;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&gate.drained_cv, &gate.m, &ts);
+		}
+		set_op(t, "check round");
+		/* The cut read: after every gated op of the round returned. */
+		n = gate.begun;
+		memcpy(ops, gate.ops, (size_t)n * sizeof(ops[0]));
+		ops[n].kind = LIN_READ;
+		ops[n].thread = THR_CHECKER;
+		ops[n].async = false;
+		ops[n].pending = false;
+		ops[n].inv = now_ns();
+		ops[n].result = lin_abstract(rs_word(rs));
+		ops[n].resp = now_ns();
+		n++;
+		memcpy(ung, gate.ung, sizeof(ung));
+		for (int i = 0; i < LIN_UNGATED; i++)
+			if (ung[i].kind != LIN_NONE && !ung[i].pending)
+				retire |= (uint8_t)(1u << i);
+		pthread_mutex_unlock(&gate.m);
+
+		{
+			char *rep = NULL;
+			size_t len = 0;
+			FILE *mf = open_memstream(&rep, &len);
+
+			r = lin_round(&lin, ops, n, ung, mf);
+			if (mf)
+				fclose(mf);
+			if (r < 0) {
+				violation(V_LIN, "round %" PRIu64 " (%d operations, ungated ones "
+						 "included) is not linearizable:",
+					  lin.rounds, n);
+				pthread_mutex_lock(&report_lock);
+				if (rep)
+					fputs(rep, stderr);
+				pthread_mutex_unlock(&report_lock);
+			}
+			free(rep);
+		}
+
+		pthread_mutex_lock(&gate.m);
+		for (int i = 0; i < LIN_UNGATED; i++)
+			if (retire >> i & 1)
+				gate.ung[i].kind = LIN_NONE;
+		gate.begun = 0;
+		gate.ung_this_round = 0;
+		gate.closed = false;
+		gate.opened = now_ns();
+		pthread_cond_broadcast(&gate.open_cv);
+		done = atomic_load(&g_checker_exit);
+		for (int i = 0; i < LIN_UNGATED; i++)
+			if (gate.ung[i].kind != LIN_NONE)
+				done = false;
+		pthread_mutex_unlock(&gate.m);
+		if (done)
+			break;
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * The checks made by the threads that call the library
+ */
+
+/*
+ * After a stopping call returned 0: every registered vCPU has been out of
+ * guest code since the call's change.  e_lo is the first stopped edge at
+ * or after the word read just before the call, so the change's edge is at
+ * least e_lo.  (1) A vCPU in a slice it entered at an edge before e_lo
+ * entered before the change and has not been out since: a violation,
+ * whatever happened after the return.  (2) If the edge is still e_lo
+ * before and after the scan, the VM has been stopped at that edge since
+ * the change, so no vCPU may be in guest or start a slice at all.
+ */
+static void stop_check(const char *what, uint32_t w_before)
+{
+	uint32_t e_lo = w_edge(w_before), e1, e2;
+	uint32_t g[MAX_VCPU_SLOTS];
+	uint64_t c[MAX_VCPU_SLOTS];
+	int moved = -1;
+
+	if (e_lo & 1)
+		e_lo = (e_lo + 1) & EDGE_MASK;
+	INC(st.stop_checks);
+	e1 = w_edge(rs_word(rs));
+	for (int i = 0; i < nslots; i++) {
+		/* Acquire: pairs with the release stores in run_slice(). */
+		g[i] = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
+		c[i] = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+	}
+	for (int i = 0; i < 64; i++)
+		cpu_relax();
+	for (int i = 0; i < nslots; i++)
+		if (atomic_load_explicit(&vcpus[i].slices, memory_order_acquire) != c[i])
+			moved = i;
+	e2 = w_edge(rs_word(rs));
+	for (int i = 0; i < nslots; i++) {
+		if (g[i] && edge_lt(g[i] - 1, e_lo))
+			violation(V_STOP, "%s returned 0, but vCPU slot %d is still in the guest slice it "
+					  "entered at edge %u (the call's stop is at edge >= %u)",
+				  what, i, g[i] - 1, e_lo);
+	}
+	if (e1 == e_lo && e2 == e_lo) {
+		for (int i = 0; i < nslots; i++)
+			if (g[i])
+				violation(V_STOP, "%s returned 0 and the VM stayed stopped at edge %u, but "
+						  "vCPU slot %d is in guest (entered at edge %u)",
+					  what, e_lo, i, g[i] - 1);
+		if (moved >= 0)
+			violation(V_STOP, "%s returned 0 and the VM stayed stopped at edge %u, but vCPU "
+					  "slot %d started a guest slice",
+				  what, e_lo, moved);
+	}
+}
+
+/* Unexpected result: one the contract never gives for this call. */
+static void bad_result(const char *what, int r)
+{
+	violation(V_RESULT, "%s returned %d (%s), which the contract does not allow here", what, r,
+		  rs_strerror(r));
+}
+
+static void check_word(uint32_t w, const char *where)
+{
+	if ((w_edge(w) & 1) != (uint32_t)w_running(w))
+		violation(V_WORD, "%s: edge %u parity differs from running=%d (word 0x%08x)", where,
+			  w_edge(w), w_running(w), w);
+}
+
+/* ---------------------------------------------------------------------------
+ * vCPU threads
+ */
+
+static void blocking_wait(struct vcpu *v, const sigset_t *run_mask)
+{
+	if (cfg.kick_signal) {
+		/* KVM_RUN with KVM_SET_SIGNAL_MASK: the kick signal is blocked
+		 * except inside ppoll, so a kick sent before the entry makes
+		 * it return at once; kick_word plays immediate_exit. */
+		while (!atomic_exchange_explicit(&v->kick_word, 0, memory_order_acquire) &&
+		       !atomic_load_explicit(&v->exit_flag, memory_order_acquire))
+			ppoll(NULL, 0, NULL, run_mask);
+	} else {
+		/* TSan delivers signals late: a futex kick instead. */
+		while (!atomic_exchange_explicit(&v->kick_word, 0, memory_order_acquire) &&
+		       !atomic_load_explicit(&v->exit_flag, memory_order_acquire))
+			syscall(SYS_futex, &v->kick_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+	}
+}
+
+/* One guest slice; true if a kick ended it. */
+static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
+{
+	uint32_t e = w_edge(rs_word(rs));
+	bool kicked = false;
+
+	atomic_fetch_add_explicit(&v->slices, 1, memory_order_relaxed);
+	/* Release: a checker that sees in_guest sees the slice count too. */
+	atomic_store_explicit(&v->in_guest, e + 1, memory_order_release);
+	INC(st.slices);
+	if (chance(&t->rng, cfg.fault_rate / 4)) {
+		/* Slow to acknowledge: busy in guest, deaf to kicks. */
+		INC(st.slow_acks);
+		if (rng_below(&t->rng, 2))
+			spin_ns(rng_range(&t->rng, 200 * US, 2 * MS));
+		else
+			sleep_ns(rng_range(&t->rng, 200 * US, 4 * MS));
+	}
+	if (v->blocking) {
+		blocking_wait(v, run_mask);
+		kicked = true;
+	} else {
+		int64_t len = rng_range(&t->rng, cfg.slice_ns / 2, cfg.slice_ns * 3 / 2);
+		uint64_t end = now_ns() + (uint64_t)len;
+
+		for (int i = 0;; i++) {
+			if (atomic_load_explicit(&v->kick_word, memory_order_relaxed) &&
+			    atomic_exchange_explicit(&v->kick_word, 0, memory_order_acquire)) {
+				kicked = true;
+				break;
+			}
+			if ((i & 15) == 15 && now_ns() >= end)
+				break;
+			cpu_relax();
+		}
+	}
+	atomic_store_explicit(&v->in_guest, 0, memory_order_release);
+	return kicked;
+}
+
+/* A guest panic raised during device emulation, from inside the vCPU. */
+static bool vcpu_device(struct vcpu *v, struct thr *t)
+{
+	enum rs_pause p = rng_below(&t->rng, 2) ? RS_PAUSE_PANICKED : RS_PAUSE_WATCHDOG;
+	struct opctx c;
+	int r;
+
+	(void)v;
+	if (rng_below(&t->rng, 5) == 0 && atomic_load(&sync_inflight) < LIN_UNGATED / 2) {
+		/* Synchronous: by design it parks this vCPU inside the call
+		 * until the VM may run again (docs/protocol.md section 7). */
+		if (!op_begin_ungated(t, &c, LIN_PAUSE, p, RS_FOREVER))
+			return false;
+		atomic_fetch_add(&sync_inflight, 1);
+		INC(st.vcpu_panic_sync);
+		set_op(t, "vcpu sync pause");
+		r = rs_pause(rs, p, RS_FOREVER);
+		op_end(&c, r);
+		atomic_fetch_sub(&sync_inflight, 1);
+		set_op(t, "guest");
+		if (r)
+			bad_result("rs_pause(FOREVER) from a vCPU thread", r);
+		else
+			stop_check("rs_pause(FOREVER) from a vCPU thread", c.w_before);
+		return true;  /* back to rs_vcpu_enter() */
+	}
+	if (!op_begin(t, &c, LIN_PAUSE, p, 0, RS_ASYNC, true))
+		return false;
+	INC(st.vcpu_panic_async);
+	r = rs_pause(rs, p, RS_ASYNC);
+	op_end(&c, r);
+	if (r)
+		bad_result("rs_pause(ASYNC) from a vCPU thread", r);
+	return false;  /* finish the exit; the fast path then fails */
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct thr *t = thr_claim(thr_vcpu0 + v->index);
+	double p_dev = (double)cfg.slice_ns / (2.0 * MS);  /* one per 2 ms of guest time */
+	sigset_t block, run_mask;
+	int r;
+
+	sigemptyset(&block);
+	sigaddset(&block, KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &block, &run_mask);
+	sigdelset(&run_mask, KICK_SIGNAL);
+	v->tid = pthread_self();
+
+	set_op(t, "register");
+	r = rs_vcpu_register(rs, &v->rv, kick_cb, v);
+	if (r) {
+		bad_result("rs_vcpu_register", r);
+		atomic_store_explicit(&v->life, VL_GONE, memory_order_release);
+		thr_release(t);
+		return NULL;
+	}
+	/* Release: pairs with the hot-plug thread's acquire wait. */
+	atomic_store_explicit(&v->life, VL_REGISTERED, memory_order_release);
+	for (;;) {
+		if (atomic_load_explicit(&v->exit_flag, memory_order_acquire))
+			break;
+		set_op(t, "enter");
+		r = rs_vcpu_enter(&v->rv);
+		if (r == RS_VCPU_EXIT)
+			break;
+		if (r == RS_VCPU_WORK) {
+			INC(st.work);
+			continue;
+		}
+		if (r) {
+			bad_result("rs_vcpu_enter", r);
+			break;
+		}
+		atomic_fetch_add_explicit(&v->period, 1, memory_order_relaxed);
+		set_op(t, "guest");
+		for (;;) {
+			bool kicked;
+
+			if (chance(&t->rng, 0.01)) {
+				/* HLT: quiescent until the "interrupt". */
+				atomic_store(&v->halted, true);
+				atomic_fetch_add(&v->halts, 1);
+				INC(st.halts);
+				set_op(t, "halted");
+				r = rs_vcpu_quiesce(&v->rv);
+				if (r)
+					bad_result("rs_vcpu_quiesce", r);
+				sleep_ns(rng_range(&t->rng, 20 * US, 300 * US));
+				atomic_store(&v->halted, false);
+				break;
+			}
+			kicked = run_slice(v, t, &run_mask);
+			if (!atomic_load(&g_calm) && !atomic_load(&g_stop) && chance(&t->rng, p_dev) &&
+			    vcpu_device(v, t))
+				break;
+			if (kicked || !rs_may_run(rs) ||
+			    atomic_load_explicit(&v->exit_flag, memory_order_relaxed))
+				break;
+		}
+	}
+	set_op(t, "unregister");
+	r = rs_vcpu_unregister(&v->rv);
+	if (r)
+		bad_result("rs_vcpu_unregister", r);
+	/* Release: a kick callback that sees GONE ran after the return. */
+	atomic_store_explicit(&v->life, VL_GONE, memory_order_release);
+	thr_release(t);
+	return NULL;
+}
+
+/* Plug a vCPU into a free slot; returns the slot or -1. */
+static int plug(struct thr *t, struct rng *r)
+{
+	struct vcpu *v = NULL;
+
+	for (int i = 0; i < nslots; i++) {
+		if (atomic_load(&vcpus[i].life) == VL_FREE) {
+			v = &vcpus[i];
+			break;
+		}
+	}
+	if (!v)
+		return -1;
+	set_op(t, "plug");
+	v->blocking = rng_below(r, 3) == 0;
+	atomic_store(&v->exit_flag, false);
+	atomic_store(&v->halted, false);
+	atomic_store(&v->kick_word, 0);
+	atomic_store(&v->life, VL_STARTING);
+	if (pthread_create(&v->thread, NULL, vcpu_main, v)) {
+		atomic_store(&v->life, VL_FREE);
+		return -1;
+	}
+	/* Acquire: pairs with the release store after registration. */
+	while (atomic_load_explicit(&v->life, memory_order_acquire) == VL_STARTING)
+		sleep_ns(20 * US);
+	atomic_fetch_add(&nplugged, 1);
+	INC(st.plugs);
+	set_op(t, NULL);
+	return v->index;
+}
+
+/* Unplug: exit flag, exit request, kick, join. */
+static void unplug(struct thr *t, struct vcpu *v)
+{
+	int r;
+
+	set_op(t, "unplug");
+	atomic_store_explicit(&v->exit_flag, true, memory_order_release);
+	r = rs_vcpu_request(&v->rv, RS_REQ_EXIT);
+	if (r && r != RS_EINVAL)   /* EINVAL: it already saw the flag and left */
+		bad_result("rs_vcpu_request(EXIT)", r);
+	deliver_kick(v);
+	set_op(t, "unplug: join");
+	pthread_join(v->thread, NULL);
+	atomic_store(&v->life, VL_FREE);
+	atomic_fetch_sub(&nplugged, 1);
+	INC(st.unplugs);
+	set_op(t, NULL);
+}
+
+static void *hotplug_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_HOTPLUG];
+	int lo = cfg.vcpus > 1 ? cfg.vcpus - 1 : 1, hi = cfg.vcpus + cfg.hotplug_extra;
+
+	(void)arg;
+	while (!atomic_load(&g_stop)) {
+		int n = atomic_load(&nplugged), pick;
+		bool calm;
+
+		set_op(t, NULL);
+		sleep_ns(rng_range(&t->rng, 2 * MS, 20 * MS));
+		if (atomic_load(&g_stop))
+			break;
+		/* Calm phases are the liveness windows: plug only (a new vCPU
+		 * must start running), never unplug or post requests, which
+		 * would wake a vCPU that a start failed to wake. */
+		calm = atomic_load(&g_calm);
+		pick = (int)rng_below(&t->rng, (uint64_t)nslots);
+		if (rng_below(&t->rng, 8) == 0 && !calm) {
+			/* A work request (run_on_cpu). */
+			if (atomic_load(&vcpus[pick].life) == VL_REGISTERED &&
+			    !atomic_load(&vcpus[pick].exit_flag)) {
+				int r = rs_vcpu_request(&vcpus[pick].rv, RS_REQ_WORK);
+
+				if (r)
+					bad_result("rs_vcpu_request(WORK)", r);
+			}
+			continue;
+		}
+		if (n < lo || (n < hi && rng_below(&t->rng, 2))) {
+			plug(t, &t->rng);
+		} else if (n > lo && !calm) {
+			for (int k = 0; k < nslots; k++) {
+				struct vcpu *v = &vcpus[(pick + k) % nslots];
+
+				if (atomic_load(&v->life) == VL_REGISTERED) {
+					unplug(t, v);
+					break;
+				}
+			}
+		}
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Management threads
+ */
+
+static int64_t pick_timeout(struct rng *r)
+{
+	switch (rng_below(r, 10)) {
+	case 0: case 1: case 2:
+		return RS_ASYNC;
+	case 3: case 4:
+		return RS_FOREVER;
+	case 5:
+		return rng_range(r, 20 * US, 300 * US);   /* may time out */
+	default:
+		return 2000 * MS;
+	}
+}
+
+static void between_ops(struct rng *r)
+{
+	switch (rng_below(r, 4)) {
+	case 0:
+		break;
+	case 1:
+		for (int i = (int)rng_below(r, 2000); i > 0; i--)
+			cpu_relax();
+		break;
+	case 2:
+		sched_yield();
+		break;
+	default:
+		sleep_ns(rng_range(r, 5 * US, 200 * US));
+	}
+}
+
+static void do_read(struct thr *t, bool try)
+{
+	static _Atomic uint64_t nreads;
+	struct opctx c;
+	uint32_t w;
+	int res;
+
+	if (!op_begin(t, &c, LIN_READ, 0, 0, RS_ASYNC, try))
+		return;
+	w = rs_word(rs);
+	res = lin_abstract(w);
+	/* --lin-corrupt: record a state the word never had. */
+	if (cfg.lin_corrupt && atomic_fetch_add(&nreads, 1) % (uint64_t)cfg.lin_corrupt ==
+				       (uint64_t)cfg.lin_corrupt - 1)
+		res ^= 0x10;
+	op_end(&c, res);
+	check_word(w, "query");
+}
+
+static int do_releasing(struct thr *t, int kind, int arg)
+{
+	struct opctx c;
+	int r;
+
+	op_begin(t, &c, kind, arg, 0, RS_ASYNC, false);
+	switch (kind) {
+	case LIN_START: r = rs_start(rs, (unsigned)arg); break;
+	case LIN_RETRY: r = rs_retry(rs); break;
+	case LIN_CONT: r = rs_cont(rs); break;
+	default: r = rs_reset(rs); break;
+	}
+	op_end(&c, r);
+	/* start: needs-force (plain only) or needs-reset; cont: needs-reset;
+	 * retry and reset never fail. */
+	if (r && !((kind == LIN_START && (r == RS_ENEEDRESET || (r == RS_ENEEDFORCE && !arg))) ||
+		   (kind == LIN_CONT && r == RS_ENEEDRESET)))
+		bad_result(lin_kind_name(kind), r);
+	/* Start latency: from the call until the edge settled. */
+	if (!r && kind != LIN_RESET && !w_running(c.w_before) && rng_below(&t->rng, 2)) {
+		int w;
+
+		set_op(t, "wait after start");
+		INC(st.waits);
+		w = rs_wait(rs, 2000 * MS);
+		if (w == 0 && w_may_run(rs_word(rs)))
+			hist_add(&st.start_lat, now_ns() - c.op.inv);
+		else if (w && w != RS_ETIMEDOUT)
+			bad_result("rs_wait", w);
+	}
+	return r;
+}
+
+/* A stopping call from a non-vCPU thread: stop, io-error or pause. */
+static void do_stopping(struct thr *t, int kind, int arg, int64_t timeout, const char *what)
+{
+	struct opctx c;
+	int r;
+
+	op_begin(t, &c, kind, arg, 0, timeout, false);
+	set_op(t, what);
+	if (kind == LIN_STOP)
+		r = rs_stop(rs, timeout);
+	else if (kind == LIN_IO_ERROR)
+		r = rs_io_error(rs, timeout);
+	else
+		r = rs_pause(rs, (enum rs_pause)arg, timeout);
+	op_end(&c, r);
+	if (r && !(r == RS_ETIMEDOUT && timeout > 0))
+		bad_result(what, r);
+	if (r == 0 && timeout != RS_ASYNC) {
+		/* Latency of stops that had to stop a running VM. */
+		if (kind == LIN_STOP && w_running(c.w_before))
+			hist_add(&st.stop_lat, c.op.resp - c.op.inv);
+		stop_check(what, c.w_before);
+	}
+}
+
+/* In calm phases one management thread keeps the VM running. */
+static void keep_running(struct thr *t)
+{
+	uint32_t w = rs_word(rs);
+	struct rs_state s;
+
+	set_op(t, "calm");
+	rs_decode(w, &s);
+	do_read(t, false);
+	if (rs_pause_rank(s.pause) == 4)
+		do_releasing(t, LIN_RESET, 0);
+	if (s.pause != RS_PAUSE_NONE || s.io_error || rs_pause_rank(s.pause) == 4)
+		do_releasing(t, LIN_CONT, 0);
+	INC(st.waits);
+	rs_wait(rs, 50 * MS);
+	sleep_ns(2 * MS);
+}
+
+static void *mgmt_main(void *arg)
+{
+	struct thr *t = arg;
+	bool keeper = t == &thr_tab[THR_ROLES];
+
+	while (!atomic_load(&g_stop)) {
+		unsigned x;
+
+		set_op(t, NULL);
+		if (atomic_load(&g_calm)) {
+			if (keeper)
+				keep_running(t);
+			else
+				sleep_ns(1 * MS);
+			continue;
+		}
+		between_ops(&t->rng);
+		x = (unsigned)rng_below(&t->rng, 100);
+		if (x < 20) {
+			do_stopping(t, LIN_STOP, 0, pick_timeout(&t->rng), "rs_stop");
+		} else if (x < 38) {
+			do_releasing(t, LIN_START, 0);
+		} else if (x < 48) {
+			do_releasing(t, LIN_START, RS_START_FORCE);
+		} else if (x < 60) {
+			do_releasing(t, LIN_RETRY, 0);
+		} else if (x < 74) {
+			do_releasing(t, LIN_CONT, 0);
+		} else if (x < 78) {
+			do_releasing(t, LIN_RESET, 0);
+		} else if (x < 92) {
+			set_op(t, "query");
+			do_read(t, false);
+		} else {
+			int r;
+
+			set_op(t, "rs_wait");
+			INC(st.waits);
+			r = rs_wait(rs, rng_below(&t->rng, 2) ? RS_ASYNC : 5 * MS);
+			if (r && r != RS_ETIMEDOUT)
+				bad_result("rs_wait", r);
+		}
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Internal lock holders
+ */
+
+/* While holding a lock that returned 0 (or settled after): no vCPU in a
+ * guest slice, and no slice started. */
+static void hold_and_check(struct thr *t, enum rs_lock lk, uint32_t w_locked)
+{
+	uint64_t c[MAX_VCPU_SLOTS];
+	int64_t hold;
+	int checks;
+
+	INC(st.exclusion_checks);
+	for (int i = 0; i < nslots; i++) {
+		uint32_t g = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
+
+		c[i] = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+		if (g)
+			violation(V_EXCLUSION, "%s held (lock returned 0 at edge %u), yet vCPU slot %d is "
+					       "in guest (entered at edge %u)",
+				  rs_lock_name(lk), w_edge(w_locked), i, g - 1);
+	}
+	if (!(rs_word(rs) & RS_W_LOCK(lk)))
+		violation(V_EXCLUSION, "%s held, but its bit reads clear", rs_lock_name(lk));
+	set_op(t, "holding");
+	if (chance(&t->rng, cfg.fault_rate * 5)) {
+		/* Descheduled while holding. */
+		INC(st.holder_desched);
+		hold = rng_range(&t->rng, 2 * MS, 10 * MS);
+		checks = 2;
+	} else {
+		hold = rng_range(&t->rng, 0, 300 * US);
+		checks = 1 + (int)rng_below(&t->rng, 4);
+	}
+	for (int k = 0; k < checks; k++) {
+		if (rng_below(&t->rng, 2))
+			sleep_ns(hold / checks);
+		else
+			spin_ns(hold / checks);
+		for (int i = 0; i < nslots; i++) {
+			uint32_t g = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
+			uint64_t s = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+
+			if (g || s != c[i]) {
+				violation(V_EXCLUSION, "%s held since edge %u, yet vCPU slot %d %s "
+						       "(slices %" PRIu64 " -> %" PRIu64 ", in guest at edge %d)",
+					  rs_lock_name(lk), w_edge(w_locked), i,
+					  g ? "is in guest" : "ran a guest slice", c[i], s,
+					  g ? (int)(g - 1) : -1);
+				c[i] = s;
+			}
+		}
+	}
+}
+
+static void *holder_main(void *arg)
+{
+	struct thr *t = arg;
+
+	while (!atomic_load(&g_stop)) {
+		enum rs_lock lk = (enum rs_lock)rng_below(&t->rng, RS_LOCK_COUNT);
+		bool try = rng_below(&t->rng, 2);
+		int64_t to;
+		struct opctx c;
+		bool checked = false;
+		int r;
+
+		set_op(t, NULL);
+		if (atomic_load(&g_calm)) {
+			sleep_ns(1 * MS);
+			continue;
+		}
+		between_ops(&t->rng);
+		sleep_ns(rng_range(&t->rng, 0, 1 * MS));
+		switch (rng_below(&t->rng, 8)) {
+		case 0: to = RS_ASYNC; break;
+		case 1: to = rng_range(&t->rng, 20 * US, 300 * US); break;
+		case 2:
+			/* A try form waits only for the vCPUs: forever is safe. */
+			if (try) {
+				to = RS_FOREVER;
+				break;
+			}
+			/* fall through */
+		default: to = rng_range(&t->rng, 1 * MS, 4 * MS);
+		}
+		op_begin(t, &c, try ? LIN_TRYLOCK : LIN_LOCK, lk, 0, to, false);
+		set_op(t, try ? "rs_trylock" : "rs_lock");
+		r = try ? rs_trylock(rs, lk, to) : rs_lock(rs, lk, to);
+		op_end(&c, r);
+		if (r == RS_EBUSY)
+			continue;
+		if (r && r != RS_ETIMEDOUT) {
+			bad_result(try ? "rs_trylock" : "rs_lock", r);
+			continue;
+		}
+		if (r == 0 && to != RS_ASYNC) {
+			hist_add(&st.lock_lat, c.op.resp - c.op.inv);
+			checked = true;
+		} else {
+			/* Not waited for (async) or timed out: wait, then the
+			 * lock's guarantee holds. */
+			set_op(t, "rs_wait while holding");
+			INC(st.waits);
+			r = rs_wait(rs, 2000 * MS);
+			if (r == 0)
+				checked = true;
+			else if (r != RS_ETIMEDOUT)
+				bad_result("rs_wait", r);
+		}
+		if (checked)
+			hold_and_check(t, lk, rs_word(rs));
+
+		/* Release, sometimes with a pause reason in the same CAS. */
+		{
+			enum rs_pause p = RS_PAUSE_NONE;
+			unsigned x = (unsigned)rng_below(&t->rng, 10);
+
+			if (lk == RS_LOCK_PRE_MIGRATE && x < 4)
+				p = RS_PAUSE_POSTMIGRATE;        /* migration succeeded */
+			else if (lk == RS_LOCK_RESTORE && x < 4)
+				p = RS_PAUSE_PAUSED;             /* restore failed */
+			else if (x == 9)
+				p = rng_below(&t->rng, 2) ? RS_PAUSE_PAUSED : RS_PAUSE_WATCHDOG;
+			if (p == RS_PAUSE_NONE) {
+				op_begin(t, &c, LIN_UNLOCK, lk, 0, RS_ASYNC, false);
+				set_op(t, "rs_unlock");
+				r = rs_unlock(rs, lk);
+				op_end(&c, r);
+				if (r)
+					bad_result("rs_unlock of a held bit", r);
+			} else {
+				to = pick_timeout(&t->rng);
+				op_begin(t, &c, LIN_UNLOCK_PAUSE, lk, p, to, false);
+				set_op(t, "rs_unlock_pause");
+				r = rs_unlock_pause(rs, lk, p, to);
+				op_end(&c, r);
+				if (r && !(r == RS_ETIMEDOUT && to > 0))
+					bad_result("rs_unlock_pause of a held bit", r);
+				if (r == 0 && to != RS_ASYNC)
+					stop_check("rs_unlock_pause", c.w_before);
+			}
+		}
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Device threads: io-error, watchdog, panicked (and rarely shutdown)
+ */
+
+static void *device_main(void *arg)
+{
+	struct thr *t = arg;
+
+	while (!atomic_load(&g_stop)) {
+		unsigned x;
+
+		set_op(t, NULL);
+		if (atomic_load(&g_calm)) {
+			sleep_ns(1 * MS);
+			continue;
+		}
+		sleep_ns(rng_range(&t->rng, 100 * US, 3 * MS));
+		x = (unsigned)rng_below(&t->rng, 100);
+		if (x < 45)
+			do_stopping(t, LIN_IO_ERROR, 0, pick_timeout(&t->rng), "rs_io_error");
+		else if (x < 70)
+			do_stopping(t, LIN_PAUSE, RS_PAUSE_WATCHDOG, pick_timeout(&t->rng),
+				    "rs_pause(watchdog)");
+		else if (x < 97)
+			do_stopping(t, LIN_PAUSE, RS_PAUSE_PANICKED, pick_timeout(&t->rng),
+				    "rs_pause(panicked)");
+		else
+			do_stopping(t, LIN_PAUSE,
+				    rng_below(&t->rng, 2) ? RS_PAUSE_SHUTDOWN : RS_PAUSE_INTERNAL_ERROR,
+				    pick_timeout(&t->rng), "rs_pause(rank 4)");
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Monitor: events, liveness, watchdog, phases, progress
+ */
+
+static uint64_t ev_cursor = 1, ev_expect = 1, ev_last_time;
+static uint64_t ev_last_seq;    /* the last event seen (unwrapped), 0 for none */
+
+static void read_events(void)
+{
+	struct rs_event buf[64];
+
+	for (;;) {
+		uint64_t lost = 0, before = ev_cursor;
+		int n = rs_events_read(rs, &ev_cursor, buf, 64, &lost);
+
+		if (n < 0) {
+			bad_result("rs_events_read", n);
+			return;
+		}
+		if (lost) {
+			atomic_fetch_add(&st.events_lost, lost);
+			ev_expect = before + lost;
+			if (n > 0 && buf[0].seq != ev_expect)
+				violation(V_EVENTS, "after a loss of %" PRIu64 " from cursor %" PRIu64
+						    ", the first event is %" PRIu64 ", not %" PRIu64,
+					  lost, before, buf[0].seq, ev_expect);
+		}
+		for (int i = 0; i < n; i++) {
+			const struct rs_event *e = &buf[i];
+			enum rs_event_kind want = e->seq & 1 ? RS_EVENT_RESUME : RS_EVENT_STOP;
+
+			if (e->seq != ev_expect)
+				violation(V_EVENTS, "event %" PRIu64 " follows %" PRIu64 " (expected %" PRIu64
+						    ")", e->seq, ev_expect - 1, ev_expect);
+			if (e->kind != want)
+				violation(V_EVENTS, "event %" PRIu64 " is %s: edge %" PRIu64 " is a %s edge",
+					  e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq,
+					  want == RS_EVENT_STOP ? "stop" : "start");
+			/* The word just after the edge's CAS: its edge numbers the
+			 * event and its running flag says which kind. */
+			if (w_edge(e->word) != (uint32_t)(e->seq & EDGE_MASK) ||
+			    w_running(e->word) != (e->kind == RS_EVENT_RESUME))
+				violation(V_EVENTS, "event %" PRIu64 " (%s) carries word 0x%08x (edge %u, %s)",
+					  e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->word,
+					  w_edge(e->word), w_running(e->word) ? "running" : "stopped");
+			else {
+				struct rs_state d;
+
+				rs_decode(e->word, &d);
+				if (d.running != e->state.running || d.edge != e->state.edge ||
+				    d.locks != e->state.locks || d.pause != e->state.pause ||
+				    d.io_error != e->state.io_error)
+					violation(V_EVENTS, "event %" PRIu64 ": state differs from its decoded "
+							    "word 0x%08x", e->seq, e->word);
+			}
+			if (e->time_ns < ev_last_time)
+				violation(V_EVENTS, "event %" PRIu64 " is older than the one before it",
+					  e->seq);
+			ev_last_time = e->time_ns;
+			ev_expect = e->seq + 1;
+			ev_last_seq = e->seq;
+			INC(st.events);
+		}
+		if (n > 0 || lost) {
+			uint32_t e = w_edge(rs_word(rs)), s = (uint32_t)(ev_last_seq & EDGE_MASK);
+
+			atomic_store(&st.last_seq, ev_last_seq);
+			/* An event is produced after its edge: the word's edge is
+			 * at or beyond it. */
+			if (ev_last_seq && edge_lt(e, s))
+				violation(V_EVENTS, "event %" PRIu64 " (edge %u mod 2^19) seen before the "
+						    "word reached it (edge %u)", ev_last_seq, s, e);
+		}
+		if (n < 64 && !lost)
+			return;
+	}
+}
+
+static bool live_valid;
+static uint32_t live_edge;
+
+static void liveness(uint64_t now)
+{
+	uint32_t w = rs_word(rs), e = w_edge(w);
+
+	check_word(w, "monitor");
+	if (!w_may_run(w)) {
+		live_valid = false;
+		return;
+	}
+	if (!live_valid || e != live_edge) {
+		/* A new run period: start every vCPU's clock now. */
+		live_valid = true;
+		live_edge = e;
+		INC(st.liveness_windows);
+		for (int i = 0; i < nslots; i++)
+			vcpus[i].lv_since = 0;
+		return;
+	}
+	for (int i = 0; i < nslots; i++) {
+		struct vcpu *v = &vcpus[i];
+		uint64_t s = atomic_load(&v->slices), h = atomic_load(&v->halts);
+		uint32_t g = atomic_load(&v->in_guest);
+
+		if (atomic_load(&v->life) != VL_REGISTERED || atomic_load(&v->exit_flag)) {
+			v->lv_since = 0;
+			continue;
+		}
+		if (!v->lv_since || atomic_load(&v->halted) || h != v->lv_halts || s != v->lv_slices ||
+		    (g && g - 1 == e)) {
+			v->lv_since = now;
+			v->lv_slices = s;
+			v->lv_halts = h;
+			continue;
+		}
+		if (now - v->lv_since > (uint64_t)cfg.live_ns) {
+			violation(V_LIVENESS, "vCPU slot %d (%s) made no progress for %.0f ms while the VM "
+					      "was runnable (edge %u, word 0x%08x)",
+				  i, v->blocking ? "blocking" : "busy", (double)(now - v->lv_since) / 1e6,
+				  e, w);
+			v->lv_since = now;
+		}
+	}
+}
+
+static void print_vcpu_info(const struct rs_vcpu_info *info, void *arg)
+{
+	const struct vcpu *v = info->opaque;
+
+	(void)arg;
+	fprintf(stderr, "    vcpu slot %d: %s%s, out for %.3f ms, unacked for %.3f ms; harness: %s, "
+			"in_guest=%u, slices=%" PRIu64 ", halted=%d, exit=%d\n",
+		v->index, info->active ? "active" : "out", info->parked ? " parked" : "",
+		(double)info->out_for_ns / 1e6, (double)info->unacked_ns / 1e6,
+		v->blocking ? "blocking" : "busy", atomic_load(&v->in_guest),
+		atomic_load(&v->slices), atomic_load(&v->halted), atomic_load(&v->exit_flag));
+}
+
+static void dump_state(const char *why)
+{
+	uint32_t w = rs_word(rs);
+	struct rs_state s;
+	uint64_t now = now_ns();
+	char locks[64] = "";
+
+	rs_decode(w, &s);
+	for (int r = 0; r < RS_LOCK_COUNT; r++)
+		if (s.locks & (1u << r))
+			snprintf(locks + strlen(locks), sizeof(locks) - strlen(locks), "%s%s",
+				 locks[0] ? "," : "", rs_lock_name(r));
+	pthread_mutex_lock(&report_lock);
+	fprintf(stderr, "runstate-stress: state dump (%s) at %.3f s\n", why, (double)(now - g_t0) / 1e9);
+	fprintf(stderr, "  word 0x%08x: %s%s%s io-error=%d locks=%s pause=%s edge=%u%s%s (%s)\n", w,
+		s.running ? "running" : "stopped", s.may_run ? " may-run" : "",
+		s.settling ? " settling" : "", s.io_error, locks[0] ? locks : "-",
+		rs_pause_name(s.pause), s.edge, w & RS_W_PARKED ? " PK" : "",
+		w & RS_W_LOCKWAIT ? " LW" : "", rs_legacy_status(w));
+	fprintf(stderr, "  threads (operation, for how long):\n");
+	for (int i = 0; i < thr_count; i++) {
+		struct thr *t = &thr_tab[i];
+		const char *op;
+
+		if (!atomic_load(&t->used))
+			continue;
+		op = atomic_load(&t->op);
+		fprintf(stderr, "    %-10s %-24s %.3f ms\n", t->name, op ? op : "(between ops)",
+			(double)(now - atomic_load(&t->since)) / 1e6);
+	}
+	fprintf(stderr, "  vCPUs (rs_vcpu_foreach):\n");
+	pthread_mutex_unlock(&report_lock);
+	rs_vcpu_foreach(rs, print_vcpu_info, NULL);
+	print_replay(stderr);
+}
+
+static void print_summary(FILE *f, double elapsed);
+static int expect_status(void);
+
+static void watchdog(uint64_t now)
+{
+	for (int i = 0; i < thr_count; i++) {
+		struct thr *t = &thr_tab[i];
+		const char *op;
+		uint64_t since;
+
+		if (!atomic_load_explicit(&t->used, memory_order_acquire))
+			continue;
+		op = atomic_load_explicit(&t->op, memory_order_acquire);
+		since = atomic_load_explicit(&t->since, memory_order_relaxed);
+		if (!op || now < since || now - since <= (uint64_t)cfg.hang_ns)
+			continue;
+		/* vCPUs may legitimately wait while the VM is stopped; the
+		 * liveness check covers them when it is runnable. */
+		if (t->vcpu && strcmp(op, "register") && strcmp(op, "unregister"))
+			continue;
+		violation(V_HANG, "thread %s has been in '%s' for %.0f ms", t->name, op,
+			  (double)(now - since) / 1e6);
+		dump_state("hang");
+		print_summary(stdout, (double)(now - g_t0) / 1e9);
+		fflush(stdout);
+		_exit(cfg.expect ? expect_status() : 1);
+	}
+}
+
+static void *monitor_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_MONITOR];
+	bool tty = isatty(1) && !cfg.quiet && !cfg.json;
+	uint64_t next_progress = 0, phase_end = g_t0 + (uint64_t)cfg.storm_ns;
+
+	(void)arg;
+	while (!atomic_load(&g_monitor_exit)) {
+		uint64_t now;
+
+		set_op(t, NULL);
+		sleep_ns(2 * MS);
+		now = now_ns();
+		if (now >= phase_end && !atomic_load(&g_stop)) {
+			bool calm = !atomic_load(&g_calm);
+
+			atomic_store(&g_calm, calm);
+			phase_end = now + (uint64_t)(calm ? cfg.calm_ns : cfg.storm_ns);
+		}
+		set_op(t, "events");
+		read_events();
+		set_op(t, "liveness");
+		liveness(now);
+		set_op(t, NULL);
+		watchdog(now);
+		if (atomic_load(&vtotal) && !atomic_exchange(&g_dumped, true))
+			dump_state("first violation");
+		if (tty && now >= next_progress) {
+			next_progress = now + 250 * MS;
+			printf("\r%7.1f s  ops %-10" PRIu64 " transitions %-9" PRIu64 " violations %-3ld "
+			       "vcpus %-3d %s ",
+			       (double)(now - g_t0) / 1e9, atomic_load(&st.ops_total),
+			       atomic_load(&st.last_seq), atomic_load(&vtotal), atomic_load(&nplugged),
+			       atomic_load(&g_calm) ? "calm " : "storm");
+			fflush(stdout);
+		}
+	}
+	if (tty)
+		printf("\n");
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Output
+ */
+
+static bool is_stopping_kind(int k)
+{
+	return k == LIN_STOP || k == LIN_IO_ERROR || k == LIN_PAUSE || k == LIN_LOCK ||
+	       k == LIN_TRYLOCK || k == LIN_UNLOCK_PAUSE;
+}
+
+static void print_lat(FILE *f, const char *name, struct hist *h)
+{
+	fprintf(f, "%-22s p50 %9.1f us  p99 %9.1f us  max %9.1f us  (n=%" PRIu64 ")\n", name,
+		(double)hist_pct(h, 0.5) / 1e3, (double)hist_pct(h, 0.99) / 1e3,
+		(double)atomic_load(&h->max) / 1e3, atomic_load(&h->n));
+}
+
+static void print_summary(FILE *f, double elapsed)
+{
+	fprintf(f, "runstate-stress: seed %" PRIu64 ", %.2f s, %d vcpus (+%d hot-plug), %d mgmt, "
+		   "%d holders, %d devices, slice %" PRId64 " ns, fault rate %g, delay rate %g%s%s, "
+		   "kick %s\n",
+		cfg.seed, elapsed, cfg.vcpus, cfg.hotplug_extra, cfg.mgmt, cfg.holders, cfg.devices,
+		cfg.slice_ns, cfg.fault_rate, cfg.delay_rate, cfg.delay_point ? ", focus " : "",
+		cfg.delay_point ? cfg.delay_point : "", cfg.kick_signal ? "signal" : "futex");
+	fprintf(f, "operations: %" PRIu64 "\n", atomic_load(&st.ops_total));
+	for (int k = 0; k < LIN_KIND_COUNT; k++) {
+		uint64_t tot = 0;
+
+		for (int c = 0; c < TC_COUNT; c++)
+			tot += atomic_load(&st.ops[k][c]);
+		if (!tot)
+			continue;
+		fprintf(f, "  %-14s %10" PRIu64, lin_kind_name(k), tot);
+		if (is_stopping_kind(k))
+			for (int c = 0; c < TC_COUNT; c++)
+				fprintf(f, "  %s %" PRIu64, tclass_name[c], atomic_load(&st.ops[k][c]));
+		fputc('\n', f);
+	}
+	fprintf(f, "  %-14s %10" PRIu64 "\n", "wait", atomic_load(&st.waits));
+	fprintf(f, "  from vCPUs:    panics async %" PRIu64 ", sync %" PRIu64 "\n",
+		atomic_load(&st.vcpu_panic_async), atomic_load(&st.vcpu_panic_sync));
+	fprintf(f, "results: timeout %" PRIu64 ", busy %" PRIu64 ", needs-force %" PRIu64
+		   ", needs-reset %" PRIu64 "\n",
+		atomic_load(&st.r_timedout), atomic_load(&st.r_busy), atomic_load(&st.r_needforce),
+		atomic_load(&st.r_needreset));
+	fprintf(f, "transitions: %" PRIu64 " (events read %" PRIu64 ", lost by the reader %" PRIu64
+		   ")\n",
+		atomic_load(&st.last_seq), atomic_load(&st.events), atomic_load(&st.events_lost));
+	fprintf(f, "vcpus: slices %" PRIu64 ", halts %" PRIu64 ", work requests %" PRIu64
+		   ", plugged %" PRIu64 ", unplugged %" PRIu64 "\n",
+		atomic_load(&st.slices), atomic_load(&st.halts), atomic_load(&st.work),
+		atomic_load(&st.plugs), atomic_load(&st.unplugs));
+	fprintf(f, "parks: %" PRIu64 "  kicks: %" PRIu64 "  re-kicks (same active period): %" PRIu64
+		   "  dropped kicks: %" PRIu64 "  slow kicks: %" PRIu64 "\n",
+		atomic_load(&st.parks), atomic_load(&st.kicks), atomic_load(&st.rekicks),
+		atomic_load(&st.kicks_dropped), atomic_load(&st.slow_kicks));
+	fprintf(f, "library counters: parks %" PRIu64 ", wakes %" PRIu64 ", kicks %" PRIu64
+		   ", timed re-kicks %" PRIu64 ", stop edges %" PRIu64 ", start edges %" PRIu64
+		   ", timeouts %" PRIu64 "\n",
+		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
+		lstats.start_edges, lstats.timeouts);
+	fprintf(f, "futex: other waits %" PRIu64 ", wakes %" PRIu64 ", injected spurious %" PRIu64
+		   ", injected EINTR %" PRIu64 ", late wake-ups %" PRIu64 "; delays %" PRIu64
+		   ", slow acks %" PRIu64 ", holders descheduled %" PRIu64 "\n",
+		atomic_load(&st.futex_waits), atomic_load(&st.futex_wakes),
+		atomic_load(&st.inj_spurious), atomic_load(&st.inj_eintr),
+		atomic_load(&st.inj_late_wake), atomic_load(&st.delays),
+		atomic_load(&st.slow_acks), atomic_load(&st.holder_desched));
+	fprintf(f, "checks: stop %" PRIu64 ", exclusion %" PRIu64 ", run windows %" PRIu64
+		   ", linearizability rounds %" PRIu64 " (ops %" PRIu64 ", max states %d, "
+		   "max nodes %" PRIu64 ", gave up %" PRIu64 ")\n",
+		atomic_load(&st.stop_checks), atomic_load(&st.exclusion_checks),
+		atomic_load(&st.liveness_windows), lin.rounds, lin.ops, lin.max_set, lin.max_nodes,
+		lin.gave_up);
+	print_lat(f, "stop latency (edge):", &st.stop_lat);
+	print_lat(f, "start latency (settled):", &st.start_lat);
+	print_lat(f, "lock latency (waited):", &st.lock_lat);
+	if (atomic_load(&vtotal)) {
+		fprintf(f, "violations: %ld (", atomic_load(&vtotal));
+		for (int k = 0, first = 1; k < V_COUNT; k++) {
+			if (!atomic_load(&vcount[k]))
+				continue;
+			fprintf(f, "%s%s %ld", first ? "" : ", ", vname[k], atomic_load(&vcount[k]));
+			first = 0;
+		}
+		fprintf(f, ")\n");
+		print_replay(f);
+	} else {
+		fprintf(f, "violations: 0\n");
+	}
+}
+
+static void json_lat(FILE *f, const char *name, struct hist *h, bool comma)
+{
+	fprintf(f, "    \"%s\": {\"n\": %" PRIu64 ", \"p50_ns\": %" PRIu64 ", \"p99_ns\": %" PRIu64
+		   ", \"max_ns\": %" PRIu64 "}%s\n",
+		name, atomic_load(&h->n), hist_pct(h, 0.5), hist_pct(h, 0.99), atomic_load(&h->max),
+		comma ? "," : "");
+}
+
+static void print_json(FILE *f, double elapsed)
+{
+	fprintf(f, "{\n  \"seed\": %" PRIu64 ",\n  \"elapsed_s\": %.3f,\n", cfg.seed, elapsed);
+	fprintf(f, "  \"config\": {\"duration\": %g, \"vcpus\": %d, \"hotplug_extra\": %d, "
+		   "\"mgmt\": %d, \"holders\": %d, \"devices\": %d, \"slice_ns\": %" PRId64
+		   ", \"fault_rate\": %g, \"delay_rate\": %g, \"delay_point\": \"%s\", \"kick\": \"%s\", "
+		   "\"round_ops\": %d, \"events\": %u, \"live_ms\": %" PRId64 "},\n",
+		cfg.duration, cfg.vcpus, cfg.hotplug_extra, cfg.mgmt, cfg.holders, cfg.devices,
+		cfg.slice_ns, cfg.fault_rate, cfg.delay_rate, cfg.delay_point ? cfg.delay_point : "",
+		cfg.kick_signal ? "signal" : "futex", cfg.round_ops, cfg.events, cfg.live_ns / MS);
+	fprintf(f, "  \"operations\": {\"total\": %" PRIu64, atomic_load(&st.ops_total));
+	for (int k = 0; k < LIN_KIND_COUNT; k++) {
+		for (int c = 0; c < TC_COUNT; c++) {
+			uint64_t n = atomic_load(&st.ops[k][c]);
+
+			if (!n)
+				continue;
+			if (is_stopping_kind(k))
+				fprintf(f, ", \"%s-%s\": %" PRIu64, lin_kind_name(k), tclass_name[c], n);
+			else
+				fprintf(f, ", \"%s\": %" PRIu64, lin_kind_name(k), n);
+		}
+	}
+	fprintf(f, ", \"wait\": %" PRIu64 ", \"vcpu-panic-async\": %" PRIu64
+		   ", \"vcpu-panic-sync\": %" PRIu64 "},\n",
+		atomic_load(&st.waits), atomic_load(&st.vcpu_panic_async),
+		atomic_load(&st.vcpu_panic_sync));
+	fprintf(f, "  \"results\": {\"timeout\": %" PRIu64 ", \"busy\": %" PRIu64
+		   ", \"needs-force\": %" PRIu64 ", \"needs-reset\": %" PRIu64 "},\n",
+		atomic_load(&st.r_timedout), atomic_load(&st.r_busy), atomic_load(&st.r_needforce),
+		atomic_load(&st.r_needreset));
+	fprintf(f, "  \"transitions\": %" PRIu64 ",\n  \"events\": {\"read\": %" PRIu64
+		   ", \"lost\": %" PRIu64 "},\n",
+		atomic_load(&st.last_seq), atomic_load(&st.events), atomic_load(&st.events_lost));
+	fprintf(f, "  \"vcpus\": {\"slices\": %" PRIu64 ", \"halts\": %" PRIu64 ", \"work\": %" PRIu64
+		   ", \"plugged\": %" PRIu64 ", \"unplugged\": %" PRIu64 "},\n",
+		atomic_load(&st.slices), atomic_load(&st.halts), atomic_load(&st.work),
+		atomic_load(&st.plugs), atomic_load(&st.unplugs));
+	fprintf(f, "  \"parks\": %" PRIu64 ",\n  \"kicks\": %" PRIu64 ",\n  \"rekicks\": %" PRIu64
+		   ",\n  \"kicks_dropped\": %" PRIu64 ",\n  \"kicks_slow\": %" PRIu64 ",\n",
+		atomic_load(&st.parks), atomic_load(&st.kicks), atomic_load(&st.rekicks),
+		atomic_load(&st.kicks_dropped), atomic_load(&st.slow_kicks));
+	fprintf(f, "  \"faults\": {\"futex_spurious\": %" PRIu64 ", \"futex_eintr\": %" PRIu64
+		   ", \"late_wakeups\": %" PRIu64 ", \"delays\": %" PRIu64 ", \"slow_acks\": %" PRIu64 ", \"holders_descheduled\": %" PRIu64
+		   "},\n",
+		atomic_load(&st.inj_spurious), atomic_load(&st.inj_eintr), atomic_load(&st.inj_late_wake),
+		atomic_load(&st.delays), atomic_load(&st.slow_acks), atomic_load(&st.holder_desched));
+	fprintf(f, "  \"library\": {\"parks\": %" PRIu64 ", \"wakes\": %" PRIu64 ", \"kicks\": %" PRIu64
+		   ", \"rekicks\": %" PRIu64 ", \"stop_edges\": %" PRIu64 ", \"start_edges\": %" PRIu64
+		   ", \"timeouts\": %" PRIu64 "},\n",
+		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
+		lstats.start_edges, lstats.timeouts);
+	fprintf(f, "  \"futex\": {\"other_waits\": %" PRIu64 ", \"wakes\": %" PRIu64 "},\n",
+		atomic_load(&st.futex_waits), atomic_load(&st.futex_wakes));
+	fprintf(f, "  \"checks\": {\"stop\": %" PRIu64 ", \"exclusion\": %" PRIu64
+		   ", \"run_windows\": %" PRIu64 ", \"lin_rounds\": %" PRIu64 ", \"lin_ops\": %" PRIu64
+		   ", \"lin_max_states\": %d, \"lin_max_nodes\": %" PRIu64 ", \"lin_gave_up\": %" PRIu64
+		   "},\n",
+		atomic_load(&st.stop_checks), atomic_load(&st.exclusion_checks),
+		atomic_load(&st.liveness_windows), lin.rounds, lin.ops, lin.max_set, lin.max_nodes,
+		lin.gave_up);
+	fprintf(f, "  \"latency\": {\n");
+	json_lat(f, "stop", &st.stop_lat, true);
+	json_lat(f, "start", &st.start_lat, true);
+	json_lat(f, "lock", &st.lock_lat, false);
+	fprintf(f, "  },\n  \"violations\": %ld,\n  \"violations_by_kind\": {", atomic_load(&vtotal));
+	for (int k = 0; k < V_COUNT; k++)
+		fprintf(f, "%s\"%s\": %ld", k ? ", " : "", vname[k], atomic_load(&vcount[k]));
+	fprintf(f, "}\n}\n");
+}
+
+/* ---------------------------------------------------------------------------
+ * Options
+ */
+
+static void usage(int status)
+{
+	FILE *f = status ? stderr : stdout;
+
+	fprintf(f,
+		"usage: %s [options]\n"
+		"  --duration SECONDS   how long to run (float; default 4)\n"
+		"  --seed N             random seed (default: from the clock, printed)\n"
+		"  --vcpus N            vCPU threads (default: number of CPUs); hot-plug keeps\n"
+		"                       N-1 .. N+--hotplug-extra registered\n"
+		"  --hotplug-extra N    (default 2)\n"
+		"  --mgmt N             management threads (default 2)\n"
+		"  --holders N          internal lock holder threads (default 2)\n"
+		"  --devices N          device threads (default 1)\n"
+		"  --slice-ns N         guest slice length (default 20000)\n"
+		"  --fault-rate P       futex spurious/EINTR/late wake-up, lost kicks, slow acks,\n"
+		"                       holders descheduled: probability per opportunity\n"
+		"                       (default 0.02)\n"
+		"  --delay-rate P       probability at each delay point (default 0.05; only in\n"
+		"                       builds with delay points)\n"
+		"  --delay-point NAME   delay this point at rate 0.5 with longer delays\n"
+		"  --kick signal|futex  how kicks end a blocking guest entry (default: signal,\n"
+		"                       futex under ThreadSanitizer)\n"
+		"  --round-ops N        operations per linearizability round (default 32, max 48)\n"
+		"  --events N           event ring capacity (default 64)\n"
+		"  --live-ms N          liveness bound (default 250; x4 under sanitizers)\n"
+		"  --hang-ms N          watchdog bound for one operation (default 10000; x3)\n"
+		"  --storm-ms N, --calm-ms N   phase lengths (default 1000 and 2*live+150)\n"
+		"  --rekick-ns N        the library's re-kick delay (default 1 ms)\n"
+		"  --json               summary as JSON\n"
+		"  --quiet              no progress line\n"
+		"  --keep-going         do not stop at the first violation\n"
+		"  --lin-selftest       check the linearizability checker on canned histories\n"
+		"  --lin-corrupt N      flip io-error in every Nth recorded query result: the\n"
+		"                       checker must report it (a test of the checker)\n"
+		"  --expect K[,K...]    planted-bug mode: exit 1 when the first violation is of\n"
+		"                       one of these kinds, else 0 (for should_fail tests)\n"
+		"exit status: 0 no violation, 1 violation, 2 usage\n",
+		argv0);
+	exit(status);
+}
+
+static const char *need(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc)
+		usage(2);
+	return argv[++*i];
+}
+
+static long long parse_int(const char *s, long long lo, long long hi)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 0);
+	if (errno || !*s || *end || v < lo || v > hi) {
+		fprintf(stderr, "%s: bad number '%s'\n", argv0, s);
+		usage(2);
+	}
+	return v;
+}
+
+static double parse_double(const char *s, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || !*s || *end || !(v >= lo && v <= hi)) {
+		fprintf(stderr, "%s: bad number '%s'\n", argv0, s);
+		usage(2);
+	}
+	return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int scale_live = 1, scale_hang = 1;
+	int64_t live_ms = -1, hang_ms = -1, calm_ms = -1;
+	bool seeded = false;
+
+#if defined(STRESS_TSAN) || defined(STRESS_ASAN)
+	scale_live = 4;
+	scale_hang = 3;
+#endif
+	cfg.duration = 4;
+	cfg.vcpus = ncpu > 0 ? (int)ncpu : 2;
+	cfg.hotplug_extra = 2;
+	cfg.mgmt = 2;
+	cfg.holders = 2;
+	cfg.devices = 1;
+	cfg.slice_ns = 20000;
+	cfg.fault_rate = 0.02;
+	cfg.delay_rate = 0.05;
+	cfg.round_ops = 32;
+	cfg.events = 64;
+	cfg.storm_ns = 1000 * MS;
+	cfg.rekick_ns = 1 * MS;
+#if defined(STRESS_TSAN)
+	cfg.kick_signal = false;
+#else
+	cfg.kick_signal = true;
+#endif
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--duration"))
+			cfg.duration = parse_double(need(argc, argv, &i), 0, 1e7);
+		else if (!strcmp(a, "--seed")) {
+			const char *s = need(argc, argv, &i);
+			char *end;
+
+			errno = 0;
+			cfg.seed = strtoull(s, &end, 0);
+			if (errno || !*s || *end)
+				usage(2);
+			seeded = true;
+		} else if (!strcmp(a, "--vcpus"))
+			cfg.vcpus = (int)parse_int(need(argc, argv, &i), 1, MAX_VCPU_SLOTS / 2);
+		else if (!strcmp(a, "--hotplug-extra"))
+			cfg.hotplug_extra = (int)parse_int(need(argc, argv, &i), 0, MAX_VCPU_SLOTS / 2);
+		else if (!strcmp(a, "--mgmt"))
+			cfg.mgmt = (int)parse_int(need(argc, argv, &i), 1, 64);
+		else if (!strcmp(a, "--holders"))
+			cfg.holders = (int)parse_int(need(argc, argv, &i), 0, 64);
+		else if (!strcmp(a, "--devices"))
+			cfg.devices = (int)parse_int(need(argc, argv, &i), 0, 64);
+		else if (!strcmp(a, "--slice-ns"))
+			cfg.slice_ns = parse_int(need(argc, argv, &i), 100, 1000000000);
+		else if (!strcmp(a, "--fault-rate"))
+			cfg.fault_rate = parse_double(need(argc, argv, &i), 0, 0.5);
+		else if (!strcmp(a, "--delay-rate"))
+			cfg.delay_rate = parse_double(need(argc, argv, &i), 0, 1);
+		else if (!strcmp(a, "--delay-point"))
+			cfg.delay_point = need(argc, argv, &i);
+		else if (!strcmp(a, "--kick")) {
+			const char *k = need(argc, argv, &i);
+
+			if (!strcmp(k, "signal"))
+				cfg.kick_signal = true;
+			else if (!strcmp(k, "futex"))
+				cfg.kick_signal = false;
+			else
+				usage(2);
+		} else if (!strcmp(a, "--round-ops"))
+			cfg.round_ops = (int)parse_int(need(argc, argv, &i), 1, 48);
+		else if (!strcmp(a, "--events"))
+			cfg.events = (unsigned)parse_int(need(argc, argv, &i), 1, 1 << 20);
+		else if (!strcmp(a, "--live-ms"))
+			live_ms = parse_int(need(argc, argv, &i), 1, 3600000);
+		else if (!strcmp(a, "--hang-ms"))
+			hang_ms = parse_int(need(argc, argv, &i), 1, 3600000);
+		else if (!strcmp(a, "--storm-ms"))
+			cfg.storm_ns = parse_int(need(argc, argv, &i), 1, 3600000) * MS;
+		else if (!strcmp(a, "--calm-ms"))
+			calm_ms = parse_int(need(argc, argv, &i), 1, 3600000);
+		else if (!strcmp(a, "--rekick-ns"))
+			cfg.rekick_ns = parse_int(need(argc, argv, &i), 1, 1000000000);
+		else if (!strcmp(a, "--json"))
+			cfg.json = true;
+		else if (!strcmp(a, "--quiet"))
+			cfg.quiet = true;
+		else if (!strcmp(a, "--keep-going"))
+			cfg.keep_going = true;
+		else if (!strcmp(a, "--expect"))
+			cfg.expect = need(argc, argv, &i);
+		else if (!strcmp(a, "--lin-corrupt"))
+			cfg.lin_corrupt = (int)parse_int(need(argc, argv, &i), 1, 1000000000);
+		else if (!strcmp(a, "--lin-selftest"))
+			exit(lin_selftest(stdout) ? 1 : 0);
+		else if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			usage(0);
+		else {
+			fprintf(stderr, "%s: unknown option '%s'\n", argv0, a);
+			usage(2);
+		}
+	}
+	if (cfg.events & (cfg.events - 1)) {
+		fprintf(stderr, "%s: --events must be a power of two\n", argv0);
+		usage(2);
+	}
+	if (!seeded)
+		cfg.seed = now_ns() ^ ((uint64_t)getpid() << 32);
+	cfg.live_ns = (live_ms > 0 ? live_ms : 250 * scale_live) * MS;
+	cfg.hang_ns = (hang_ms > 0 ? hang_ms : 10000 * scale_hang) * MS;
+	cfg.calm_ns = calm_ms > 0 ? calm_ms * MS : 2 * cfg.live_ns + 150 * MS;
+}
+
+/* --expect: was the first violation one of the expected kinds?  (Later
+ * ones may be consequences of the first: the run stops at the first.) */
+static int expect_status(void)
+{
+	int k = atomic_load(&vfirst);
+	char buf[256], key[40];
+
+	if (k < 0) {
+		fprintf(stderr, "runstate-stress: NOT caught (%s expected): no violation\n", cfg.expect);
+		return 0;
+	}
+	snprintf(buf, sizeof(buf), ",%s,", cfg.expect);
+	snprintf(key, sizeof(key), ",%s,", vname[k]);
+	if (strstr(buf, key)) {
+		fprintf(stderr, "runstate-stress: caught: the first violation is '%s' (expected %s)\n",
+			vname[k], cfg.expect);
+		return 1;
+	}
+	fprintf(stderr, "runstate-stress: NOT caught as expected: the first violation is '%s', "
+			"not one of %s\n", vname[k], cfg.expect);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * main
+ */
+
+int main(int argc, char **argv)
+{
+	struct rs_config rcfg = { 0 };
+	pthread_t *th, mon, chk, hp;
+	struct thr *me;
+	struct sigaction sa;
+	int nroles, r;
+	uint64_t deadline;
+	uint32_t w;
+	double elapsed;
+
+	argv0 = argv[0];
+	parse_args(argc, argv);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_kick_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(KICK_SIGNAL, &sa, NULL);
+
+	nslots = cfg.vcpus + cfg.hotplug_extra + 1;
+	if (nslots > MAX_VCPU_SLOTS)
+		nslots = MAX_VCPU_SLOTS;
+	nroles = cfg.mgmt + cfg.holders + cfg.devices;
+	thr_vcpu0 = THR_ROLES + nroles;
+	thr_count = thr_vcpu0 + nslots;
+	thr_tab = calloc((size_t)thr_count, sizeof(*thr_tab));
+	vcpus = aligned_alloc(64, (size_t)nslots * sizeof(*vcpus));
+	th = calloc((size_t)nroles, sizeof(*th));
+	if (!thr_tab || !vcpus || !th) {
+		fprintf(stderr, "%s: out of memory\n", argv0);
+		return 2;
+	}
+	memset(vcpus, 0, (size_t)nslots * sizeof(*vcpus));
+	for (int i = 0; i < nslots; i++)
+		vcpus[i].index = i;
+
+	g_t0 = now_ns();
+	thr_name(THR_MAIN, false, "main", 0);
+	thr_name(THR_MONITOR, false, "monitor", 0);
+	thr_name(THR_CHECKER, false, "checker", 0);
+	thr_name(THR_HOTPLUG, false, "hotplug", 0);
+	for (int i = 0; i < nroles; i++) {
+		if (i < cfg.mgmt)
+			thr_name(THR_ROLES + i, false, "mgmt%d", i);
+		else if (i < cfg.mgmt + cfg.holders)
+			thr_name(THR_ROLES + i, false, "holder%d", i - cfg.mgmt);
+		else
+			thr_name(THR_ROLES + i, false, "device%d", i - cfg.mgmt - cfg.holders);
+	}
+	for (int i = 0; i < nslots; i++)
+		thr_name(thr_vcpu0 + i, true, "vcpu%d", i);
+	lin_thread_name = thread_name;
+	me = thr_claim(THR_MAIN);
+	thr_claim(THR_MONITOR);
+	thr_claim(THR_CHECKER);
+	thr_claim(THR_HOTPLUG);
+
+	rcfg.ops = &stress_ops;
+	rcfg.rekick_ns = cfg.rekick_ns;
+	rcfg.event_capacity = cfg.events;
+	rcfg.max_vcpus = (unsigned)nslots;
+	r = rs_create(&rcfg, &rs);
+	if (r) {
+		fprintf(stderr, "%s: rs_create: %s\n", argv0, rs_strerror(r));
+		return 2;
+	}
+	if (lin_init(&lin, lin_abstract(rs_word(rs)), 2000000)) {
+		fprintf(stderr, "%s: out of memory\n", argv0);
+		return 2;
+	}
+	for (int i = 0; i < LIN_UNGATED; i++)
+		gate.ung[i].kind = LIN_NONE;
+	gate.opened = now_ns();
+	ev_cursor = rs_events_cursor(rs);
+	ev_expect = ev_cursor;
+
+	if (!cfg.quiet && !cfg.json)
+		printf("runstate-stress: seed %" PRIu64 ", %g s, %d vcpus, kick %s%s\n", cfg.seed,
+		       cfg.duration, cfg.vcpus, cfg.kick_signal ? "signal" : "futex",
+#if defined(STRESS_TSAN)
+		       " (ThreadSanitizer)"
+#elif defined(STRESS_ASAN)
+		       " (AddressSanitizer)"
+#else
+		       ""
+#endif
+		);
+	fflush(stdout);
+
+	for (int i = 0; i < cfg.vcpus; i++)
+		if (plug(me, &me->rng) < 0) {
+			fprintf(stderr, "%s: cannot start vCPU threads\n", argv0);
+			return 2;
+		}
+	pthread_create(&chk, NULL, checker_main, NULL);
+	pthread_create(&mon, NULL, monitor_main, NULL);
+	do_releasing(me, LIN_START, 0);
+	for (int i = 0; i < nroles; i++) {
+		struct thr *t;
+		void *(*fn)(void *);
+
+		t = thr_claim(THR_ROLES + i);
+		if (i < cfg.mgmt)
+			fn = mgmt_main;
+		else if (i < cfg.mgmt + cfg.holders)
+			fn = holder_main;
+		else
+			fn = device_main;
+		pthread_create(&th[i], NULL, fn, t);
+	}
+	pthread_create(&hp, NULL, hotplug_main, NULL);
+
+	set_op(me, NULL);
+	deadline = g_t0 + (uint64_t)(cfg.duration * 1e9);
+	while (!atomic_load(&g_stop) && now_ns() < deadline)
+		sleep_ns(5 * MS);
+	atomic_store(&g_stop, true);
+
+	/* Teardown: the callers finish (holders release their locks). */
+	set_op(me, "join callers");
+	for (int i = 0; i < nroles; i++)
+		pthread_join(th[i], NULL);
+	pthread_join(hp, NULL);
+	atomic_store(&g_calm, false);
+
+	/* Let vCPUs parked inside synchronous calls return, then stop with
+	 * every vCPU still registered and check that stop once more. */
+	set_op(me, "teardown: cont");
+	do_read(me, false);
+	w = rs_word(rs);
+	if (rs_pause_rank((int)((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT)) == 4)
+		do_releasing(me, LIN_RESET, 0);
+	do_releasing(me, LIN_CONT, 0);
+	set_op(me, "teardown: wait");
+	r = rs_wait(rs, RS_FOREVER);
+	if (r)
+		bad_result("rs_wait(FOREVER) at teardown", r);
+	set_op(me, "teardown: stop");
+	do_stopping(me, LIN_STOP, 0, RS_FOREVER, "final rs_stop");
+	for (int i = 0; i < nslots; i++)
+		if (atomic_load(&vcpus[i].life) == VL_REGISTERED)
+			unplug(me, &vcpus[i]);
+	set_op(me, "teardown: checker");
+	atomic_store(&g_checker_exit, true);
+	pthread_join(chk, NULL);
+	set_op(me, "teardown: final wait");
+	r = rs_wait(rs, RS_FOREVER);
+	if (r)
+		bad_result("final rs_wait", r);
+	atomic_store(&g_monitor_exit, true);
+	pthread_join(mon, NULL);
+
+	/* Final state: nothing registered, settled, no lock, events whole. */
+	read_events();
+	w = rs_word(rs);
+	check_word(w, "final");
+	{
+		unsigned reg = 0, out = 0;
+
+		rs_vcpu_count(rs, &reg, &out);
+		if (reg)
+			violation(V_FINAL, "%u vCPUs still registered after every unplug", reg);
+	}
+	if (rs_get_stats(rs, &lstats) == 0) {
+		/* Every kick() the library counts calls our callback once. */
+		if (lstats.kicks != atomic_load(&st.kicks))
+			violation(V_FINAL, "library counted %" PRIu64 " kicks, the callback ran %" PRIu64
+					   " times", lstats.kicks, atomic_load(&st.kicks));
+	} else {
+		violation(V_FINAL, "rs_get_stats failed");
+	}
+	if (w & (RS_W_SETTLING | RS_W_LOCKWAIT | RS_W_LOCKS))
+		violation(V_FINAL, "final word 0x%08x still has settling, lock-wait or a lock bit", w);
+	if ((uint32_t)(ev_last_seq & EDGE_MASK) != w_edge(w))
+		violation(V_EVENTS, "last event seq %" PRIu64 " (mod 2^19: %u) differs from the word's "
+				    "edge %u",
+			  ev_last_seq, (uint32_t)(ev_last_seq & EDGE_MASK), w_edge(w));
+	atomic_store(&st.last_seq, ev_last_seq);
+
+	elapsed = (double)(now_ns() - g_t0) / 1e9;
+	if (atomic_load(&vtotal) && !atomic_exchange(&g_dumped, true))
+		dump_state("violation");
+	if (cfg.json)
+		print_json(stdout, elapsed);
+	else
+		print_summary(stdout, elapsed);
+	fflush(stdout);
+
+	rs_destroy(rs);
+	lin_free(&lin);
+	free(vcpus);
+	free(th);
+	free(thr_tab);
+	if (cfg.expect)
+		return expect_status();
+	return atomic_load(&vtotal) ? 1 : 0;
+}
