@@ -44,3 +44,9 @@ awk -v out="$tmp/out" '
 	/^#/ { printf "\n%s\n", $0; next }
 	{ getline answer < out; printf "rsctl> %-16s %s\n", $0, answer }
 ' "$tmp/script"
+
+# Then the stress harness, briefly: every kind of thread at once, with its
+# invariants checked live (see docs/stress.md).
+echo
+echo "runstate-stress --duration 3 (vCPUs, management, lock holders, devices, hot-plug):"
+./build/stress/runstate-stress --duration 3 --seed 1
