@@ -253,8 +253,13 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 	/* Outside a listener, wait until no run can still call l: the
 	 * documented guarantee.  Inside one we are in a read-side section
 	 * ourselves, so only defer. */
-	if (!rs_tls_in_listener)
+	if (!rs_tls_in_listener) {
+		/* A vCPU thread blocked here counts as out. */
+		struct rs_vcpu_impl *self = rs_call_begin(rs);
+
 		synchronize_rcu();
+		rs_call_end(self);
+	}
 	defer_free(rs, &old->rcu, old, free_set_cb);
 	defer_free(rs, &l->rcu, l, free_listener_cb);
 	return 0;

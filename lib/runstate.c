@@ -142,6 +142,7 @@ static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 
 int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 {
+	struct rs_vcpu_impl *self;
 	uint64_t deadline;
 	int r = 0;
 
@@ -150,6 +151,7 @@ int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 	if (timeout_ns != RS_ASYNC && (r = rs_no_wait_in_listener("rs_events_wait")))
 		return r;
 	deadline = rs_deadline(rs, timeout_ns);
+	self = rs_call_begin(rs);   /* a blocked vCPU thread counts as out */
 	atomic_fetch_add_explicit(&rs->ev_waiters, 1, memory_order_seq_cst);
 	for (;;) {
 		uint64_t head = atomic_load_explicit(&rs->ev_head, memory_order_seq_cst);
@@ -165,6 +167,7 @@ int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 		rs_futex_wait(rs, &rs->ev_seq32, (uint32_t)head, left);
 	}
 	atomic_fetch_sub_explicit(&rs->ev_waiters, 1, memory_order_relaxed);
+	rs_call_end(self);
 	return r;
 }
 

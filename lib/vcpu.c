@@ -38,6 +38,14 @@ static bool is_registered(struct rs_vcpu_impl *v)
 	return atomic_load_explicit(&v->registered, memory_order_acquire) == VCPU_MAGIC;
 }
 
+/* The vCPU, if pv is registered and this is its thread; else NULL. */
+static struct rs_vcpu_impl *own_vcpu(rs_vcpu *pv)
+{
+	struct rs_vcpu_impl *v = pv ? impl_of(pv) : NULL;
+
+	return v && is_registered(v) && tls_self == v ? v : NULL;
+}
+
 /* ---------------------------------------------------------------------------
  * Acknowledgements
  */
@@ -493,10 +501,7 @@ int rs_vcpu_unregister(rs_vcpu *pv)
 	struct rs_runstate *rs;
 	struct rs_slot *sl;
 
-	if (!pv)
-		return RS_EINVAL;
-	v = impl_of(pv);
-	if (!is_registered(v) || tls_self != v)
+	if (!(v = own_vcpu(pv)))
 		return RS_EINVAL;
 	rs = v->rs;
 	/* Unregistering counts as acknowledgement. */
@@ -515,24 +520,16 @@ int rs_vcpu_unregister(rs_vcpu *pv)
 
 int rs_vcpu_enter(rs_vcpu *pv)
 {
-	struct rs_vcpu_impl *v;
+	struct rs_vcpu_impl *v = own_vcpu(pv);
 
-	if (!pv)
-		return RS_EINVAL;
-	v = impl_of(pv);
-	if (!is_registered(v) || tls_self != v)
-		return RS_EINVAL;
-	return vcpu_enter(v, false);
+	return v ? vcpu_enter(v, false) : RS_EINVAL;
 }
 
 int rs_vcpu_quiesce(rs_vcpu *pv)
 {
-	struct rs_vcpu_impl *v;
+	struct rs_vcpu_impl *v = own_vcpu(pv);
 
-	if (!pv)
-		return RS_EINVAL;
-	v = impl_of(pv);
-	if (!is_registered(v) || tls_self != v)
+	if (!v)
 		return RS_EINVAL;
 	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE)
 		vcpu_go_out(v);
