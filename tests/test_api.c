@@ -534,8 +534,9 @@ static void test_timeout_and_rekick(void)
 	CHECK_EQ(d.active, 1);
 	CHECK_EQ(d.unacked, 1);
 	kicks = atomic_load(&t.kicks);
-	/* 50 ms with a 2 ms re-kick delay: several kicks, not hundreds. */
-	CHECK(kicks >= 3);
+	/* 50 ms with a 2 ms re-kick delay: a first kick and re-kicks (at
+	 * least one even on a loaded machine), not hundreds. */
+	CHECK(kicks >= 2);
 	CHECK(kicks <= 30);
 	/* Nobody waits: no more re-kicks. */
 	tu_sleep_ms(20);
