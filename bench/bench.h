@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runstate-bench: the pieces shared by the harness (bench.c) and the
+ * implementations compared (impl_*.c).
+ *
+ * A world is one benchmark's set of simulated vCPU threads running one
+ * implementation.  A vCPU runs short busy "guest slices" (an interpreter
+ * loop) and asks the implementation between slices whether it may go on:
+ *
+ *	while (impl->enter(v))              // slow path: blocks while stopped
+ *		while (impl->may_run(v))    // fast path, between slices
+ *			slice(v);
+ *
+ * A `sig` implementation's vCPUs never poll: their guest loop ends only when
+ * a kick signal arrives (KVM_RUN with immediate_exit), so those rows measure
+ * signal kicks rather than flag kicks.
+ */
+#ifndef RSB_BENCH_H
+#define RSB_BENCH_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RSB_KICK_SIGNAL SIGUSR1
+
+struct world;
+
+/* One simulated vCPU.  The first line is written by the vCPU thread only. */
+struct vcpu {
+	_Atomic uint32_t in_slice;      /* executing a guest slice now */
+	_Atomic uint32_t seen_gen;      /* last world arm_gen it stamped */
+	_Atomic uint64_t slices;        /* slices completed */
+	_Atomic uint64_t entry_ns;      /* start of the first slice after arming */
+	_Atomic uint32_t ready;         /* registered with the implementation */
+	pid_t tid;
+	unsigned idx;
+	int cpu;                        /* pinned to this CPU, or -1 */
+	pthread_t thread;
+	struct world *w;
+	void *impl;                     /* the implementation's per-vCPU state */
+} __attribute__((aligned(128)));
+
+struct world {
+	const struct impl *impl;
+	unsigned n;
+	bool oversub;                   /* more runnable threads than CPUs */
+	struct vcpu *v;
+	void *impl_data;                /* the implementation's shared state */
+	_Atomic uint32_t go;
+	_Atomic uint32_t quit;
+	/* Set while the world waits, stopped, beside another being measured:
+	 * vCPUs that spin while stopped sleep on it instead (rsb_idle_wait()). */
+	_Atomic uint32_t idle;
+	/* Bumped by the benchmark thread when it wants the next slice of
+	 * every vCPU time-stamped; read by every slice (read-mostly line). */
+	_Atomic uint32_t arm_gen __attribute__((aligned(64)));
+	char pad[60];
+};
+
+struct impl {
+	const char *name;               /* as in the benchmark names */
+	bool sig;                       /* vCPUs stop only on a signal kick */
+	bool parks;                     /* stopped vCPUs sleep (else they spin) */
+	bool created_stopped;           /* init() leaves the vCPUs stopped */
+
+	/* Shared state; called on the benchmark thread.  0 or -errno. */
+	int (*init)(struct world *w);
+	void (*fini)(struct world *w);
+	/* On the vCPU's own thread, before and after its loop. */
+	int (*vcpu_init)(struct vcpu *v);
+	void (*vcpu_fini)(struct vcpu *v);
+	/* The slow path: returns true once v may execute guest slices,
+	 * false when the world quits. */
+	bool (*enter)(struct vcpu *v);
+	/* The check between slices (not called for sig implementations). */
+	bool (*may_run)(struct vcpu *v);
+	/* Management, on the benchmark thread.  stop returns once every vCPU
+	 * has left guest execution; start releases them. */
+	void (*stop)(struct world *w);
+	void (*start)(struct world *w);
+	/* An internal lock (savevm-like) and its release; the lock waits for
+	 * the vCPUs like a stop. */
+	void (*lock)(struct world *w);
+	void (*unlock)(struct world *w);
+	/* Make every enter() return false, whatever the state. */
+	void (*quit)(struct world *w);
+	/* Optional: futex sleeps of vCPUs and wakes of them so far. */
+	void (*stats)(struct world *w, uint64_t *parks, uint64_t *wakes);
+
+	/* fastpath/<name>: set up the calling thread as a running vCPU and
+	 * return a context; run n checks, returning how many said "run". */
+	void *(*fast_setup)(void);
+	unsigned (*fast_run)(void *ctx, unsigned n);
+	void (*fast_teardown)(void *ctx);
+};
+
+extern const struct impl impl_runstate, impl_runstate_sig;
+extern const struct impl impl_qemu_condvar, impl_qemu_condvar_sig;
+extern const struct impl impl_ck_brlock;
+extern const struct impl impl_urcu_qsbr;
+extern const struct impl impl_spin_floor;
+extern const struct impl impl_futex_wake_all;
+extern const struct impl impl_plain_load;
+
+/* Helpers from bench.c. */
+uint64_t rsb_now_ns(void);
+/* Send the kick signal to v's thread. */
+void rsb_kick_signal(struct vcpu *v);
+/* Wait politely in a spin loop: a pause, and a yield every so often when
+ * the world is oversubscribed (a spinner would otherwise hold the CPU the
+ * thread it waits for needs). */
+void rsb_spin(const struct world *w, unsigned *i);
+int rsb_futex_wait(_Atomic uint32_t *addr, uint32_t val);
+/* For vCPUs that spin while stopped: if the world is idle, sleep until it is
+ * not (returns true: re-check everything). */
+bool rsb_idle_wait(struct world *w);
+int rsb_futex_wake(_Atomic uint32_t *addr, int n);
+
+static inline void rsb_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+#endif

@@ -1,0 +1,88 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# bench-smoke: run every benchmark of runstate-bench once, tiny, and check
+# that each one ran without error under its exact name.  No timing is
+# asserted.
+#
+#   smoke.sh path/to/runstate-bench
+#   smoke.sh --planted path/to/runstate-bench-plant-X
+#
+# --planted: the binary is linked with a library that has a planted bug
+# (a stop that returns before the vCPUs are out).  Registered with
+# should_fail: exits 1 only when the benchmarks' own check reports exactly
+# that ("inside a guest slice after the stop returned"), 0 otherwise, so
+# the test passes only when the check catches the bug.
+set -eu
+
+planted=false
+if [ "${1:-}" = --planted ]; then
+	planted=true
+	shift
+fi
+exe=${1:?usage: smoke.sh [--planted] runstate-bench}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+if $planted; then
+	"$exe" --vcpus=1,3 --benchmark_min_time=0.002 \
+		--benchmark_filter='^(stop|lock_unlock)/runstate/' \
+		--benchmark_out="$tmp/out.json" --benchmark_out_format=json \
+		>"$tmp/console.txt" 2>&1 || true
+	if grep -q '"error_message": "a vCPU is inside a guest slice after the stop returned"' \
+		"$tmp/out.json" 2>/dev/null; then
+		echo "caught: $(grep -c '"error_occurred": true' "$tmp/out.json") benchmarks saw a vCPU in guest code after the stop"
+		exit 1
+	fi
+	cat "$tmp/console.txt"
+	echo "NOT caught"
+	exit 0
+fi
+
+# 1 vCPU (pinned beside the management thread) and 3 (more threads than
+# CPUs on a 2-core machine); a minimum time so short that each benchmark
+# makes one or a few iterations.
+if ! "$exe" --vcpus=1,3 --benchmark_min_time=0.0001 \
+	--benchmark_out="$tmp/out.json" --benchmark_out_format=json \
+	>"$tmp/console.txt" 2>&1; then
+	cat "$tmp/console.txt"
+	echo "bench-smoke: runstate-bench failed (a benchmark reported an error?)" >&2
+	exit 1
+fi
+
+fail=0
+expect() {
+	if ! grep -q "\"name\": \"$1\"," "$tmp/out.json"; then
+		echo "bench-smoke: missing from the JSON: $1" >&2
+		fail=1
+	fi
+}
+
+for impl in runstate qemu_condvar ck_brlock urcu_qsbr spin_floor plain_load; do
+	expect "fastpath/$impl"
+done
+transition="runstate runstate_sig qemu_condvar qemu_condvar_sig ck_brlock urcu_qsbr spin_floor"
+for n in 1 3; do
+	for impl in $transition; do
+		for b in stop pause_short lock_unlock; do
+			expect "$b/$impl/vcpus:$n"
+		done
+		expect "storm/$impl/vcpus:$n"
+		expect "start/$impl/vcpus:$n"
+	done
+	expect "start/futex_wake_all/vcpus:$n"
+done
+
+if grep -q '"error_occurred": true' "$tmp/out.json"; then
+	grep -B2 -A2 '"error_message"' "$tmp/out.json" >&2
+	fail=1
+fi
+for c in p50_ns p99_ns slices_per_s; do
+	if ! grep -q "\"$c\":" "$tmp/out.json"; then
+		echo "bench-smoke: no $c counter in the JSON" >&2
+		fail=1
+	fi
+done
+
+runs=$(grep -c '"run_type": "iteration"' "$tmp/out.json" || true)
+echo "bench-smoke: $runs benchmarks ran"
+exit $fail
