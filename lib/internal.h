@@ -168,6 +168,7 @@ struct rs_runstate {
 	_Atomic uint32_t listener_mutex;
 	uint64_t listener_ids;
 	_Atomic uint32_t rcu_pending;  /* call_rcu callbacks not yet run */
+	_Atomic uint32_t nlisteners;   /* lets an edge skip RCU when zero */
 
 	struct rs_counters stats;
 

@@ -137,6 +137,10 @@ void rs_run_listeners(struct rs_runstate *rs, bool running, uint32_t word)
 	struct rs_listener_set *set;
 	struct rs_state st;
 
+	/* No listener: no read-side section at all.  An add racing with
+	 * this edge may or may not see it, as with any listener change. */
+	if (!atomic_load_explicit(&rs->nlisteners, memory_order_relaxed))
+		return;
 	rs_decode(word, &st);
 	rcu_read_lock();
 	set = set_deref(rs);
@@ -216,6 +220,7 @@ int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int prior
 	if (!placed)
 		set->l[set->n++] = l;
 	set_publish(rs, set);
+	atomic_store_explicit(&rs->nlisteners, set->n, memory_order_relaxed);
 	rs_mutex_unlock(rs, &rs->listener_mutex);
 	if (old)
 		defer_free(rs, &old->rcu, old, free_set_cb);
@@ -249,6 +254,7 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 		if (old->l[i] != l)
 			set->l[set->n++] = old->l[i];
 	set_publish(rs, set);
+	atomic_store_explicit(&rs->nlisteners, set->n, memory_order_relaxed);
 	rs_mutex_unlock(rs, &rs->listener_mutex);
 	/* Outside a listener, wait until no run can still call l: the
 	 * documented guarantee.  Inside one we are in a read-side section

@@ -475,6 +475,11 @@ void rs_settle_help(rs_runstate *rs)
 	for (;;) {
 		int r;
 
+		/* Nothing unsettled: nothing to do.  This load comes after
+		 * our caller's change (or unlock), so the argument below
+		 * holds for it as for the re-check at the end. */
+		if (!(atomic_load_explicit(&rs->word, memory_order_seq_cst) & RS_W_SETTLING))
+			return;
 		if (!rs_mutex_trylock(&rs->settle_mutex))
 			return; /* the holder re-checks after unlocking */
 		r = settle_locked(rs, NO_BLOCK, 0);
