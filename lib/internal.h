@@ -202,7 +202,7 @@ RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, bool rekick);
 RS_HIDDEN bool rs_any_active(struct rs_runstate *rs);
 RS_HIDDEN void rs_wake_parked(struct rs_runstate *rs);
 RS_HIDDEN struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs);
-RS_HIDDEN void rs_call_end(struct rs_vcpu_impl *self);
+RS_HIDDEN int rs_call_end(struct rs_vcpu_impl *self, int r);
 
 /* runstate.c */
 RS_HIDDEN void rs_settle_help(struct rs_runstate *rs);

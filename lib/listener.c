@@ -232,6 +232,7 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 {
 	struct rs_listener_set *old, *set;
 	bool found = false;
+	int r = 0;
 
 	/* l is looked up by address before it is touched: a handle already
 	 * removed (perhaps freed) is simply not found. */
@@ -264,11 +265,11 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 		struct rs_vcpu_impl *self = rs_call_begin(rs);
 
 		synchronize_rcu();
-		rs_call_end(self);
+		r = rs_call_end(self, 0);
 	}
 	defer_free(rs, &old->rcu, old, free_set_cb);
 	defer_free(rs, &l->rcu, l, free_listener_cb);
-	return 0;
+	return r;
 }
 
 void rs_listeners_destroy(struct rs_runstate *rs)

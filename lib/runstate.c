@@ -120,8 +120,9 @@ static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 			      memory_order_relaxed);
 	atomic_store_explicit(&s->word, word, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq, memory_order_release);
-	/* Release: pairs with the acquire load of ev_head in readers. */
-	atomic_store_explicit(&rs->ev_head, seq, memory_order_release);
+	/* Release (seq_cst): pairs with the acquire load of ev_head in
+	 * readers, and with rs_events_fd()'s head check. */
+	atomic_store_explicit(&rs->ev_head, seq, memory_order_seq_cst);
 
 	/* Blocked readers: store the futex word, then look for waiters;
 	 * rs_events_wait() counts itself, then loads ev_head (seq_cst
@@ -130,7 +131,9 @@ static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 	if (atomic_load_explicit(&rs->ev_waiters, memory_order_seq_cst))
 		rs_futex_wake(rs, &rs->ev_seq32, INT_MAX);
 	{
-		int fd = atomic_load_explicit(&rs->ev_fd, memory_order_acquire);
+		/* seq_cst: against rs_events_fd()'s install then head
+		 * check (store buffering): one of the two sees the other. */
+		int fd = atomic_load_explicit(&rs->ev_fd, memory_order_seq_cst);
 		uint64_t one = 1;
 
 		/* Non-blocking: a full counter (2^64 - 2 unread) just
@@ -167,8 +170,7 @@ int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 		rs_futex_wait(rs, &rs->ev_seq32, (uint32_t)head, left);
 	}
 	atomic_fetch_sub_explicit(&rs->ev_waiters, 1, memory_order_relaxed);
-	rs_call_end(self);
-	return r;
+	return rs_call_end(self, r);
 }
 
 int rs_events_fd(rs_runstate *rs)
@@ -183,14 +185,16 @@ int rs_events_fd(rs_runstate *rs)
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	/* Release: pairs with the acquire load in emit_event(). */
+	/* seq_cst install, then seq_cst head check: pairs with
+	 * emit_event()'s seq_cst head store, then fd load, so an event is
+	 * either seen here or signalled there. */
 	if (!atomic_compare_exchange_strong_explicit(&rs->ev_fd, &expect, fd,
-						     memory_order_acq_rel, memory_order_acquire)) {
+						     memory_order_seq_cst, memory_order_acquire)) {
 		close(fd);
 		return expect;
 	}
 	/* Events produced before the fd existed are pending too. */
-	if (atomic_load_explicit(&rs->ev_head, memory_order_acquire)) {
+	if (atomic_load_explicit(&rs->ev_head, memory_order_seq_cst)) {
 		uint64_t one = 1;
 
 		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
@@ -548,10 +552,9 @@ int rs_wait(rs_runstate *rs, int64_t timeout_ns)
 		if (timeout_ns == RS_ASYNC)
 			break;
 	}
-	rs_call_end(self);
 	if (r == RS_ETIMEDOUT)
 		RS_STAT_INC(rs, timeouts);
-	return r < 0 ? r : 0;
+	return rs_call_end(self, r < 0 ? r : 0);
 }
 
 /* ---------------------------------------------------------------------------
@@ -612,10 +615,9 @@ static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns
 		rs_settle_help(rs);
 	else
 		r = settle_through(rs, rs_w_edge(nw), deadline);
-	rs_call_end(self);
 	if (r == RS_ETIMEDOUT)
 		RS_STAT_INC(rs, timeouts);
-	return r;
+	return rs_call_end(self, r);
 }
 
 /* A stopping command: the CAS, then wait or help. */
@@ -636,10 +638,8 @@ static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t
 		self = rs_call_begin(rs);
 	}
 	r = apply(rs, cmd, arg, arg2, &old, &nw);
-	if (r) {
-		rs_call_end(self);
-		return r;
-	}
+	if (r)
+		return rs_call_end(self, r);
 	return finish(rs, old, nw, timeout_ns, self, deadline);
 }
 
@@ -807,10 +807,8 @@ static int lock_common(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns, bool
 	err = apply(rs, RS_CMD_LOCK, r, 0, &old, &nw);
 	if (err == RS_EBUSY && !try && timeout_ns != RS_ASYNC)
 		err = lock_wait(rs, r, deadline, &old, &nw);
-	if (err) {
-		rs_call_end(self);
-		return err;
-	}
+	if (err)
+		return rs_call_end(self, err);
 	return finish(rs, old, nw, timeout_ns, self, deadline);
 }
 
@@ -920,10 +918,8 @@ int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p, int64_t ti
 		self = rs_call_begin(rs);
 	}
 	err = unlock_common(rs, r, p, &old, &nw);
-	if (err) {
-		rs_call_end(self);
-		return err;
-	}
+	if (err)
+		return rs_call_end(self, err);
 	return finish(rs, old, nw, timeout_ns, self, deadline);
 }
 

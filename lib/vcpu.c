@@ -428,20 +428,23 @@ struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs)
 	return self;
 }
 
-void rs_call_end(struct rs_vcpu_impl *self)
+int rs_call_end(struct rs_vcpu_impl *self, int r)
 {
 	bool was_out;
 
 	if (!self)
-		return;
+		return r;
 	was_out = self->call_depth & 0x80000000u;
 	if ((--self->call_depth & 0x7fffffffu) != 0)
-		return;
+		return r;
 	self->call_depth = 0;
 	/* Become active again only when the VM may run: a lock holder that
-	 * got its lock while we were blocked must not see us come back. */
-	if (!was_out)
-		(void)vcpu_enter(self, true);
+	 * got its lock while we were blocked must not see us come back.
+	 * An exit request ends that wait with the vCPU out: say so, so the
+	 * caller goes through rs_vcpu_enter() before any guest code. */
+	if (!was_out && vcpu_enter(self, true) == RS_VCPU_EXIT && r == 0)
+		return RS_VCPU_EXIT;
+	return r;
 }
 
 /* ---------------------------------------------------------------------------
@@ -471,7 +474,10 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 
 		if (atomic_load_explicit(&rs->slots[i].vcpu, memory_order_relaxed))
 			continue;
-		/* Release: scanners that find v in the slot see it filled. */
+		/* Fill in the slot number before publishing: the CAS's
+		 * release half pairs with the scanners' seq_cst load of the
+		 * slot (for_each_vcpu()), so whoever finds v sees all of it. */
+		v->slot = i;
 		if (atomic_compare_exchange_strong_explicit(&rs->slots[i].vcpu, &expect, v,
 							    memory_order_seq_cst,
 							    memory_order_relaxed))
@@ -479,7 +485,6 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 	}
 	if (i == rs->nslots)
 		return RS_ENOSPC;
-	v->slot = i;
 	hw = atomic_load_explicit(&rs->hiwater, memory_order_relaxed);
 	/* seq_cst: a vCPU that registers and parks at once (finding
 	 * RS_W_PARKED already set, so making no CAS of its own on the word)

@@ -11,16 +11,25 @@
  *                    no thread stays in one operation for --hang-ms
  *   linearizability  every result is explained by some real-time-consistent
  *                    order under rs_transition() (lincheck.c)
- *   events           STOP/RESUME alternate and number the edges
+ *   events           STOP/RESUME alternate and number the edges, for three
+ *                    readers: polling, rs_events_wait() and the eventfd
+ *   listener         each edge's listeners run once, in edge and priority
+ *                    order, never overlapping, with every vCPU out (stop)
+ *                    or none in yet (start); removal is final
  *   kick             no kick callback after rs_vcpu_unregister() returned
  *   result, word, final   results outside the contract, edge parity, and
  *                    the state after the run
+ *
+ * With --kvm the vCPUs are real KVM vCPUs (stress/kvm): the checks read the
+ * guests' counters from guest memory and the module's in-KVM_RUN flags.
  *
  * Faults go through the library's ops table and delay points.  Every
  * violation prints the seed and the configuration to replay it.  The
  * checks, faults and figures are described in docs/stress.md.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -42,6 +51,9 @@
 
 #include "runstate.h"
 #include "lincheck.h"
+#ifdef RS_STRESS_KVM
+#include "kvm.h"
+#endif
 
 #if defined(__SANITIZE_THREAD__)
 #define STRESS_TSAN 1
@@ -84,6 +96,11 @@ static struct config {
 	bool json, quiet, keep_going;
 	const char *expect;
 	int lin_corrupt;            /* flip every Nth query result (checker test) */
+	int listeners;              /* persistent listeners (0: no listener at all) */
+	unsigned skip;              /* checks not made: bit per enum vkind */
+	const char *plant;          /* a harness-side plant (checker tests) */
+	bool kvm;                   /* real KVM vCPUs (stress/kvm) */
+	unsigned kvm_io_shift;
 } cfg;
 
 static const char *argv0 = "runstate-stress";
@@ -274,7 +291,14 @@ static struct stats {
 	_Atomic uint64_t slow_acks, holder_desched;
 	_Atomic uint64_t stop_checks, exclusion_checks, liveness_windows;
 	_Atomic uint64_t events, events_lost, last_seq;
-	struct hist stop_lat, start_lat, lock_lat;
+	/* listeners */
+	_Atomic uint64_t l_calls, l_edges, l_add_out, l_add_in, l_rm_out, l_rm_in, l_rm_self;
+	_Atomic uint64_t l_stop_in, l_start_in, l_queries, l_checks, l_max_live, l_norun;
+	/* event consumers: rs_events_wait() and the eventfd */
+	_Atomic uint64_t ew_calls, ew_woken, ew_timeouts, ew_events, ew_lost;
+	_Atomic uint64_t ef_polls, ef_ready, ef_events, ef_lost, ef_lost_recs, ef_naps;
+	_Atomic uint64_t kvm_hooks, kvm_slow_exits;
+	struct hist stop_lat, start_lat, lock_lat, listener_lat;
 } st;
 
 #define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
@@ -331,8 +355,10 @@ static void thr_release(struct thr *t)
 	atomic_store_explicit(&t->used, false, memory_order_release);
 }
 
-/* Fixed indices; vCPU slot i uses THR_VCPU0 + i. */
-enum { THR_MAIN, THR_MONITOR, THR_CHECKER, THR_HOTPLUG, THR_ROLES };
+/* Fixed indices; vCPU slot i uses THR_VCPU0 + i.  THR_LISTENER names the
+ * operations listeners make, on whatever thread settles the edge. */
+enum { THR_MAIN, THR_MONITOR, THR_CHECKER, THR_HOTPLUG, THR_CHURN, THR_EVWAIT, THR_EVFD,
+       THR_LISTENER, THR_ROLES };
 static int thr_vcpu0;
 
 /* ---------------------------------------------------------------------------
@@ -351,36 +377,47 @@ static uint64_t g_t0;
  */
 
 enum vkind { V_EXCLUSION, V_STOP, V_LIVENESS, V_HANG, V_LIN, V_EVENTS, V_RESULT, V_KICK,
-	     V_WORD, V_FINAL, V_COUNT };
+	     V_WORD, V_FINAL, V_LISTENER, V_COUNT };
 static const char *const vname[V_COUNT] = {
 	"exclusion", "stop", "liveness", "hang", "linearizability", "events", "result", "kick",
-	"word", "final",
+	"word", "final", "listener",
 };
 static _Atomic long vcount[V_COUNT];
 static _Atomic long vtotal;
 static _Atomic int vfirst = -1;     /* the kind of the first violation */
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void print_skip(FILE *f);
+
 static void print_replay(FILE *f)
 {
-	fprintf(f, "  replay: %s --seed %" PRIu64 " --duration %g --vcpus %d --mgmt %d --holders %d "
+	fprintf(f, "  replay: %s%s --seed %" PRIu64 " --duration %g --vcpus %d --mgmt %d --holders %d "
 		   "--devices %d --slice-ns %" PRId64 " --fault-rate %g --delay-rate %g%s%s "
 		   "--kick %s --round-ops %d --events %u --live-ms %" PRId64 " --calm-ms %" PRId64
-		   " --storm-ms %" PRId64 "\n",
-		argv0, cfg.seed, cfg.duration, cfg.vcpus, cfg.mgmt, cfg.holders, cfg.devices,
-		cfg.slice_ns, cfg.fault_rate, cfg.delay_rate,
+		   " --storm-ms %" PRId64 " --listeners %d",
+		argv0, cfg.kvm ? " --kvm" : "", cfg.seed, cfg.duration, cfg.vcpus, cfg.mgmt,
+		cfg.holders, cfg.devices, cfg.slice_ns, cfg.fault_rate, cfg.delay_rate,
 		cfg.delay_point ? " --delay-point " : "", cfg.delay_point ? cfg.delay_point : "",
 		cfg.kick_signal ? "signal" : "futex", cfg.round_ops, cfg.events, cfg.live_ns / MS,
-		cfg.calm_ns / MS, cfg.storm_ns / MS);
+		cfg.calm_ns / MS, cfg.storm_ns / MS, cfg.listeners);
+	if (cfg.kvm)
+		fprintf(f, " --kvm-io-shift %u", cfg.kvm_io_shift);
+	if (cfg.plant)
+		fprintf(f, " --plant %s", cfg.plant);
+	print_skip(f);
+	fputc('\n', f);
 }
 
 /* May run in a kick callback: no library call in here. */
 static void violation(enum vkind k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(enum vkind k, const char *fmt, ...)
 {
-	long n = atomic_fetch_add(&vtotal, 1);
+	long n;
 	va_list ap;
 
+	if (cfg.skip >> k & 1)
+		return;   /* --skip-checks */
+	n = atomic_fetch_add(&vtotal, 1);
 	atomic_fetch_add(&vcount[k], 1);
 	if (n == 0) {
 		int none = -1;
@@ -403,6 +440,25 @@ static void violation(enum vkind k, const char *fmt, ...)
 		atomic_store(&g_stop, true);
 }
 
+/* --skip-checks: a check that is not made (to let another one be the first
+ * to see a planted bug). */
+static bool skipped(enum vkind k)
+{
+	return cfg.skip >> k & 1;
+}
+
+static void print_skip(FILE *f)
+{
+	const char *sep = " --skip-checks ";
+
+	for (int k = 0; k < V_COUNT; k++) {
+		if (!skipped((enum vkind)k))
+			continue;
+		fprintf(f, "%s%s", sep, vname[k]);
+		sep = ",";
+	}
+}
+
 /* ---------------------------------------------------------------------------
  * vCPUs
  */
@@ -419,11 +475,13 @@ struct vcpu {
 	_Atomic bool halted;           /* quiescent (rs_vcpu_quiesce) */
 	_Atomic uint32_t kick_word;    /* immediate_exit */
 	_Atomic uint32_t in_guest;     /* 0, or 1 + the edge read at slice entry */
+	_Atomic uint32_t stamp;        /* 1 + the edge of the latest slice entry, 0: none */
 	_Atomic uint64_t slices;       /* slice entries, never reset */
 	_Atomic uint64_t halts;
 	_Atomic uint64_t period;       /* active periods so far */
 	_Atomic uint64_t kicked_period;
 	pthread_t thread;              /* the hot-plug thread's handle */
+	uint64_t next_dev_ns;          /* --kvm: next device error (its own thread) */
 	/* liveness bookkeeping, monitor thread only */
 	uint64_t lv_since, lv_slices, lv_halts;
 };
@@ -432,6 +490,64 @@ static struct vcpu *vcpus;
 static int nslots;
 static _Atomic int nplugged;
 static _Atomic int sync_inflight;  /* vCPU-thread synchronous calls in flight */
+
+#ifdef RS_STRESS_KVM
+static struct rk_vm *g_vm;         /* --kvm: slot i is the VM's vCPU i */
+#endif
+
+/*
+ * The checks see a vCPU through vc_in_guest() and vc_count(), whichever
+ * kind runs it.  A simulated vCPU stamps each guest slice with the edge it
+ * read at entry; a KVM vCPU has no stamp, and its progress is the guest's
+ * own counter in guest memory.
+ */
+#define IN_GUEST_NOSTAMP 0xffffffffu
+
+/* 0 when slot i is not in guest code; else 1 + the edge it read when it
+ * entered, or IN_GUEST_NOSTAMP for a KVM vCPU inside KVM_RUN. */
+static uint32_t vc_in_guest(int i)
+{
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm)
+		return rk_vcpu_in_run(g_vm, (unsigned)i) ? IN_GUEST_NOSTAMP : 0;
+#endif
+	/* Acquire: pairs with the release stores in run_slice(). */
+	return atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
+}
+
+/* Guest progress of slot i: slices entered, or the KVM guest's counter
+ * (32 bits, wraps: compare for equality only). */
+static uint64_t vc_count(int i)
+{
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm)
+		return rk_guest_counter(g_vm, (unsigned)i);
+#endif
+	return atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+}
+
+/* "in KVM_RUN" or "entered at edge N", for a vc_in_guest() value. */
+static const char *in_guest_str(uint32_t g, char *buf, size_t n)
+{
+	if (g == IN_GUEST_NOSTAMP)
+		return "in KVM_RUN";
+	snprintf(buf, n, "entered at edge %u", g - 1);
+	return buf;
+}
+
+/* Halts of slot i so far (liveness: a halted vCPU makes progress). */
+static uint64_t vc_halts(int i)
+{
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm) {
+		struct rk_vcpu_stats s;
+
+		rk_vcpu_stats(g_vm, (unsigned)i, &s);
+		return s.exits_hlt;
+	}
+#endif
+	return atomic_load(&vcpus[i].halts);
+}
 
 static bool is_park_addr(const void *addr)
 {
@@ -819,25 +935,28 @@ static void stop_check(const char *what, uint32_t w_before)
 	uint32_t e_lo = w_edge(w_before), e1, e2;
 	uint32_t g[MAX_VCPU_SLOTS];
 	uint64_t c[MAX_VCPU_SLOTS];
+	char gb[40];
 	int moved = -1;
 
+	if (skipped(V_STOP))
+		return;
 	if (e_lo & 1)
 		e_lo = (e_lo + 1) & EDGE_MASK;
 	INC(st.stop_checks);
 	e1 = w_edge(rs_word(rs));
 	for (int i = 0; i < nslots; i++) {
-		/* Acquire: pairs with the release stores in run_slice(). */
-		g[i] = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
-		c[i] = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+		g[i] = vc_in_guest(i);
+		c[i] = vc_count(i);
 	}
 	for (int i = 0; i < 64; i++)
 		cpu_relax();
 	for (int i = 0; i < nslots; i++)
-		if (atomic_load_explicit(&vcpus[i].slices, memory_order_acquire) != c[i])
+		if (vc_count(i) != c[i])
 			moved = i;
 	e2 = w_edge(rs_word(rs));
 	for (int i = 0; i < nslots; i++) {
-		if (g[i] && edge_lt(g[i] - 1, e_lo))
+		/* (1) needs the stamp: simulated vCPUs only. */
+		if (g[i] && g[i] != IN_GUEST_NOSTAMP && edge_lt(g[i] - 1, e_lo))
 			violation(V_STOP, "%s returned 0, but vCPU slot %d is still in the guest slice it "
 					  "entered at edge %u (the call's stop is at edge >= %u)",
 				  what, i, g[i] - 1, e_lo);
@@ -846,8 +965,8 @@ static void stop_check(const char *what, uint32_t w_before)
 		for (int i = 0; i < nslots; i++)
 			if (g[i])
 				violation(V_STOP, "%s returned 0 and the VM stayed stopped at edge %u, but "
-						  "vCPU slot %d is in guest (entered at edge %u)",
-					  what, e_lo, i, g[i] - 1);
+						  "vCPU slot %d is in guest (%s)",
+					  what, e_lo, i, in_guest_str(g[i], gb, sizeof(gb)));
 		if (moved >= 0)
 			violation(V_STOP, "%s returned 0 and the VM stayed stopped at edge %u, but vCPU "
 					  "slot %d started a guest slice",
@@ -897,7 +1016,9 @@ static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
 	bool kicked = false;
 
 	atomic_fetch_add_explicit(&v->slices, 1, memory_order_relaxed);
-	/* Release: a checker that sees in_guest sees the slice count too. */
+	atomic_store_explicit(&v->stamp, e + 1, memory_order_relaxed);
+	/* Release: a checker that sees in_guest sees the slice count (and the
+	 * stamp) too. */
 	atomic_store_explicit(&v->in_guest, e + 1, memory_order_release);
 	INC(st.slices);
 	if (chance(&t->rng, cfg.fault_rate / 4)) {
@@ -930,15 +1051,23 @@ static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
 	return kicked;
 }
 
-/* A guest panic raised during device emulation, from inside the vCPU. */
-static bool vcpu_device(struct vcpu *v, struct thr *t)
+/*
+ * A guest panic raised during device emulation, from inside the vCPU.
+ * VD_ANY: synchronous one time in five.  The synchronous form returns with
+ * the vCPU out if an exit request ended its park (docs/protocol.md section
+ * 7), so the caller must go back to rs_vcpu_enter() before guest code: a
+ * KVM exit hook, whose loop goes back to the fast path, uses VD_ASYNC.
+ */
+enum { VD_ANY, VD_ASYNC, VD_SYNC };
+
+static bool vcpu_device(struct thr *t, int mode)
 {
 	enum rs_pause p = rng_below(&t->rng, 2) ? RS_PAUSE_PANICKED : RS_PAUSE_WATCHDOG;
+	bool sync = mode == VD_SYNC || (mode == VD_ANY && rng_below(&t->rng, 5) == 0);
 	struct opctx c;
 	int r;
 
-	(void)v;
-	if (rng_below(&t->rng, 5) == 0 && atomic_load(&sync_inflight) < LIN_UNGATED / 2) {
+	if (sync && atomic_load(&sync_inflight) < LIN_UNGATED / 2) {
 		/* Synchronous: by design it parks this vCPU inside the call
 		 * until the VM may run again (docs/protocol.md section 7). */
 		if (!op_begin_ungated(t, &c, LIN_PAUSE, p, RS_FOREVER))
@@ -1025,7 +1154,7 @@ static void *vcpu_main(void *arg)
 			}
 			kicked = run_slice(v, t, &run_mask);
 			if (!atomic_load(&g_calm) && !atomic_load(&g_stop) && chance(&t->rng, p_dev) &&
-			    vcpu_device(v, t))
+			    vcpu_device(t, VD_ANY))
 				break;
 			if (kicked || !rs_may_run(rs) ||
 			    atomic_load_explicit(&v->exit_flag, memory_order_relaxed))
@@ -1042,10 +1171,114 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
+/* The library handle of slot i. */
+static rs_vcpu *vc_rs(int i)
+{
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm)
+		return rk_vcpu_rs(g_vm, (unsigned)i);
+#endif
+	return &vcpus[i].rv;
+}
+
+#ifdef RS_STRESS_KVM
+/*
+ * --kvm: slot i runs the VM's vCPU i with rk_vcpu_run() on a thread of its
+ * own; an unplug ends it with an exit request and a later plug runs the
+ * same KVM vCPU on a new thread (QEMU too keeps an unplugged vCPU's fd).
+ */
+static void *kvm_vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct thr *t = thr_claim(thr_vcpu0 + v->index);
+	int r;
+
+	v->tid = pthread_self();
+	set_op(t, "kvm");
+	r = rk_vcpu_run(g_vm, (unsigned)v->index);
+	if (r) {
+		const char *why = rk_vm_error(g_vm);
+
+		violation(V_RESULT, "rk_vcpu_run(vCPU %d) failed: %s", v->index,
+			  why ? why : rs_strerror(r));
+	}
+	/* Release: pairs with the acquire loads in plug(). */
+	atomic_store_explicit(&v->life, VL_GONE, memory_order_release);
+	thr_release(t);
+	return NULL;
+}
+
+struct find_arg {
+	const rs_vcpu *v;
+	bool found;
+};
+
+static void find_one(const struct rs_vcpu_info *info, void *arg)
+{
+	struct find_arg *a = arg;
+
+	if (info->vcpu == a->v)
+		a->found = true;
+}
+
+/* Has rk_vcpu_run() registered slot i yet? */
+static bool kvm_registered(int i)
+{
+	struct find_arg a = { vc_rs(i), false };
+
+	rs_vcpu_foreach(rs, find_one, &a);
+	return a.found;
+}
+
+/* Device emulation of a KVM vCPU: called on its thread for every I/O and
+ * MMIO exit, with the exit's data supplied.  About once per 1-3 ms a guest
+ * panic or watchdog (vcpu_device()); sometimes a slow exit. */
+static void kvm_exit_hook(struct rk_vm *vm, unsigned idx, const struct rk_exit *ex, void *arg)
+{
+	struct vcpu *v = &vcpus[idx];
+	struct thr *t = &thr_tab[thr_vcpu0 + (int)idx];
+	uint64_t now;
+
+	(void)vm;
+	(void)ex;
+	(void)arg;
+	INC(st.kvm_hooks);
+	if (chance(&t->rng, cfg.fault_rate / 16)) {
+		/* Slow device emulation: the vCPU is slow to acknowledge. */
+		INC(st.kvm_slow_exits);
+		if (rng_below(&t->rng, 2))
+			spin_ns(rng_range(&t->rng, 200 * US, 2 * MS));
+		else
+			sleep_ns(rng_range(&t->rng, 200 * US, 4 * MS));
+	}
+	now = now_ns();
+	if (now < v->next_dev_ns)
+		return;
+	v->next_dev_ns = now + (uint64_t)rng_range(&t->rng, 1 * MS, 3 * MS);
+	/* Asynchronous only: the loop goes on with the fast path. */
+	if (!atomic_load(&g_calm) && !atomic_load(&g_stop))
+		vcpu_device(t, VD_ASYNC);
+}
+
+/* RS_REQ_WORK (run_on_cpu), with the vCPU out; rs_vcpu_enter() follows.
+ * Half the time a synchronous panic from there. */
+static void kvm_work(struct rk_vm *vm, unsigned idx, void *arg)
+{
+	struct thr *t = &thr_tab[thr_vcpu0 + (int)idx];
+
+	(void)vm;
+	(void)arg;
+	INC(st.work);
+	if (!atomic_load(&g_calm) && !atomic_load(&g_stop) && rng_below(&t->rng, 2))
+		vcpu_device(t, VD_SYNC);
+}
+#endif
+
 /* Plug a vCPU into a free slot; returns the slot or -1. */
 static int plug(struct thr *t, struct rng *r)
 {
 	struct vcpu *v = NULL;
+	void *(*fn)(void *) = vcpu_main;
 
 	for (int i = 0; i < nslots; i++) {
 		if (atomic_load(&vcpus[i].life) == VL_FREE) {
@@ -1056,18 +1289,39 @@ static int plug(struct thr *t, struct rng *r)
 	if (!v)
 		return -1;
 	set_op(t, "plug");
-	v->blocking = rng_below(r, 3) == 0;
+	v->blocking = !cfg.kvm && rng_below(r, 3) == 0;
 	atomic_store(&v->exit_flag, false);
 	atomic_store(&v->halted, false);
 	atomic_store(&v->kick_word, 0);
+	atomic_store(&v->stamp, 0);
+	v->next_dev_ns = now_ns() + (uint64_t)rng_range(r, 0, 2 * MS);
 	atomic_store(&v->life, VL_STARTING);
-	if (pthread_create(&v->thread, NULL, vcpu_main, v)) {
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm)
+		fn = kvm_vcpu_main;
+#endif
+	if (pthread_create(&v->thread, NULL, fn, v)) {
 		atomic_store(&v->life, VL_FREE);
 		return -1;
 	}
 	/* Acquire: pairs with the release store after registration. */
-	while (atomic_load_explicit(&v->life, memory_order_acquire) == VL_STARTING)
+	while (atomic_load_explicit(&v->life, memory_order_acquire) == VL_STARTING) {
+#ifdef RS_STRESS_KVM
+		int starting = VL_STARTING;
+
+		if (cfg.kvm && kvm_registered(v->index) &&
+		    atomic_compare_exchange_strong(&v->life, &starting, VL_REGISTERED))
+			break;
+#endif
 		sleep_ns(20 * US);
+	}
+	if (atomic_load_explicit(&v->life, memory_order_acquire) == VL_GONE) {
+		/* It failed to register (reported) or ran into an error. */
+		pthread_join(v->thread, NULL);
+		atomic_store(&v->life, VL_FREE);
+		set_op(t, NULL);
+		return -1;
+	}
 	atomic_fetch_add(&nplugged, 1);
 	INC(st.plugs);
 	set_op(t, NULL);
@@ -1081,10 +1335,13 @@ static void unplug(struct thr *t, struct vcpu *v)
 
 	set_op(t, "unplug");
 	atomic_store_explicit(&v->exit_flag, true, memory_order_release);
-	r = rs_vcpu_request(&v->rv, RS_REQ_EXIT);
+	r = rs_vcpu_request(vc_rs(v->index), RS_REQ_EXIT);
 	if (r && r != RS_EINVAL)   /* EINVAL: it already saw the flag and left */
 		bad_result("rs_vcpu_request(EXIT)", r);
-	deliver_kick(v);
+	/* A KVM vCPU has only the library's kick: a lost exit request shows
+	 * as a hang in the join. */
+	if (!cfg.kvm)
+		deliver_kick(v);
 	set_op(t, "unplug: join");
 	pthread_join(v->thread, NULL);
 	atomic_store(&v->life, VL_FREE);
@@ -1116,7 +1373,7 @@ static void *hotplug_main(void *arg)
 			/* A work request (run_on_cpu). */
 			if (atomic_load(&vcpus[pick].life) == VL_REGISTERED &&
 			    !atomic_load(&vcpus[pick].exit_flag)) {
-				int r = rs_vcpu_request(&vcpus[pick].rv, RS_REQ_WORK);
+				int r = rs_vcpu_request(vc_rs(pick), RS_REQ_WORK);
 
 				if (r)
 					bad_result("rs_vcpu_request(WORK)", r);
@@ -1326,18 +1583,21 @@ static void *mgmt_main(void *arg)
 static void hold_and_check(struct thr *t, enum rs_lock lk, uint32_t w_locked)
 {
 	uint64_t c[MAX_VCPU_SLOTS];
+	char gb[40];
 	int64_t hold;
 	int checks;
 
+	if (skipped(V_EXCLUSION))
+		return;
 	INC(st.exclusion_checks);
 	for (int i = 0; i < nslots; i++) {
-		uint32_t g = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
+		uint32_t g = vc_in_guest(i);
 
-		c[i] = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+		c[i] = vc_count(i);
 		if (g)
 			violation(V_EXCLUSION, "%s held (lock returned 0 at edge %u), yet vCPU slot %d is "
-					       "in guest (entered at edge %u)",
-				  rs_lock_name(lk), w_edge(w_locked), i, g - 1);
+					       "in guest (%s)",
+				  rs_lock_name(lk), w_edge(w_locked), i, in_guest_str(g, gb, sizeof(gb)));
 	}
 	if (!(rs_word(rs) & RS_W_LOCK(lk)))
 		violation(V_EXCLUSION, "%s held, but its bit reads clear", rs_lock_name(lk));
@@ -1357,15 +1617,16 @@ static void hold_and_check(struct thr *t, enum rs_lock lk, uint32_t w_locked)
 		else
 			spin_ns(hold / checks);
 		for (int i = 0; i < nslots; i++) {
-			uint32_t g = atomic_load_explicit(&vcpus[i].in_guest, memory_order_acquire);
-			uint64_t s = atomic_load_explicit(&vcpus[i].slices, memory_order_acquire);
+			uint32_t g = vc_in_guest(i);
+			uint64_t s = vc_count(i);
 
 			if (g || s != c[i]) {
 				violation(V_EXCLUSION, "%s held since edge %u, yet vCPU slot %d %s "
-						       "(slices %" PRIu64 " -> %" PRIu64 ", in guest at edge %d)",
+						       "(%s %" PRIu64 " -> %" PRIu64 "%s%s)",
 					  rs_lock_name(lk), w_edge(w_locked), i,
-					  g ? "is in guest" : "ran a guest slice", c[i], s,
-					  g ? (int)(g - 1) : -1);
+					  g ? "is in guest" : "ran guest code",
+					  cfg.kvm ? "guest counter" : "slices", c[i], s, g ? ", " : "",
+					  g ? in_guest_str(g, gb, sizeof(gb)) : "");
 				c[i] = s;
 			}
 		}
@@ -1501,78 +1762,861 @@ static void *device_main(void *arg)
 }
 
 /* ---------------------------------------------------------------------------
+ * Listeners
+ *
+ * --listeners N persistent listeners are added before the first edge and
+ * stay to the end.  The churn thread adds and removes others all along,
+ * and listeners add and remove some (themselves included) from inside a
+ * run, call the query API and, now and then, rs_stop(RS_ASYNC) or
+ * rs_start().  Every call checks, for the run it belongs to:
+ *
+ *   - runs never overlap (one call at a time), edges come in order with
+ *     none skipped, and within an edge the order is ascending priority on
+ *     a start, descending on a stop (ties: the order of adding, reversed
+ *     on a stop);
+ *   - each listener sees consecutive edges from its first to its last: no
+ *     edge twice, none missed; it sees no edge whose run began before it
+ *     was added, and sees the first edge made after rs_listener_add()
+ *     returned (added inside a run: exactly the next edge);
+ *   - after rs_listener_remove() returned (outside a listener) it is never
+ *     called again, and it was called for every run that began before the
+ *     call; removed inside edge e's run, it sees no edge after e;
+ *   - the state is the edge's own (running == odd edge, settling), the
+ *     same for every listener of the edge, and the same as the event's;
+ *     the word is still settling; RESUME e has been produced (start),
+ *     STOP e has not (stop);
+ *   - stop: every vCPU is out of guest code, and no guest code runs from
+ *     the stop listeners of edge e - 1 to the end of the start listeners
+ *     of edge e (no vCPU in a slice; slice counters, or KVM guest
+ *     counters, unchanged), nor, when a stop edge came during a start's
+ *     run, until that stop's listeners.
+ */
+
+#define LREC_MAX 4096   /* listener records; a reused record gets a new generation */
+#define LDYN_MAX 12     /* non-persistent listeners at once, at most */
+#define LRING 1024      /* edge states seen by listeners, for the event checks */
+
+enum { LR_FREE, LR_ADDING, LR_LIVE, LR_REMOVING, LR_REMOVED, LR_REMOVING_IN, LR_REMOVED_IN };
+
+struct lrec {
+	_Atomic uint32_t gen;          /* also in the opaque pointer: stale calls show */
+	_Atomic int state;
+	_Atomic int prio;
+	_Atomic uint64_t order;        /* the library's add order (ties) */
+	_Atomic bool persistent;
+	_Atomic(rs_listener *) h;
+	/*
+	 * Edges, unwrapped (the first edge is 1).  lo: the first edge it may
+	 * see; must_first: added inside the run of must_first - 1, it sees
+	 * exactly that edge first; hi_first: added outside, the first edge
+	 * made after rs_listener_add() returned, which it must see;
+	 * dead_after: removed inside that edge's run.
+	 */
+	_Atomic uint64_t lo, must_first, hi_first, dead_after;
+	_Atomic uint64_t first, last, calls;
+};
+
+static struct lrec *lrecs;
+static _Atomic int lrec_hi;                  /* records used so far */
+static pthread_mutex_t lpool_m = PTHREAD_MUTEX_INITIALIZER;  /* allocation, add order */
+static uint64_t lorder;
+static _Atomic int ldyn_live;
+
+/* The runs as the listeners see them.  Calls never overlap (checked), so
+ * only one writer at a time; atomics keep a race well defined when they
+ * do overlap (a violation). */
+static _Atomic int l_inflight;
+static _Atomic uint64_t l_enter_ns;          /* a call runs since (the watchdog) */
+static _Atomic uint64_t g_ledge;             /* the last edge whose run began */
+static _Atomic int l_prev_prio;
+static _Atomic uint64_t l_prev_order;
+static _Atomic uint64_t lring[LRING];        /* (edge << 32) | enc_state() */
+static _Atomic uint64_t snap_edge;           /* the stop edge whose run took snap[] */
+static _Atomic uint64_t snap[MAX_VCPU_SLOTS];
+static _Atomic uint64_t l_norun;             /* a start run during which a stop edge came */
+
+static void listener_fn(void *opaque, bool running, const struct rs_state *s);
+
+/* A decoded state as a word (without PK and LW), to compare states. */
+static uint32_t enc_state(const struct rs_state *s)
+{
+	return (s->locks & RS_W_LOCKS) | (s->io_error ? RS_W_IO_ERROR : 0) |
+	       (s->settling ? RS_W_SETTLING : 0) | ((uint32_t)s->pause << RS_W_PAUSE_SHIFT) |
+	       ((s->edge & EDGE_MASK) << RS_W_EDGE_SHIFT);
+}
+
+/* An edge (mod 2^19) as the full count, near ref. */
+static uint64_t unwrap_edge(uint32_t e, uint64_t ref)
+{
+	uint32_t d = (e - (uint32_t)ref) & EDGE_MASK;
+
+	if (d < EDGE_LIMIT / 2)
+		return ref + d;
+	d = EDGE_LIMIT - d;
+	return ref > d ? ref - d : 0;
+}
+
+static void *lrec_opaque(int idx, uint32_t gen)
+{
+	return (void *)(((uintptr_t)gen << 16) | (uintptr_t)idx);
+}
+
+static int pick_prio(struct rng *r)
+{
+	static const int p[] = { -100, -50, -1, 0, 0, 1, 50, 100 };
+
+	return p[rng_below(r, sizeof(p) / sizeof(p[0]))];
+}
+
+/*
+ * Add a listener.  inside: from the listener run of edge u.  Returns the
+ * record, or -1.
+ */
+static int listener_add(bool inside, uint64_t u, int prio, bool persistent)
+{
+	struct lrec *l = NULL;
+	rs_listener *h = NULL;
+	int idx = -1, hi, r, lib_prio = prio;
+	uint32_t gen;
+
+	pthread_mutex_lock(&lpool_m);
+	hi = atomic_load(&lrec_hi);
+	for (int i = 0; i < hi; i++)
+		if (atomic_load(&lrecs[i].state) == LR_FREE) {
+			idx = i;
+			break;
+		}
+	if (idx < 0 && hi < LREC_MAX)
+		atomic_store(&lrec_hi, (idx = hi) + 1);
+	if (idx < 0) {
+		pthread_mutex_unlock(&lpool_m);
+		return -1;
+	}
+	l = &lrecs[idx];
+	gen = atomic_load(&l->gen) + 1;
+	atomic_store(&l->gen, gen);
+	atomic_store(&l->state, LR_ADDING);
+	atomic_store(&l->prio, prio);
+	atomic_store(&l->persistent, persistent);
+	atomic_store(&l->h, NULL);
+	atomic_store(&l->first, 0);
+	atomic_store(&l->last, 0);
+	atomic_store(&l->calls, 0);
+	atomic_store(&l->dead_after, 0);
+	atomic_store(&l->hi_first, persistent ? 1 : 0);
+	atomic_store(&l->lo, inside ? u + 1 : atomic_load(&g_ledge) + 1);
+	atomic_store(&l->must_first, inside ? u + 1 : persistent ? 1 : 0);
+	/* Ties run in the order of adding: the library numbers adds under its
+	 * mutex, and this one (held across the call) makes ours the same. */
+	atomic_store(&l->order, ++lorder);
+	/* --plant order: one listener's priority is not the one the checker
+	 * believes. */
+	if (cfg.plant && !strcmp(cfg.plant, "order") && persistent && idx == 1)
+		lib_prio = prio + 75;
+	r = rs_listener_add(rs, listener_fn, lrec_opaque(idx, gen), lib_prio, &h);
+	pthread_mutex_unlock(&lpool_m);
+	if (r) {
+		bad_result("rs_listener_add", r);
+		atomic_store(&l->state, LR_FREE);
+		return -1;
+	}
+	atomic_store(&l->h, h);
+	if (!inside && !persistent) {
+		/* Any edge after the word's current one is made after this
+		 * point: its run sees the listener. */
+		uint64_t e = unwrap_edge(w_edge(rs_word(rs)), atomic_load(&g_ledge));
+
+		atomic_store(&l->hi_first, e + 1);
+	}
+	atomic_store(&l->state, LR_LIVE);
+	if (!persistent) {
+		int n = atomic_fetch_add(&ldyn_live, 1) + 1;
+
+		if ((uint64_t)n > atomic_load(&st.l_max_live))
+			atomic_store(&st.l_max_live, (uint64_t)n);
+	}
+	INC(*(inside ? &st.l_add_in : &st.l_add_out));
+	return idx;
+}
+
+/* The first edge a listener had to see, or 0 if unknown yet. */
+static uint64_t lrec_bound(struct lrec *l)
+{
+	uint64_t m = atomic_load(&l->must_first);
+
+	return m ? m : atomic_load(&l->hi_first);
+}
+
+/* Checks once a listener is gone: it saw every edge up to `through` that
+ * it had to see (runs that began before it was removed). */
+static void lrec_gone_check(struct lrec *l, int idx, uint64_t through, const char *how)
+{
+	uint64_t b = lrec_bound(l), first = atomic_load(&l->first), last = atomic_load(&l->last);
+
+	if (b && b <= through && last < through)
+		violation(V_LISTENER, "listener #%d (prio %d) %s; edges %" PRIu64 "..%" PRIu64
+				      " ran with it in their set, yet it was last called for edge %" PRIu64,
+			  idx, atomic_load(&l->prio), how, b, through, last);
+	if (first && b && first > b)
+		violation(V_LISTENER, "listener #%d (prio %d) was first called for edge %" PRIu64
+				      ", but edge %" PRIu64 "'s run had it in its set",
+			  idx, atomic_load(&l->prio), first, b);
+}
+
+/* Remove a listener from outside any listener. */
+static void listener_remove(int idx)
+{
+	struct lrec *l = &lrecs[idx];
+	int expect = LR_LIVE, r;
+	uint64_t began;
+
+	if (!atomic_compare_exchange_strong(&l->state, &expect, LR_REMOVING))
+		return;
+	/* Every run up to this edge began before the call: once the remove
+	 * returns, they are over and each of them called the listener. */
+	began = atomic_load(&g_ledge);
+	if (cfg.plant && !strcmp(cfg.plant, "remove")) {
+		/* --plant remove: believe it removed before it is. */
+		atomic_store(&l->state, LR_REMOVED);
+		sleep_ns(2 * MS);
+	}
+	r = rs_listener_remove(rs, atomic_load(&l->h));
+	if (r)
+		bad_result("rs_listener_remove of a current listener", r);
+	/* Release: a call that sees REMOVED came after the return. */
+	atomic_store_explicit(&l->state, LR_REMOVED, memory_order_release);
+	lrec_gone_check(l, idx, began, "was removed");
+	if (!atomic_load(&l->persistent))
+		atomic_fetch_sub(&ldyn_live, 1);
+	INC(st.l_rm_out);
+	atomic_store(&l->state, LR_FREE);
+}
+
+/* Records removed inside a run, once that run is over: final checks, then
+ * free.  With all, every one (the end of the run). */
+static void listener_retire(bool all)
+{
+	int hi = atomic_load(&lrec_hi);
+	uint64_t gl = atomic_load(&g_ledge);
+
+	for (int i = 0; i < hi; i++) {
+		struct lrec *l = &lrecs[i];
+		uint64_t da;
+
+		if (atomic_load(&l->state) != LR_REMOVED_IN)
+			continue;
+		da = atomic_load(&l->dead_after);
+		if (!all && gl <= da)
+			continue;   /* its last run may still be going on */
+		lrec_gone_check(l, i, da, "was removed inside a run");
+		atomic_store(&l->state, LR_FREE);
+	}
+}
+
+/* A live non-persistent listener, at random, or -1. */
+static int pick_dynamic(struct rng *r)
+{
+	int hi = atomic_load(&lrec_hi), start;
+
+	if (!hi)
+		return -1;
+	start = (int)rng_below(r, (uint64_t)hi);
+	for (int k = 0; k < hi; k++) {
+		int i = (start + k) % hi;
+
+		if (atomic_load(&lrecs[i].state) == LR_LIVE && !atomic_load(&lrecs[i].persistent))
+			return i;
+	}
+	return -1;
+}
+
+/* An asynchronous command from inside a listener, recorded for the
+ * linearizability check (skipped while the gate is closed). */
+static void listener_command(int kind)
+{
+	struct opctx c;
+	int r;
+
+	if (!op_begin(&thr_tab[THR_LISTENER], &c, kind, 0, 0, RS_ASYNC, true))
+		return;
+	if (kind == LIN_STOP) {
+		INC(st.l_stop_in);
+		r = rs_stop(rs, RS_ASYNC);
+	} else {
+		INC(st.l_start_in);
+		r = rs_start(rs, 0);
+	}
+	op_end(&c, r);
+	if (kind == LIN_STOP && r)
+		bad_result("rs_stop(RS_ASYNC) from a listener", r);
+	if (kind == LIN_START && r && r != RS_ENEEDFORCE && r != RS_ENEEDRESET)
+		bad_result("rs_start from a listener", r);
+}
+
+/* The vCPUs, from a listener of edge e (unwrapped u); w: the word now. */
+static void listener_vcpus(uint64_t u, uint32_t e, bool running, uint32_t w)
+{
+	uint64_t se = atomic_load(&snap_edge);
+	/*
+	 * Counters to compare with: on a start, the ones the stop listeners
+	 * of the edge before left; on a stop, those of this run's earlier
+	 * calls, or, if the stop edge came while the start listeners before
+	 * it ran, those of the stop before that: the start never let a vCPU
+	 * run ("a stop made during a start's listeners waits its turn").
+	 * Before edge 1 no guest code ever ran: all zero.
+	 */
+	bool have = running ? se == u - 1
+			    : se == u || (se == u - 2 && atomic_load(&l_norun) == u - 1);
+	char gb[40];
+
+	if (running && edge_lt(e, w_edge(w)))
+		atomic_store(&l_norun, u);
+	if (!running && se == u - 2 && atomic_load(&l_norun) == u - 1)
+		INC(st.l_norun);
+
+	INC(st.l_checks);
+	for (int i = 0; i < nslots; i++) {
+		uint32_t g = vc_in_guest(i);
+		uint64_t c = vc_count(i);
+
+		if (g)
+			violation(V_LISTENER, "a %s listener of edge %u runs while vCPU slot %d is in "
+					      "guest (%s)",
+				  running ? "start" : "stop", e, i, in_guest_str(g, gb, sizeof(gb)));
+		/*
+		 * No stamp verdict: a vCPU still active from before the stop
+		 * may start one more slice after the next start's CAS, stamped
+		 * with that start's edge, and only then go out; its stop and
+		 * start listeners legitimately run after that.  What must not
+		 * happen is a slice starting after the stop listeners: the
+		 * counters.  The stamp says where such a slice came from.
+		 */
+		if (have && c != atomic_load(&snap[i])) {
+			uint32_t sp = cfg.kvm ? 0 : atomic_load(&vcpus[i].stamp);
+			char sb[48] = "";
+
+			if (sp)
+				snprintf(sb, sizeof(sb), ", last slice stamped edge %u", sp - 1);
+			violation(V_LISTENER, "a %s listener of edge %u: vCPU slot %d ran guest code "
+					      "since the stop listeners of edge %" PRIu64
+					      " (%s %" PRIu64 " -> %" PRIu64 "%s)",
+				  running ? "start" : "stop", e, i, se,
+				  cfg.kvm ? "guest counter" : "slices", atomic_load(&snap[i]), c, sb);
+		}
+		if (!running)
+			atomic_store(&snap[i], c);
+	}
+	if (!running)
+		atomic_store(&snap_edge, u);
+}
+
+static void listener_fn(void *opaque, bool running, const struct rs_state *s)
+{
+	uintptr_t o = (uintptr_t)opaque;
+	int idx = (int)(o & 0xffff);
+	uint32_t gen = (uint32_t)(o >> 16), e = s->edge & EDGE_MASK;
+	struct lrec *l = idx < atomic_load(&lrec_hi) ? &lrecs[idx] : NULL;
+	uint64_t t0 = now_ns(), gl, u;
+	int prio = l ? atomic_load(&l->prio) : 0;
+	uint64_t order = l ? atomic_load(&l->order) : 0;
+	struct rng *r = hook_rng();
+
+	if (atomic_fetch_add(&l_inflight, 1) != 0)
+		violation(V_LISTENER, "two listener calls overlap (one for edge %u)", e);
+	atomic_store(&l_enter_ns, t0);
+	INC(st.l_calls);
+
+	/* The run this call belongs to. */
+	gl = atomic_load(&g_ledge);
+	u = unwrap_edge(e, gl);
+	if (u == gl + 1) {
+		atomic_store(&g_ledge, u);
+		INC(st.l_edges);
+		atomic_store(&lring[u % LRING], (u << 32) | enc_state(s));
+	} else if (u == gl && gl) {
+		int pp = atomic_load(&l_prev_prio);
+		uint64_t po = atomic_load(&l_prev_order), rv = atomic_load(&lring[u % LRING]);
+		bool ok = running ? prio > pp || (prio == pp && order > po)
+				  : prio < pp || (prio == pp && order < po);
+
+		if (!ok)
+			violation(V_LISTENER, "%s edge %u: a listener of priority %d (added #%" PRIu64
+					      ") ran after one of priority %d (#%" PRIu64 "); expected "
+					      "%s priority",
+				  running ? "start" : "stop", e, prio, order, pp, po,
+				  running ? "ascending" : "descending");
+		if ((uint32_t)(rv >> 32) == (uint32_t)u && (uint32_t)rv != enc_state(s))
+			violation(V_LISTENER, "edge %u: listeners got different states (0x%08x, then "
+					      "0x%08x)", e, (uint32_t)rv, enc_state(s));
+	} else {
+		violation(V_LISTENER, "a listener ran for edge %" PRIu64 " right after the run of "
+				      "edge %" PRIu64 ": %s",
+			  u, gl, u > gl ? "edges without a run" : "out of order or twice");
+		if (u > gl)
+			atomic_store(&g_ledge, u);
+	}
+	atomic_store(&l_prev_prio, prio);
+	atomic_store(&l_prev_order, order);
+
+	/* This listener's own edges. */
+	if (!l || atomic_load(&l->gen) != gen) {
+		violation(V_LISTENER, "listener #%d (generation %u) called for edge %" PRIu64
+				      " after its rs_listener_remove() returned (record reused)",
+			  idx, gen, u);
+	} else {
+		int lst = atomic_load_explicit(&l->state, memory_order_acquire);
+		uint64_t last = atomic_load(&l->last), da = atomic_load(&l->dead_after);
+		uint64_t lo = atomic_load(&l->lo), mf = atomic_load(&l->must_first);
+		uint64_t hf = atomic_load(&l->hi_first);
+
+		if (lst == LR_REMOVED || lst == LR_FREE)
+			violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
+					      " after its rs_listener_remove() returned", idx, prio, u);
+		if ((lst == LR_REMOVING_IN || lst == LR_REMOVED_IN) && da && u > da)
+			violation(V_LISTENER, "listener #%d (prio %d), removed inside the run of edge "
+					      "%" PRIu64 ", called for edge %" PRIu64, idx, prio, da, u);
+		if (!last) {
+			if (u < lo)
+				violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
+						      ", whose run began before it was added", idx, prio, u);
+			else if (mf && u != mf)
+				violation(V_LISTENER, "listener #%d (prio %d) first called for edge %"
+						      PRIu64 ", expected edge %" PRIu64, idx, prio, u, mf);
+			else if (hf && u > hf)
+				violation(V_LISTENER, "listener #%d (prio %d) first called for edge %"
+						      PRIu64 ": edge %" PRIu64 ", made after it was "
+						      "added, did not call it", idx, prio, u, hf);
+			atomic_store(&l->first, u);
+		} else if (u != last + 1) {
+			violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
+					      " after edge %" PRIu64 ": %s",
+				  idx, prio, u, last, u <= last ? "twice or out of order" : "edges missed");
+		}
+		atomic_store(&l->last, u);
+		INC(l->calls);
+	}
+
+	/* The edge's state, the word, the events. */
+	if (s->running != running || (e & 1) != (uint32_t)running || !s->settling || s->may_run)
+		violation(V_LISTENER, "a listener of edge %u got running=%d with state running=%d "
+				      "settling=%d may_run=%d",
+			  e, running, s->running, s->settling, s->may_run);
+	{
+		uint32_t w = rs_word(rs);
+		uint64_t newest = rs_events_cursor(rs) - 1;
+		uint32_t want = running ? e : (e - 1) & EDGE_MASK;
+
+		if (!(w & RS_W_SETTLING) || edge_lt(w_edge(w), e))
+			violation(V_LISTENER, "a listener of edge %u runs while the word is 0x%08x "
+					      "(edge %u, %s)", e, w, w_edge(w),
+				  w & RS_W_SETTLING ? "settling" : "settled");
+		/* RESUME comes before the start listeners, STOP after the stop
+		 * listeners. */
+		if ((uint32_t)(newest & EDGE_MASK) != want)
+			violation(V_LISTENER, "a %s listener of edge %u runs when the newest event is "
+					      "%" PRIu64 " (expected edge %u's)",
+				  running ? "start" : "stop", e, newest, want);
+		listener_vcpus(u, e, running, w);
+	}
+
+	/* What a device model may do from here: queries, asynchronous
+	 * commands, adding and removing listeners. */
+	if (chance(r, 0.25)) {
+		unsigned reg = 0, out = 0;
+
+		INC(st.l_queries);
+		rs_vcpu_count(rs, &reg, &out);
+		if (out > reg || reg > (unsigned)nslots)
+			violation(V_RESULT, "rs_vcpu_count from a listener: %u registered, %u out", reg,
+				  out);
+	}
+	if (!atomic_load(&g_calm) && !atomic_load(&g_stop)) {
+		if (chance(r, 1.0 / 256)) {
+			listener_command(LIN_STOP);
+			/* (A stop edge during a start run: no vCPU may run
+			 * before its own listeners.) */
+			if (running && edge_lt(e, w_edge(rs_word(rs))))
+				atomic_store(&l_norun, u);
+		}
+		else if (!running && chance(r, 1.0 / 1024))
+			listener_command(LIN_START);
+	}
+	if (!atomic_load(&g_stop)) {
+		if (chance(r, 1.0 / 128) && atomic_load(&ldyn_live) < LDYN_MAX)
+			listener_add(true, u, pick_prio(r), false);
+		if (chance(r, 1.0 / 128)) {
+			/* Now and then itself. */
+			int victim = l && !atomic_load(&l->persistent) && chance(r, 0.25) ? idx
+											  : pick_dynamic(r);
+			int expect = LR_LIVE;
+
+			if (victim >= 0 &&
+			    atomic_compare_exchange_strong(&lrecs[victim].state, &expect, LR_REMOVING_IN)) {
+				int rr;
+
+				atomic_store(&lrecs[victim].dead_after, u);
+				rr = rs_listener_remove(rs, atomic_load(&lrecs[victim].h));
+				if (rr)
+					bad_result("rs_listener_remove from a listener", rr);
+				atomic_store(&lrecs[victim].state, LR_REMOVED_IN);
+				atomic_fetch_sub(&ldyn_live, 1);
+				INC(st.l_rm_in);
+				if (victim == idx)
+					INC(st.l_rm_self);
+			}
+		}
+	}
+
+	hist_add(&st.listener_lat, now_ns() - t0);
+	atomic_store(&l_enter_ns, 0);
+	atomic_fetch_sub(&l_inflight, 1);
+}
+
+static void *churn_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_CHURN];
+
+	(void)arg;
+	while (!atomic_load(&g_stop)) {
+		int n;
+
+		set_op(t, NULL);
+		sleep_ns(rng_range(&t->rng, 200 * US, 3 * MS));
+		listener_retire(false);
+		n = atomic_load(&ldyn_live);
+		if (n < 2 || (n < LDYN_MAX && rng_below(&t->rng, 2))) {
+			set_op(t, "rs_listener_add");
+			listener_add(false, 0, pick_prio(&t->rng), false);
+		} else {
+			int i = pick_dynamic(&t->rng);
+
+			set_op(t, "rs_listener_remove");
+			if (i >= 0)
+				listener_remove(i);
+		}
+	}
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Event readers
+ *
+ * Three readers apply the same rules: the monitor polls rs_events_read()
+ * with lost != NULL; a waiter blocks in rs_events_wait(); a main-loop
+ * reader polls the eventfd, reads it, then drains rs_events_read() with
+ * lost == NULL, so losses come as RS_EVENT_LOST records.
+ */
+
+static _Atomic bool g_cons_exit;   /* the consumers drain once more and end */
+
+struct evr {
+	const char *name;
+	uint64_t cursor, expect, last_time, last_seq;
+	_Atomic uint64_t *n_events, *n_lost;
+};
+
+static void evr_init(struct evr *r, const char *name, uint64_t cursor, _Atomic uint64_t *n_events,
+		     _Atomic uint64_t *n_lost)
+{
+	memset(r, 0, sizeof(*r));
+	r->name = name;
+	r->cursor = r->expect = cursor ? cursor : 1;
+	r->n_events = n_events;
+	r->n_lost = n_lost;
+}
+
+/* What one rs_events_read() returned: n records from cursor `before`, and
+ * the loss it reported through *lost (lost_null: it was called with NULL). */
+static void evr_check(struct evr *r, const struct rs_event *buf, int n, uint64_t before,
+		      uint64_t lost, bool lost_null)
+{
+	if (lost) {
+		atomic_fetch_add(r->n_lost, lost);
+		r->expect = before + lost;
+		if (n > 0 && buf[0].seq != r->expect)
+			violation(V_EVENTS, "%s: after a loss of %" PRIu64 " from cursor %" PRIu64
+					    ", the first event is %" PRIu64 ", not %" PRIu64,
+				  r->name, lost, before, buf[0].seq, r->expect);
+	}
+	for (int i = 0; i < n; i++) {
+		const struct rs_event *e = &buf[i];
+		enum rs_event_kind want = e->seq & 1 ? RS_EVENT_RESUME : RS_EVENT_STOP;
+
+		if (e->kind == RS_EVENT_LOST) {
+			/* Never a silent gap: the record names the first seq lost
+			 * (where the reader was) and how many; it comes first. */
+			if (!lost_null || i != 0 || e->seq != r->expect || !e->lost)
+				violation(V_EVENTS, "%s: a loss record at position %d says %" PRIu64
+						    " lost from %" PRIu64 " (expected from %" PRIu64 "%s)",
+					  r->name, i, e->lost, e->seq, r->expect,
+					  lost_null ? "" : "; lost was not NULL");
+			atomic_fetch_add(r->n_lost, e->lost);
+			INC(st.ef_lost_recs);
+			r->expect = e->seq + e->lost;
+			continue;
+		}
+		if (e->seq != r->expect)
+			violation(V_EVENTS, "%s: event %" PRIu64 " follows %" PRIu64 " (expected %" PRIu64
+					    ")", r->name, e->seq, r->expect - 1, r->expect);
+		if (e->kind != want)
+			violation(V_EVENTS, "%s: event %" PRIu64 " is %s: edge %" PRIu64 " is a %s edge",
+				  r->name, e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq,
+				  want == RS_EVENT_STOP ? "stop" : "start");
+		/* The word just after the edge's CAS: its edge numbers the
+		 * event and its running flag says which kind. */
+		if (w_edge(e->word) != (uint32_t)(e->seq & EDGE_MASK) ||
+		    w_running(e->word) != (e->kind == RS_EVENT_RESUME)) {
+			violation(V_EVENTS, "%s: event %" PRIu64 " (%s) carries word 0x%08x (edge %u, %s)",
+				  r->name, e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->word,
+				  w_edge(e->word), w_running(e->word) ? "running" : "stopped");
+		} else {
+			struct rs_state d;
+
+			rs_decode(e->word, &d);
+			if (d.running != e->state.running || d.edge != e->state.edge ||
+			    d.locks != e->state.locks || d.pause != e->state.pause ||
+			    d.io_error != e->state.io_error)
+				violation(V_EVENTS, "%s: event %" PRIu64 ": state differs from its decoded "
+						    "word 0x%08x", r->name, e->seq, e->word);
+		}
+		if (e->time_ns < r->last_time)
+			violation(V_EVENTS, "%s: event %" PRIu64 " is older than the one before it",
+				  r->name, e->seq);
+		if (cfg.listeners) {
+			/* STOP comes after the stop listeners, RESUME after the
+			 * run of the stop edge before it; both carry the state
+			 * the listeners got. */
+			uint64_t gl = atomic_load(&g_ledge);
+			uint64_t rv = atomic_load(&lring[e->seq % LRING]);
+
+			if (gl < e->seq - (e->kind == RS_EVENT_RESUME))
+				violation(V_LISTENER, "%s: %s event %" PRIu64 " read, but the listeners "
+						      "have run only up to edge %" PRIu64, r->name,
+					  e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq, gl);
+			if ((uint32_t)(rv >> 32) == (uint32_t)e->seq &&
+			    (uint32_t)rv != enc_state(&e->state))
+				violation(V_LISTENER, "%s: event %" PRIu64 " carries state 0x%08x, its "
+						      "listeners got 0x%08x", r->name, e->seq,
+					  enc_state(&e->state), (uint32_t)rv);
+		}
+		r->last_time = e->time_ns;
+		r->expect = e->seq + 1;
+		r->last_seq = e->seq;
+		atomic_fetch_add(r->n_events, 1);
+	}
+	if (n > 0 || lost) {
+		uint32_t we = w_edge(rs_word(rs)), s = (uint32_t)(r->last_seq & EDGE_MASK);
+
+		/* An event is produced after its edge: the word's edge is at
+		 * or beyond it. */
+		if (r->last_seq && edge_lt(we, s))
+			violation(V_EVENTS, "%s: event %" PRIu64 " (edge %u mod 2^19) seen before the word "
+					    "reached it (edge %u)", r->name, r->last_seq, s, we);
+	}
+}
+
+/* Read everything there is; returns the number of calls that returned
+ * something. */
+static int evr_drain(struct evr *r, struct rng *rng, bool lost_null)
+{
+	struct rs_event buf[16];
+	int calls = 0;
+
+	for (;;) {
+		uint64_t lost = 0, before = r->cursor;
+		size_t want = 1 + (size_t)rng_below(rng, 16);
+		int n = rs_events_read(rs, &r->cursor, buf, want, lost_null ? NULL : &lost);
+
+		if (n < 0) {
+			bad_result("rs_events_read", n);
+			return calls;
+		}
+		evr_check(r, buf, n, before, lost, lost_null);
+		if (n == 0 && !lost)
+			return calls;
+		calls++;
+	}
+}
+
+/* Sometimes a reader naps long enough for the ring to overwrite events. */
+static void evr_nap(struct thr *t, double p)
+{
+	if (atomic_load(&g_stop) || !chance(&t->rng, p))
+		return;
+	uint64_t end = now_ns() + (uint64_t)rng_range(&t->rng, 20 * MS, 150 * MS);
+
+	INC(st.ef_naps);
+	set_op(t, "nap");
+	while (now_ns() < end && !atomic_load(&g_stop))
+		sleep_ns(2 * MS);
+}
+
+static struct evr ew_reader, ef_reader;
+
+/*
+ * The blocking reader.  rs_events_wait(cursor) must return 0 at once when
+ * an event >= cursor already exists, must then have something to read,
+ * must not time out early, and must not sleep through an event for long.
+ */
+static void *evwait_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_EVWAIT];
+	struct evr *r = &ew_reader;
+
+	(void)arg;
+	while (!atomic_load(&g_cons_exit)) {
+		uint64_t c0, t0, t1;
+		int64_t to;
+		int res;
+
+		set_op(t, NULL);
+		evr_nap(t, 0.01);
+		/* Long waits (beyond the liveness bound, the limit on a
+		 * wake-up's delay) only while the run goes on: the teardown
+		 * does not wait for them. */
+		switch (rng_below(&t->rng, 10)) {
+		case 0: to = RS_ASYNC; break;
+		case 1: case 2:
+			if (!atomic_load(&g_stop)) {
+				to = cfg.live_ns + rng_range(&t->rng, 50 * MS, 200 * MS);
+				break;
+			}
+			/* fall through */
+		default: to = rng_range(&t->rng, 1 * MS, 20 * MS);
+		}
+		c0 = rs_events_cursor(rs);
+		set_op(t, "rs_events_wait");
+		t0 = now_ns();
+		res = rs_events_wait(rs, r->cursor, to);
+		t1 = now_ns();
+		INC(st.ew_calls);
+		if (res == RS_ETIMEDOUT) {
+			struct rs_event ev;
+			uint64_t peek = r->cursor, lost = 0;
+
+			INC(st.ew_timeouts);
+			if (c0 > r->cursor)
+				violation(V_EVENTS, "rs_events_wait(cursor %" PRIu64 ") timed out, but event %"
+						    PRIu64 " existed before the call", r->cursor, c0 - 1);
+			if (to != RS_ASYNC && t1 - t0 < (uint64_t)to)
+				violation(V_EVENTS, "rs_events_wait timed out after %.3f ms, before its "
+						    "timeout of %.3f ms", (double)(t1 - t0) / 1e6,
+					  (double)to / 1e6);
+			/* A wake-up slept through: an event produced well before
+			 * the wait gave up (the bound is the liveness bound). */
+			if (rs_events_read(rs, &peek, &ev, 1, &lost) == 1 && !lost &&
+			    ev.time_ns >= t0 && ev.time_ns + (uint64_t)cfg.live_ns < t1)
+				violation(V_EVENTS, "rs_events_wait(cursor %" PRIu64 ") slept through event %"
+						    PRIu64 ", produced %.1f ms before it timed out",
+					  r->cursor, ev.seq, (double)(t1 - ev.time_ns) / 1e6);
+			continue;
+		}
+		if (res) {
+			bad_result("rs_events_wait", res);
+			continue;
+		}
+		INC(st.ew_woken);
+		set_op(t, "read");
+		if (!evr_drain(r, &t->rng, false))
+			violation(V_EVENTS, "rs_events_wait(cursor %" PRIu64 ") returned 0, but "
+					    "rs_events_read() found nothing", r->cursor);
+	}
+	set_op(t, "final drain");
+	evr_drain(r, &t->rng, false);
+	set_op(t, NULL);
+	return NULL;
+}
+
+/*
+ * The main-loop reader: poll the eventfd, read it (clearing the
+ * readiness), then drain with lost == NULL.  An unread event with the fd
+ * not readable is an eventfd write still to come; for longer than twice
+ * the liveness bound, it is a missed notification.
+ */
+static void *evfd_main(void *arg)
+{
+	struct thr *t = &thr_tab[THR_EVFD];
+	struct evr *r = &ef_reader;
+	uint64_t stale_since = 0;
+	int fd, fd2;
+
+	(void)arg;
+	set_op(t, "rs_events_fd");
+	fd = rs_events_fd(rs);
+	fd2 = rs_events_fd(rs);
+	if (fd < 0 || fd2 != fd) {
+		violation(V_RESULT, "rs_events_fd returned %d, then %d", fd, fd2);
+		fd = -1;
+	}
+	while (fd >= 0 && !atomic_load(&g_cons_exit)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t pending, now, v = 0;
+		ssize_t k;
+		int pr;
+
+		set_op(t, NULL);
+		evr_nap(t, 0.02);
+		/* Events below this exist now. */
+		pending = rs_events_cursor(rs);
+		set_op(t, "poll");
+		pr = poll(&p, 1, (int)rng_range(&t->rng, 1, 20));
+		INC(st.ef_polls);
+		now = now_ns();
+		if (pr < 0) {
+			if (errno != EINTR)
+				violation(V_RESULT, "poll on the events fd: %s", strerror(errno));
+			continue;
+		}
+		if (pr == 0) {
+			if (pending <= r->cursor)
+				stale_since = 0;
+			else if (!stale_since)
+				stale_since = now;
+			else if (now - stale_since > 2 * (uint64_t)cfg.live_ns)
+				violation(V_EVENTS, "the events fd has not been readable for %.0f ms while "
+						    "event %" PRIu64 " is unread", (double)(now - stale_since) / 1e6,
+					  r->cursor);
+			continue;
+		}
+		stale_since = 0;
+		INC(st.ef_ready);
+		/* Clear first, then drain: nothing is missed that way. */
+		k = read(fd, &v, sizeof(v));
+		if (k != (ssize_t)sizeof(v) || v == 0)
+			violation(V_RESULT, "the events fd polled readable, but read returned %zd (%s)", k,
+				  k < 0 ? strerror(errno) : "no count");
+		set_op(t, "read");
+		evr_drain(r, &t->rng, true);
+	}
+	set_op(t, "final drain");
+	evr_drain(r, &t->rng, true);
+	set_op(t, NULL);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
  * Monitor: events, liveness, watchdog, phases, progress
  */
 
-static uint64_t ev_cursor = 1, ev_expect = 1, ev_last_time;
-static uint64_t ev_last_seq;    /* the last event seen (unwrapped), 0 for none */
+static struct evr mon_reader;
 
+/* The monitor's reader: rs_events_read() every 2 ms, lost != NULL. */
 static void read_events(void)
 {
 	struct rs_event buf[64];
 
 	for (;;) {
-		uint64_t lost = 0, before = ev_cursor;
-		int n = rs_events_read(rs, &ev_cursor, buf, 64, &lost);
+		uint64_t lost = 0, before = mon_reader.cursor;
+		int n = rs_events_read(rs, &mon_reader.cursor, buf, 64, &lost);
 
 		if (n < 0) {
 			bad_result("rs_events_read", n);
 			return;
 		}
-		if (lost) {
-			atomic_fetch_add(&st.events_lost, lost);
-			ev_expect = before + lost;
-			if (n > 0 && buf[0].seq != ev_expect)
-				violation(V_EVENTS, "after a loss of %" PRIu64 " from cursor %" PRIu64
-						    ", the first event is %" PRIu64 ", not %" PRIu64,
-					  lost, before, buf[0].seq, ev_expect);
-		}
-		for (int i = 0; i < n; i++) {
-			const struct rs_event *e = &buf[i];
-			enum rs_event_kind want = e->seq & 1 ? RS_EVENT_RESUME : RS_EVENT_STOP;
-
-			if (e->seq != ev_expect)
-				violation(V_EVENTS, "event %" PRIu64 " follows %" PRIu64 " (expected %" PRIu64
-						    ")", e->seq, ev_expect - 1, ev_expect);
-			if (e->kind != want)
-				violation(V_EVENTS, "event %" PRIu64 " is %s: edge %" PRIu64 " is a %s edge",
-					  e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq,
-					  want == RS_EVENT_STOP ? "stop" : "start");
-			/* The word just after the edge's CAS: its edge numbers the
-			 * event and its running flag says which kind. */
-			if (w_edge(e->word) != (uint32_t)(e->seq & EDGE_MASK) ||
-			    w_running(e->word) != (e->kind == RS_EVENT_RESUME))
-				violation(V_EVENTS, "event %" PRIu64 " (%s) carries word 0x%08x (edge %u, %s)",
-					  e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->word,
-					  w_edge(e->word), w_running(e->word) ? "running" : "stopped");
-			else {
-				struct rs_state d;
-
-				rs_decode(e->word, &d);
-				if (d.running != e->state.running || d.edge != e->state.edge ||
-				    d.locks != e->state.locks || d.pause != e->state.pause ||
-				    d.io_error != e->state.io_error)
-					violation(V_EVENTS, "event %" PRIu64 ": state differs from its decoded "
-							    "word 0x%08x", e->seq, e->word);
-			}
-			if (e->time_ns < ev_last_time)
-				violation(V_EVENTS, "event %" PRIu64 " is older than the one before it",
-					  e->seq);
-			ev_last_time = e->time_ns;
-			ev_expect = e->seq + 1;
-			ev_last_seq = e->seq;
-			INC(st.events);
-		}
-		if (n > 0 || lost) {
-			uint32_t e = w_edge(rs_word(rs)), s = (uint32_t)(ev_last_seq & EDGE_MASK);
-
-			atomic_store(&st.last_seq, ev_last_seq);
-			/* An event is produced after its edge: the word's edge is
-			 * at or beyond it. */
-			if (ev_last_seq && edge_lt(e, s))
-				violation(V_EVENTS, "event %" PRIu64 " (edge %u mod 2^19) seen before the "
-						    "word reached it (edge %u)", ev_last_seq, s, e);
-		}
+		evr_check(&mon_reader, buf, n, before, lost, false);
+		if (n > 0 || lost)
+			atomic_store(&st.last_seq, mon_reader.last_seq);
 		if (n < 64 && !lost)
 			return;
 	}
@@ -1601,15 +2645,20 @@ static void liveness(uint64_t now)
 	}
 	for (int i = 0; i < nslots; i++) {
 		struct vcpu *v = &vcpus[i];
-		uint64_t s = atomic_load(&v->slices), h = atomic_load(&v->halts);
-		uint32_t g = atomic_load(&v->in_guest);
+		uint64_t s, h;
+		uint32_t g;
 
 		if (atomic_load(&v->life) != VL_REGISTERED || atomic_load(&v->exit_flag)) {
 			v->lv_since = 0;
 			continue;
 		}
+		s = vc_count(i);
+		h = vc_halts(i);
+		g = vc_in_guest(i);
+		/* Progress: a slice entered or the guest counter moved, a halt,
+		 * or (simulated) in a slice of this very run. */
 		if (!v->lv_since || atomic_load(&v->halted) || h != v->lv_halts || s != v->lv_slices ||
-		    (g && g - 1 == e)) {
+		    (g && g != IN_GUEST_NOSTAMP && g - 1 == e)) {
 			v->lv_since = now;
 			v->lv_slices = s;
 			v->lv_halts = h;
@@ -1618,8 +2667,8 @@ static void liveness(uint64_t now)
 		if (now - v->lv_since > (uint64_t)cfg.live_ns) {
 			violation(V_LIVENESS, "vCPU slot %d (%s) made no progress for %.0f ms while the VM "
 					      "was runnable (edge %u, word 0x%08x)",
-				  i, v->blocking ? "blocking" : "busy", (double)(now - v->lv_since) / 1e6,
-				  e, w);
+				  i, cfg.kvm ? "kvm" : v->blocking ? "blocking" : "busy",
+				  (double)(now - v->lv_since) / 1e6, e, w);
 			v->lv_since = now;
 		}
 	}
@@ -1630,6 +2679,21 @@ static void print_vcpu_info(const struct rs_vcpu_info *info, void *arg)
 	const struct vcpu *v = info->opaque;
 
 	(void)arg;
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm) {
+		int i = rk_vcpu_index(g_vm, info->opaque);
+		char d[200] = "?";
+
+		if (i >= 0)
+			rk_vcpu_describe(g_vm, (unsigned)i, d, sizeof(d));
+		fprintf(stderr, "    vcpu slot %d: %s%s, out for %.3f ms, unacked for %.3f ms; %s, "
+				"guest counter %u\n",
+			i, info->active ? "active" : "out", info->parked ? " parked" : "",
+			(double)info->out_for_ns / 1e6, (double)info->unacked_ns / 1e6, d,
+			i >= 0 ? rk_guest_counter(g_vm, (unsigned)i) : 0);
+		return;
+	}
+#endif
 	fprintf(stderr, "    vcpu slot %d: %s%s, out for %.3f ms, unacked for %.3f ms; harness: %s, "
 			"in_guest=%u, slices=%" PRIu64 ", halted=%d, exit=%d\n",
 		v->index, info->active ? "active" : "out", info->parked ? " parked" : "",
@@ -1677,6 +2741,14 @@ static void dump_state(const char *why)
 static void print_summary(FILE *f, double elapsed);
 static int expect_status(void);
 
+static void hang_exit(uint64_t now)
+{
+	dump_state("hang");
+	print_summary(stdout, (double)(now - g_t0) / 1e9);
+	fflush(stdout);
+	_exit(cfg.expect ? expect_status() : 1);
+}
+
 static void watchdog(uint64_t now)
 {
 	for (int i = 0; i < thr_count; i++) {
@@ -1696,10 +2768,17 @@ static void watchdog(uint64_t now)
 			continue;
 		violation(V_HANG, "thread %s has been in '%s' for %.0f ms", t->name, op,
 			  (double)(now - since) / 1e6);
-		dump_state("hang");
-		print_summary(stdout, (double)(now - g_t0) / 1e9);
-		fflush(stdout);
-		_exit(cfg.expect ? expect_status() : 1);
+		hang_exit(now);
+	}
+	/* A listener call, on whatever thread (a vCPU's too). */
+	{
+		uint64_t since = atomic_load(&l_enter_ns);
+
+		if (since && now > since && now - since > (uint64_t)cfg.hang_ns) {
+			violation(V_HANG, "a listener call has been running for %.0f ms",
+				  (double)(now - since) / 1e6);
+			hang_exit(now);
+		}
 	}
 }
 
@@ -1733,9 +2812,10 @@ static void *monitor_main(void *arg)
 		if (tty && now >= next_progress) {
 			next_progress = now + 250 * MS;
 			printf("\r%7.1f s  ops %-10" PRIu64 " transitions %-9" PRIu64 " violations %-3ld "
-			       "vcpus %-3d %s ",
+			       "vcpus %-3d listeners %-3d %s ",
 			       (double)(now - g_t0) / 1e9, atomic_load(&st.ops_total),
 			       atomic_load(&st.last_seq), atomic_load(&vtotal), atomic_load(&nplugged),
+			       cfg.listeners + atomic_load(&ldyn_live),
 			       atomic_load(&g_calm) ? "calm " : "storm");
 			fflush(stdout);
 		}
@@ -1764,12 +2844,13 @@ static void print_lat(FILE *f, const char *name, struct hist *h)
 
 static void print_summary(FILE *f, double elapsed)
 {
-	fprintf(f, "runstate-stress: seed %" PRIu64 ", %.2f s, %d vcpus (+%d hot-plug), %d mgmt, "
-		   "%d holders, %d devices, slice %" PRId64 " ns, fault rate %g, delay rate %g%s%s, "
-		   "kick %s\n",
-		cfg.seed, elapsed, cfg.vcpus, cfg.hotplug_extra, cfg.mgmt, cfg.holders, cfg.devices,
-		cfg.slice_ns, cfg.fault_rate, cfg.delay_rate, cfg.delay_point ? ", focus " : "",
-		cfg.delay_point ? cfg.delay_point : "", cfg.kick_signal ? "signal" : "futex");
+	fprintf(f, "runstate-stress: seed %" PRIu64 ", %.2f s, %d %svcpus (+%d hot-plug), %d mgmt, "
+		   "%d holders, %d devices, %d listeners, slice %" PRId64 " ns, fault rate %g, "
+		   "delay rate %g%s%s, kick %s\n",
+		cfg.seed, elapsed, cfg.vcpus, cfg.kvm ? "KVM " : "", cfg.hotplug_extra, cfg.mgmt,
+		cfg.holders, cfg.devices, cfg.listeners, cfg.slice_ns, cfg.fault_rate, cfg.delay_rate,
+		cfg.delay_point ? ", focus " : "", cfg.delay_point ? cfg.delay_point : "",
+		cfg.kvm ? "signal + immediate_exit" : cfg.kick_signal ? "signal" : "futex");
 	fprintf(f, "operations: %" PRIu64 "\n", atomic_load(&st.ops_total));
 	for (int k = 0; k < LIN_KIND_COUNT; k++) {
 		uint64_t tot = 0;
@@ -1794,19 +2875,60 @@ static void print_summary(FILE *f, double elapsed)
 	fprintf(f, "transitions: %" PRIu64 " (events read %" PRIu64 ", lost by the reader %" PRIu64
 		   ")\n",
 		atomic_load(&st.last_seq), atomic_load(&st.events), atomic_load(&st.events_lost));
-	fprintf(f, "vcpus: slices %" PRIu64 ", halts %" PRIu64 ", work requests %" PRIu64
-		   ", plugged %" PRIu64 ", unplugged %" PRIu64 "\n",
-		atomic_load(&st.slices), atomic_load(&st.halts), atomic_load(&st.work),
-		atomic_load(&st.plugs), atomic_load(&st.unplugs));
-	fprintf(f, "parks: %" PRIu64 "  kicks: %" PRIu64 "  re-kicks (same active period): %" PRIu64
-		   "  dropped kicks: %" PRIu64 "  slow kicks: %" PRIu64 "\n",
-		atomic_load(&st.parks), atomic_load(&st.kicks), atomic_load(&st.rekicks),
-		atomic_load(&st.kicks_dropped), atomic_load(&st.slow_kicks));
+	if (cfg.kvm) {
+		/* Slices, halts and kicks: the kvm line below. */
+		fprintf(f, "vcpus: work requests %" PRIu64 ", plugged %" PRIu64 ", unplugged %" PRIu64
+			   "\n",
+			atomic_load(&st.work), atomic_load(&st.plugs), atomic_load(&st.unplugs));
+	} else {
+		fprintf(f, "vcpus: slices %" PRIu64 ", halts %" PRIu64 ", work requests %" PRIu64
+			   ", plugged %" PRIu64 ", unplugged %" PRIu64 "\n",
+			atomic_load(&st.slices), atomic_load(&st.halts), atomic_load(&st.work),
+			atomic_load(&st.plugs), atomic_load(&st.unplugs));
+		fprintf(f, "parks: %" PRIu64 "  kicks: %" PRIu64 "  re-kicks (same active period): %"
+			   PRIu64 "  dropped kicks: %" PRIu64 "  slow kicks: %" PRIu64 "\n",
+			atomic_load(&st.parks), atomic_load(&st.kicks), atomic_load(&st.rekicks),
+			atomic_load(&st.kicks_dropped), atomic_load(&st.slow_kicks));
+	}
 	fprintf(f, "library counters: parks %" PRIu64 ", wakes %" PRIu64 ", kicks %" PRIu64
 		   ", timed re-kicks %" PRIu64 ", stop edges %" PRIu64 ", start edges %" PRIu64
-		   ", timeouts %" PRIu64 "\n",
+		   ", timeouts %" PRIu64 ", listener runs %" PRIu64 ", events lost %" PRIu64 "\n",
 		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
-		lstats.start_edges, lstats.timeouts);
+		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost);
+	fprintf(f, "listeners: %d persistent; calls %" PRIu64 " over %" PRIu64 " edges; added %"
+		   PRIu64 " outside, %" PRIu64 " inside; removed %" PRIu64 " outside, %" PRIu64
+		   " inside (%" PRIu64 " themselves); at most %" PRIu64 " others at once; from "
+		   "listeners: %" PRIu64 " stops, %" PRIu64 " starts, %" PRIu64 " vCPU counts; "
+		   "stop runs checked against the stop before (stop edge during the start's run): %"
+		   PRIu64 "\n",
+		cfg.listeners, atomic_load(&st.l_calls), atomic_load(&st.l_edges),
+		atomic_load(&st.l_add_out), atomic_load(&st.l_add_in), atomic_load(&st.l_rm_out),
+		atomic_load(&st.l_rm_in), atomic_load(&st.l_rm_self), atomic_load(&st.l_max_live),
+		atomic_load(&st.l_stop_in), atomic_load(&st.l_start_in), atomic_load(&st.l_queries),
+		atomic_load(&st.l_norun));
+	fprintf(f, "event readers: rs_events_wait %" PRIu64 " calls (%" PRIu64 " woken, %" PRIu64
+		   " timed out), read %" PRIu64 ", lost %" PRIu64 "; eventfd %" PRIu64 " polls (%"
+		   PRIu64 " readable), read %" PRIu64 ", lost %" PRIu64 " in %" PRIu64
+		   " loss records; naps %" PRIu64 "\n",
+		atomic_load(&st.ew_calls), atomic_load(&st.ew_woken), atomic_load(&st.ew_timeouts),
+		atomic_load(&st.ew_events), atomic_load(&st.ew_lost), atomic_load(&st.ef_polls),
+		atomic_load(&st.ef_ready), atomic_load(&st.ef_events), atomic_load(&st.ef_lost),
+		atomic_load(&st.ef_lost_recs), atomic_load(&st.ef_naps));
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm && g_vm) {
+		struct rk_vcpu_stats k;
+
+		rk_vm_stats(g_vm, &k);
+		fprintf(f, "kvm: KVM_RUN %" PRIu64 ", kicked out (EINTR) %" PRIu64 ", exits: out %" PRIu64
+			   ", in %" PRIu64 ", mmio %" PRIu64 "/%" PRIu64 ", hlt %" PRIu64
+			   ", completed before acknowledging %" PRIu64 "; device hooks %" PRIu64
+			   " (slow %" PRIu64 "); kick signals %" PRIu64 " (%" PRIu64
+			   " in the check-to-KVM_RUN window), lost kicks %" PRIu64 "\n",
+			k.runs, k.eintr, k.exits_out, k.exits_in, k.exits_mmio_w, k.exits_mmio_r,
+			k.exits_hlt, k.completions, atomic_load(&st.kvm_hooks),
+			atomic_load(&st.kvm_slow_exits), k.signals, k.window_kicks, k.lost_kicks);
+	}
+#endif
 	fprintf(f, "futex: other waits %" PRIu64 ", wakes %" PRIu64 ", injected spurious %" PRIu64
 		   ", injected EINTR %" PRIu64 ", late wake-ups %" PRIu64 "; delays %" PRIu64
 		   ", slow acks %" PRIu64 ", holders descheduled %" PRIu64 "\n",
@@ -1823,6 +2945,7 @@ static void print_summary(FILE *f, double elapsed)
 	print_lat(f, "stop latency (edge):", &st.stop_lat);
 	print_lat(f, "start latency (settled):", &st.start_lat);
 	print_lat(f, "lock latency (waited):", &st.lock_lat);
+	print_lat(f, "listener call:", &st.listener_lat);
 	if (atomic_load(&vtotal)) {
 		fprintf(f, "violations: %ld (", atomic_load(&vtotal));
 		for (int k = 0, first = 1; k < V_COUNT; k++) {
@@ -1848,7 +2971,8 @@ static void json_lat(FILE *f, const char *name, struct hist *h, bool comma)
 
 static void print_json(FILE *f, double elapsed)
 {
-	fprintf(f, "{\n  \"seed\": %" PRIu64 ",\n  \"elapsed_s\": %.3f,\n", cfg.seed, elapsed);
+	fprintf(f, "{\n  \"seed\": %" PRIu64 ",\n  \"elapsed_s\": %.3f,\n  \"kvm\": %s,\n", cfg.seed,
+		elapsed, cfg.kvm ? "true" : "false");
 	fprintf(f, "  \"config\": {\"duration\": %g, \"vcpus\": %d, \"hotplug_extra\": %d, "
 		   "\"mgmt\": %d, \"holders\": %d, \"devices\": %d, \"slice_ns\": %" PRId64
 		   ", \"fault_rate\": %g, \"delay_rate\": %g, \"delay_point\": \"%s\", \"kick\": \"%s\", "
@@ -1895,9 +3019,42 @@ static void print_json(FILE *f, double elapsed)
 		atomic_load(&st.delays), atomic_load(&st.slow_acks), atomic_load(&st.holder_desched));
 	fprintf(f, "  \"library\": {\"parks\": %" PRIu64 ", \"wakes\": %" PRIu64 ", \"kicks\": %" PRIu64
 		   ", \"rekicks\": %" PRIu64 ", \"stop_edges\": %" PRIu64 ", \"start_edges\": %" PRIu64
-		   ", \"timeouts\": %" PRIu64 "},\n",
+		   ", \"timeouts\": %" PRIu64 ", \"listener_runs\": %" PRIu64 ", \"events_lost\": %"
+		   PRIu64 "},\n",
 		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
-		lstats.start_edges, lstats.timeouts);
+		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost);
+	fprintf(f, "  \"listeners\": {\"persistent\": %d, \"calls\": %" PRIu64 ", \"edges\": %" PRIu64
+		   ", \"added_outside\": %" PRIu64 ", \"added_inside\": %" PRIu64
+		   ", \"removed_outside\": %" PRIu64 ", \"removed_inside\": %" PRIu64
+		   ", \"removed_self\": %" PRIu64 ", \"max_others\": %" PRIu64 ", \"stops\": %" PRIu64
+		   ", \"starts\": %" PRIu64 ", \"vcpu_counts\": %" PRIu64 "},\n",
+		cfg.listeners, atomic_load(&st.l_calls), atomic_load(&st.l_edges),
+		atomic_load(&st.l_add_out), atomic_load(&st.l_add_in), atomic_load(&st.l_rm_out),
+		atomic_load(&st.l_rm_in), atomic_load(&st.l_rm_self), atomic_load(&st.l_max_live),
+		atomic_load(&st.l_stop_in), atomic_load(&st.l_start_in), atomic_load(&st.l_queries));
+	fprintf(f, "  \"event_readers\": {\"wait_calls\": %" PRIu64 ", \"wait_woken\": %" PRIu64
+		   ", \"wait_timeouts\": %" PRIu64 ", \"wait_read\": %" PRIu64 ", \"wait_lost\": %" PRIu64
+		   ", \"fd_polls\": %" PRIu64 ", \"fd_readable\": %" PRIu64 ", \"fd_read\": %" PRIu64
+		   ", \"fd_lost\": %" PRIu64 ", \"fd_loss_records\": %" PRIu64 ", \"naps\": %" PRIu64
+		   "},\n",
+		atomic_load(&st.ew_calls), atomic_load(&st.ew_woken), atomic_load(&st.ew_timeouts),
+		atomic_load(&st.ew_events), atomic_load(&st.ew_lost), atomic_load(&st.ef_polls),
+		atomic_load(&st.ef_ready), atomic_load(&st.ef_events), atomic_load(&st.ef_lost),
+		atomic_load(&st.ef_lost_recs), atomic_load(&st.ef_naps));
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm && g_vm) {
+		struct rk_vcpu_stats k;
+
+		rk_vm_stats(g_vm, &k);
+		fprintf(f, "  \"kvm_stats\": {\"runs\": %" PRIu64 ", \"eintr\": %" PRIu64 ", \"exits_io\": %"
+			   PRIu64 ", \"exits_mmio\": %" PRIu64 ", \"exits_hlt\": %" PRIu64
+			   ", \"completions\": %" PRIu64 ", \"hooks\": %" PRIu64 ", \"signals\": %" PRIu64
+			   ", \"window_kicks\": %" PRIu64 ", \"lost_kicks\": %" PRIu64 "},\n",
+			k.runs, k.eintr, k.exits_out + k.exits_in, k.exits_mmio_w + k.exits_mmio_r,
+			k.exits_hlt, k.completions, atomic_load(&st.kvm_hooks), k.signals,
+			k.window_kicks, k.lost_kicks);
+	}
+#endif
 	fprintf(f, "  \"futex\": {\"other_waits\": %" PRIu64 ", \"wakes\": %" PRIu64 "},\n",
 		atomic_load(&st.futex_waits), atomic_load(&st.futex_wakes));
 	fprintf(f, "  \"checks\": {\"stop\": %" PRIu64 ", \"exclusion\": %" PRIu64
@@ -1910,7 +3067,8 @@ static void print_json(FILE *f, double elapsed)
 	fprintf(f, "  \"latency\": {\n");
 	json_lat(f, "stop", &st.stop_lat, true);
 	json_lat(f, "start", &st.start_lat, true);
-	json_lat(f, "lock", &st.lock_lat, false);
+	json_lat(f, "lock", &st.lock_lat, true);
+	json_lat(f, "listener_call", &st.listener_lat, false);
 	fprintf(f, "  },\n  \"violations\": %ld,\n  \"violations_by_kind\": {", atomic_load(&vtotal));
 	for (int k = 0; k < V_COUNT; k++)
 		fprintf(f, "%s\"%s\": %ld", k ? ", " : "", vname[k], atomic_load(&vcount[k]));
@@ -1950,6 +3108,13 @@ static void usage(int status)
 		"  --hang-ms N          watchdog bound for one operation (default 10000; x3)\n"
 		"  --storm-ms N, --calm-ms N   phase lengths (default 1000 and 2*live+150)\n"
 		"  --rekick-ns N        the library's re-kick delay (default 1 ms)\n"
+		"  --listeners N        persistent listeners (default 4); others come and go;\n"
+		"                       0: no listener at all\n"
+		"  --kvm                real KVM vCPUs (stress/kvm); exit 77 if /dev/kvm is unusable\n"
+		"  --kvm-io-shift N     a KVM guest exits every 2^N loop iterations (default 10)\n"
+		"  --skip-checks K,...  do not make these checks (so another catches a plant)\n"
+		"  --plant order|remove a checker test: one listener's priority is not what the\n"
+		"                       checker believes / removals are believed early\n"
 		"  --json               summary as JSON\n"
 		"  --quiet              no progress line\n"
 		"  --keep-going         do not stop at the first violation\n"
@@ -1958,7 +3123,7 @@ static void usage(int status)
 		"                       checker must report it (a test of the checker)\n"
 		"  --expect K[,K...]    planted-bug mode: exit 1 when the first violation is of\n"
 		"                       one of these kinds, else 0 (for should_fail tests)\n"
-		"exit status: 0 no violation, 1 violation, 2 usage\n",
+		"exit status: 0 no violation, 1 violation, 2 usage, 77 --kvm unavailable\n",
 		argv0);
 	exit(status);
 }
@@ -2020,6 +3185,8 @@ static void parse_args(int argc, char **argv)
 	cfg.delay_rate = 0.05;
 	cfg.round_ops = 32;
 	cfg.events = 64;
+	cfg.listeners = 4;
+	cfg.kvm_io_shift = 10;
 	cfg.storm_ns = 1000 * MS;
 	cfg.rekick_ns = 1 * MS;
 #if defined(STRESS_TSAN)
@@ -2092,7 +3259,32 @@ static void parse_args(int argc, char **argv)
 			cfg.expect = need(argc, argv, &i);
 		else if (!strcmp(a, "--lin-corrupt"))
 			cfg.lin_corrupt = (int)parse_int(need(argc, argv, &i), 1, 1000000000);
-		else if (!strcmp(a, "--lin-selftest"))
+		else if (!strcmp(a, "--listeners"))
+			cfg.listeners = (int)parse_int(need(argc, argv, &i), 0, 64);
+		else if (!strcmp(a, "--kvm"))
+			cfg.kvm = true;
+		else if (!strcmp(a, "--kvm-io-shift"))
+			cfg.kvm_io_shift = (unsigned)parse_int(need(argc, argv, &i), 0, 32);
+		else if (!strcmp(a, "--plant")) {
+			cfg.plant = need(argc, argv, &i);
+			if (strcmp(cfg.plant, "order") && strcmp(cfg.plant, "remove"))
+				usage(2);
+		} else if (!strcmp(a, "--skip-checks")) {
+			char buf[256], *save = NULL;
+
+			snprintf(buf, sizeof(buf), "%s", need(argc, argv, &i));
+			for (char *k = strtok_r(buf, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+				int j;
+
+				for (j = 0; j < V_COUNT && strcmp(k, vname[j]); j++)
+					;
+				if (j == V_COUNT) {
+					fprintf(stderr, "%s: unknown check '%s'\n", argv0, k);
+					usage(2);
+				}
+				cfg.skip |= 1u << j;
+			}
+		} else if (!strcmp(a, "--lin-selftest"))
 			exit(lin_selftest(stdout) ? 1 : 0);
 		else if (!strcmp(a, "--help") || !strcmp(a, "-h"))
 			usage(0);
@@ -2105,6 +3297,16 @@ static void parse_args(int argc, char **argv)
 		fprintf(stderr, "%s: --events must be a power of two\n", argv0);
 		usage(2);
 	}
+	if (cfg.plant && !cfg.listeners) {
+		fprintf(stderr, "%s: --plant needs listeners\n", argv0);
+		usage(2);
+	}
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm && cfg.vcpus > RK_MAX_VCPUS) {
+		fprintf(stderr, "%s: --kvm takes at most %d vCPUs\n", argv0, RK_MAX_VCPUS);
+		usage(2);
+	}
+#endif
 	if (!seeded)
 		cfg.seed = now_ns() ^ ((uint64_t)getpid() << 32);
 	cfg.live_ns = (live_ms > 0 ? live_ms : 250 * scale_live) * MS;
@@ -2139,35 +3341,96 @@ static int expect_status(void)
  * main
  */
 
+/* After the run: every listener left is removed from outside (with the
+ * removal checks), and the runs add up. */
+static void listeners_final(uint32_t w)
+{
+	uint64_t u = unwrap_edge(w_edge(w), atomic_load(&g_ledge));
+	rs_listener *gone = NULL;
+	int hi = atomic_load(&lrec_hi), r;
+
+	if (atomic_load(&g_ledge) != u)
+		violation(V_LISTENER, "the last listener run was for edge %" PRIu64 ", but the word is "
+				      "at edge %" PRIu64, atomic_load(&g_ledge), u);
+	for (int i = 0; i < hi; i++) {
+		struct lrec *l = &lrecs[i];
+
+		if (atomic_load(&l->state) != LR_LIVE)
+			continue;
+		if (atomic_load(&l->persistent) &&
+		    (atomic_load(&l->first) != 1 || atomic_load(&l->calls) != u))
+			violation(V_LISTENER, "persistent listener #%d saw edges %" PRIu64 "..%" PRIu64
+					      " in %" PRIu64 " calls; there were %" PRIu64 " edges",
+				  i, atomic_load(&l->first), atomic_load(&l->last),
+				  atomic_load(&l->calls), u);
+		gone = atomic_load(&l->h);
+		listener_remove(i);
+	}
+	listener_retire(true);
+	/* A handle already removed is not a listener any more. */
+	if (gone && (r = rs_listener_remove(rs, gone)) != RS_EINVAL)
+		violation(V_RESULT, "rs_listener_remove of a removed listener returned %d, not "
+				    "RS_EINVAL", r);
+}
+
+static void final_reader(const struct evr *r, uint32_t w)
+{
+	if ((uint32_t)(r->last_seq & EDGE_MASK) != w_edge(w))
+		violation(V_EVENTS, "%s: last event seq %" PRIu64 " (mod 2^19: %u) differs from the "
+				    "word's edge %u", r->name, r->last_seq,
+			  (uint32_t)(r->last_seq & EDGE_MASK), w_edge(w));
+}
+
 int main(int argc, char **argv)
 {
 	struct rs_config rcfg = { 0 };
-	pthread_t *th, mon, chk, hp;
+	pthread_t *th, mon, chk, hp, churn, evw, evf;
 	struct thr *me;
 	struct sigaction sa;
 	int nroles, r;
-	uint64_t deadline;
+	uint64_t deadline, kicks;
 	uint32_t w;
 	double elapsed;
 
 	argv0 = argv[0];
 	parse_args(argc, argv);
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_kick_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(KICK_SIGNAL, &sa, NULL);
+	if (cfg.kvm) {
+#ifdef RS_STRESS_KVM
+		char why[256] = "";
+
+		if (rk_probe(NULL, why, sizeof(why))) {
+			fprintf(stderr, "%s: --kvm: %s; skipped\n", argv0, why);
+			return 77;
+		}
+#else
+		fprintf(stderr, "%s: --kvm: built without the KVM harness (stress/kvm); skipped\n",
+			argv0);
+		return 77;
+#endif
+	} else {
+		/* (KVM vCPUs: rk_vm_create() installs the module's handler.) */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_kick_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(KICK_SIGNAL, &sa, NULL);
+	}
 
 	nslots = cfg.vcpus + cfg.hotplug_extra + 1;
 	if (nslots > MAX_VCPU_SLOTS)
 		nslots = MAX_VCPU_SLOTS;
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm && nslots > RK_MAX_VCPUS)
+		nslots = RK_MAX_VCPUS;
+#endif
 	nroles = cfg.mgmt + cfg.holders + cfg.devices;
 	thr_vcpu0 = THR_ROLES + nroles;
 	thr_count = thr_vcpu0 + nslots;
 	thr_tab = calloc((size_t)thr_count, sizeof(*thr_tab));
 	vcpus = aligned_alloc(64, (size_t)nslots * sizeof(*vcpus));
 	th = calloc((size_t)nroles, sizeof(*th));
-	if (!thr_tab || !vcpus || !th) {
+	lrecs = calloc(LREC_MAX, sizeof(*lrecs));
+	if (!thr_tab || !vcpus || !th || !lrecs) {
 		fprintf(stderr, "%s: out of memory\n", argv0);
 		return 2;
 	}
@@ -2180,6 +3443,10 @@ int main(int argc, char **argv)
 	thr_name(THR_MONITOR, false, "monitor", 0);
 	thr_name(THR_CHECKER, false, "checker", 0);
 	thr_name(THR_HOTPLUG, false, "hotplug", 0);
+	thr_name(THR_CHURN, false, "churn", 0);
+	thr_name(THR_EVWAIT, false, "evwait", 0);
+	thr_name(THR_EVFD, false, "evfd", 0);
+	thr_name(THR_LISTENER, false, "listener", 0);
 	for (int i = 0; i < nroles; i++) {
 		if (i < cfg.mgmt)
 			thr_name(THR_ROLES + i, false, "mgmt%d", i);
@@ -2195,6 +3462,10 @@ int main(int argc, char **argv)
 	thr_claim(THR_MONITOR);
 	thr_claim(THR_CHECKER);
 	thr_claim(THR_HOTPLUG);
+	thr_claim(THR_EVWAIT);
+	thr_claim(THR_EVFD);
+	if (cfg.listeners)
+		thr_claim(THR_CHURN);
 
 	rcfg.ops = &stress_ops;
 	rcfg.rekick_ns = cfg.rekick_ns;
@@ -2205,6 +3476,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: rs_create: %s\n", argv0, rs_strerror(r));
 		return 2;
 	}
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm) {
+		struct rk_config kc = { 0 };
+		char why[256] = "";
+
+		/* Every slot a KVM vCPU from the start; hot-plug runs them on
+		 * threads of their own, or not. */
+		kc.nvcpus = (unsigned)nslots;
+		kc.io_shift = cfg.kvm_io_shift;
+		kc.hlt_every = 32;
+		kc.exit_hook = kvm_exit_hook;
+		kc.work = kvm_work;
+		r = rk_vm_create(rs, &kc, &g_vm, why, sizeof(why));
+		if (r) {
+			fprintf(stderr, "%s: --kvm: %s\n", argv0, why);
+			return 2;
+		}
+	}
+#endif
 	if (lin_init(&lin, lin_abstract(rs_word(rs)), 2000000)) {
 		fprintf(stderr, "%s: out of memory\n", argv0);
 		return 2;
@@ -2212,12 +3502,22 @@ int main(int argc, char **argv)
 	for (int i = 0; i < LIN_UNGATED; i++)
 		gate.ung[i].kind = LIN_NONE;
 	gate.opened = now_ns();
-	ev_cursor = rs_events_cursor(rs);
-	ev_expect = ev_cursor;
+	evr_init(&mon_reader, "monitor", rs_events_cursor(rs), &st.events, &st.events_lost);
+	evr_init(&ew_reader, "rs_events_wait reader", 1, &st.ew_events, &st.ew_lost);
+	evr_init(&ef_reader, "eventfd reader", 1, &st.ef_events, &st.ef_lost);
+
+	/* The persistent listeners, before the first edge: priorities -50, 0
+	 * and 50 (ties with each other and with the others). */
+	for (int i = 0; i < cfg.listeners; i++)
+		if (listener_add(false, 0, (i % 3 - 1) * 50, true) < 0) {
+			fprintf(stderr, "%s: cannot add listeners\n", argv0);
+			return 2;
+		}
 
 	if (!cfg.quiet && !cfg.json)
-		printf("runstate-stress: seed %" PRIu64 ", %g s, %d vcpus, kick %s%s\n", cfg.seed,
-		       cfg.duration, cfg.vcpus, cfg.kick_signal ? "signal" : "futex",
+		printf("runstate-stress: seed %" PRIu64 ", %g s, %d %svcpus, kick %s%s\n", cfg.seed,
+		       cfg.duration, cfg.vcpus, cfg.kvm ? "KVM " : "",
+		       cfg.kvm ? "signal + immediate_exit" : cfg.kick_signal ? "signal" : "futex",
 #if defined(STRESS_TSAN)
 		       " (ThreadSanitizer)"
 #elif defined(STRESS_ASAN)
@@ -2235,6 +3535,8 @@ int main(int argc, char **argv)
 		}
 	pthread_create(&chk, NULL, checker_main, NULL);
 	pthread_create(&mon, NULL, monitor_main, NULL);
+	pthread_create(&evw, NULL, evwait_main, NULL);
+	pthread_create(&evf, NULL, evfd_main, NULL);
 	do_releasing(me, LIN_START, 0);
 	for (int i = 0; i < nroles; i++) {
 		struct thr *t;
@@ -2250,6 +3552,8 @@ int main(int argc, char **argv)
 		pthread_create(&th[i], NULL, fn, t);
 	}
 	pthread_create(&hp, NULL, hotplug_main, NULL);
+	if (cfg.listeners)
+		pthread_create(&churn, NULL, churn_main, NULL);
 
 	set_op(me, NULL);
 	deadline = g_t0 + (uint64_t)(cfg.duration * 1e9);
@@ -2262,6 +3566,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nroles; i++)
 		pthread_join(th[i], NULL);
 	pthread_join(hp, NULL);
+	if (cfg.listeners)
+		pthread_join(churn, NULL);
 	atomic_store(&g_calm, false);
 
 	/* Let vCPUs parked inside synchronous calls return, then stop with
@@ -2288,8 +3594,16 @@ int main(int argc, char **argv)
 	r = rs_wait(rs, RS_FOREVER);
 	if (r)
 		bad_result("final rs_wait", r);
+	set_op(me, "teardown: readers");
+	atomic_store(&g_cons_exit, true);
+	pthread_join(evw, NULL);
+	pthread_join(evf, NULL);
 	atomic_store(&g_monitor_exit, true);
 	pthread_join(mon, NULL);
+	set_op(me, "teardown: listeners");
+	if (cfg.listeners)
+		listeners_final(rs_word(rs));
+	set_op(me, NULL);
 
 	/* Final state: nothing registered, settled, no lock, events whole. */
 	read_events();
@@ -2302,21 +3616,38 @@ int main(int argc, char **argv)
 		if (reg)
 			violation(V_FINAL, "%u vCPUs still registered after every unplug", reg);
 	}
+	kicks = atomic_load(&st.kicks);
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm) {
+		struct rk_vcpu_stats k;
+
+		rk_vm_stats(g_vm, &k);
+		kicks = k.kicks_sent;
+		/* With the immediate_exit handshake no kick is lost (kvm.h). */
+		if (k.lost_kicks)
+			violation(V_KICK, "%" PRIu64 " kicks landed between the check and KVM_RUN, and "
+					  "the guest ran anyway", k.lost_kicks);
+	}
+#endif
 	if (rs_get_stats(rs, &lstats) == 0) {
 		/* Every kick() the library counts calls our callback once. */
-		if (lstats.kicks != atomic_load(&st.kicks))
+		if (lstats.kicks != kicks)
 			violation(V_FINAL, "library counted %" PRIu64 " kicks, the callback ran %" PRIu64
-					   " times", lstats.kicks, atomic_load(&st.kicks));
+					   " times", lstats.kicks, kicks);
+		/* Every listener call the library counts reached us once. */
+		if (lstats.listener_runs != atomic_load(&st.l_calls))
+			violation(V_LISTENER, "library counted %" PRIu64 " listener runs, the listeners "
+					      "ran %" PRIu64 " times", lstats.listener_runs,
+				  atomic_load(&st.l_calls));
 	} else {
 		violation(V_FINAL, "rs_get_stats failed");
 	}
 	if (w & (RS_W_SETTLING | RS_W_LOCKWAIT | RS_W_LOCKS))
 		violation(V_FINAL, "final word 0x%08x still has settling, lock-wait or a lock bit", w);
-	if ((uint32_t)(ev_last_seq & EDGE_MASK) != w_edge(w))
-		violation(V_EVENTS, "last event seq %" PRIu64 " (mod 2^19: %u) differs from the word's "
-				    "edge %u",
-			  ev_last_seq, (uint32_t)(ev_last_seq & EDGE_MASK), w_edge(w));
-	atomic_store(&st.last_seq, ev_last_seq);
+	final_reader(&mon_reader, w);
+	final_reader(&ew_reader, w);
+	final_reader(&ef_reader, w);
+	atomic_store(&st.last_seq, mon_reader.last_seq);
 
 	elapsed = (double)(now_ns() - g_t0) / 1e9;
 	if (atomic_load(&vtotal) && !atomic_exchange(&g_dumped, true))
@@ -2327,8 +3658,13 @@ int main(int argc, char **argv)
 		print_summary(stdout, elapsed);
 	fflush(stdout);
 
+#ifdef RS_STRESS_KVM
+	if (cfg.kvm)
+		rk_vm_destroy(g_vm);
+#endif
 	rs_destroy(rs);
 	lin_free(&lin);
+	free(lrecs);
 	free(vcpus);
 	free(th);
 	free(thr_tab);

@@ -418,6 +418,17 @@ RS_API int rs_dump(rs_runstate *rs, char *buf, size_t len);
  *	rs_vcpu_unregister(&v);
  */
 
+/*
+ * Blocking calls from a vCPU thread (a synchronous stopping call, rs_lock
+ * that waits, rs_wait, rs_events_wait, rs_listener_remove): the vCPU counts
+ * as out while the call blocks, so stops raised from vCPU threads never
+ * deadlock.  The call returns once the VM may run again, with the vCPU
+ * active.  If an exit request ends that wait instead, the vCPU stays out
+ * and the call returns RS_VCPU_EXIT (positive) where it would have
+ * returned 0.  So after any nonzero return from such a call, go through
+ * rs_vcpu_enter() before running guest code.
+ */
+
 /* Caller-owned storage for a vCPU, embeddable in the emulator's own vCPU
  * structure.  Its contents are private. */
 typedef struct rs_vcpu {
