@@ -1076,6 +1076,10 @@ static bool vcpu_device(struct thr *t, int mode)
 		INC(st.vcpu_panic_sync);
 		set_op(t, "vcpu sync pause");
 		r = rs_pause(rs, p, RS_FOREVER);
+		/* RS_VCPU_EXIT: the pause was made and waited for, then an
+		 * exit request ended the park; for the contract that is 0. */
+		if (r == RS_VCPU_EXIT)
+			r = 0;
 		op_end(&c, r);
 		atomic_fetch_sub(&sync_inflight, 1);
 		set_op(t, "guest");
