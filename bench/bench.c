@@ -3,7 +3,7 @@
  * runstate-bench: transition latency of the vCPU fast path, side by side with
  * the alternatives and the physical floors.
  *
- *	runstate-bench [--vcpus=1,2,4,8] [Google Benchmark flags]
+ *	runstate-bench [--vcpus=1,2,4,8] [--kvm-vcpus=1,2] [Google Benchmark flags]
  *
  * Benchmarks (the names are an interface):
  *
@@ -17,6 +17,10 @@
  *	storm/<impl>/vcpus:<N>        guest slices per second while the
  *	                              benchmark thread stops and starts
  *	                              continuously
+ *
+ * With the kvm module built and /dev/kvm usable, also stop/<impl>/vcpus:<N>
+ * and start/<impl>/vcpus:<N> for runstate_kvm and qemu_condvar_kvm: real
+ * KVM vCPUs executing guest code (bench_kvm.c; counts from --kvm-vcpus).
  *
  * Counters: p50_ns and p99_ns on the latency benchmarks (from every sample;
  * the reported time is the mean); call_p50_ns on start (the start call
@@ -264,7 +268,7 @@ static uint64_t wait_entered(struct world *w, uint32_t gen)
 }
 
 /* Is thread tid asleep ('S' in /proc)? */
-static bool thread_sleeping(pid_t tid)
+bool rsb_thread_sleeping(pid_t tid)
 {
 	char path[64], buf[512];
 	const char *p;
@@ -287,7 +291,7 @@ static bool thread_sleeping(pid_t tid)
 static bool all_sleeping(const struct world *w)
 {
 	for (unsigned i = 0; i < w->n; i++)
-		if (!thread_sleeping(w->v[i].tid))
+		if (!rsb_thread_sleeping(w->v[i].tid))
 			return false;
 	return true;
 }
@@ -959,8 +963,8 @@ static size_t parse_sweep(const char *s, unsigned *v, size_t max)
 
 int main(int argc, char **argv)
 {
-	unsigned sweep[64];
-	size_t nsweep = 0;
+	unsigned sweep[64], kvm_sweep[64];
+	size_t nsweep = 0, nkvm = 0;
 	struct sigaction sa;
 	int out = 1;
 
@@ -982,9 +986,19 @@ int main(int argc, char **argv)
 			}
 			continue;
 		}
+		if (!strncmp(argv[i], "--kvm-vcpus=", 12)) {
+			nkvm = parse_sweep(argv[i] + 12, kvm_sweep, ARRAY_SIZE(kvm_sweep));
+			if (!nkvm) {
+				fprintf(stderr, "runstate-bench: bad --kvm-vcpus list: %s\n",
+					argv[i] + 12);
+				return 1;
+			}
+			continue;
+		}
 		if (!strcmp(argv[i], "--help"))
-			printf("runstate-bench [--vcpus=N,N,...] [Google Benchmark flags]\n"
-			       "  --vcpus  vCPU counts to sweep (default from the %u CPUs here)\n\n",
+			printf("runstate-bench [--vcpus=N,N,...] [--kvm-vcpus=N,...] [Google Benchmark flags]\n"
+			       "  --vcpus      vCPU counts to sweep (default from the %u CPUs here)\n"
+			       "  --kvm-vcpus  vCPU counts of the KVM benchmarks (default 1..CPUs)\n\n",
 			       ncpus);
 		argv[out++] = argv[i];
 	}
@@ -1010,6 +1024,15 @@ int main(int argc, char **argv)
 	register_kind(K_PAUSE_SHORT, transition_impls, ARRAY_SIZE(transition_impls), sweep, nsweep);
 	register_kind(K_LOCK_UNLOCK, transition_impls, ARRAY_SIZE(transition_impls), sweep, nsweep);
 	register_kind(K_STORM, transition_impls, ARRAY_SIZE(transition_impls), sweep, nsweep);
+#ifdef RSB_HAVE_KVM
+	if (!nkvm)
+		for (unsigned n = 1; n <= ncpus && nkvm < ARRAY_SIZE(kvm_sweep); n++)
+			kvm_sweep[nkvm++] = n;
+	rsb_kvm_register(kvm_sweep, nkvm);
+#else
+	(void)kvm_sweep;
+	(void)nkvm;
+#endif
 
 	return rsb_main(argc, argv);
 }

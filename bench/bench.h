@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -119,6 +120,11 @@ int rsb_futex_wait(_Atomic uint32_t *addr, uint32_t val);
  * not (returns true: re-check everything). */
 bool rsb_idle_wait(struct world *w);
 int rsb_futex_wake(_Atomic uint32_t *addr, int n);
+/* Is thread tid of this process asleep ('S' in /proc)? */
+bool rsb_thread_sleeping(pid_t tid);
+/* bench_kvm.c: register the KVM benchmarks for these vCPU counts, if
+ * /dev/kvm is usable (else a line on stderr). */
+void rsb_kvm_register(const unsigned *ns, size_t nn);
 
 static inline void rsb_cpu_relax(void)
 {

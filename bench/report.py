@@ -276,6 +276,28 @@ def main():
         w("| %d | %s |" % (n, " | ".join(fmt_rate(get("storm", i, n, "cycles_per_s")) for i in impls)))
     w("")
 
+    kvm = ["runstate_kvm", "qemu_condvar_kvm"]
+    kns = sorted({k[2] for k in lat if k[1] in kvm})
+    if kns:
+        w("## Real vCPUs (KVM): p50 / p99\n")
+        w("stress/kvm's VM and guest; runstate_kvm's rows measure qemu_condvar_kvm "
+          "alternately in the same run (ratio of the p50s).\n")
+        w("| benchmark | vCPUs | runstate_kvm | qemu_condvar_kvm | paired: runstate_kvm "
+          "/ qemu_condvar_kvm | ratio |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for kind in ("stop", "start"):
+            for n in kns:
+                cells = []
+                for i in kvm:
+                    p50, p99 = get(kind, i, n), get(kind, i, n, "p99_ns")
+                    cells.append("-" if p50 is None else "%s / %s" % (fmt_ns(p50), fmt_ns(p99)))
+                b = lat.get((kind, "runstate_kvm", n), {})
+                w("| %s | %d | %s | %s / %s | %s |" % (
+                    kind, n, " | ".join(cells), fmt_ns(b.get("p50_ns")),
+                    fmt_ns(b.get("qemu_condvar_kvm_p50_ns")),
+                    fmt_ratio(b.get("vs_qemu_condvar_kvm"))))
+        w("")
+
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines))
 

@@ -960,6 +960,16 @@ uint64_t rk_vcpu_entries(const struct rk_vm *vm, unsigned idx)
 	return atomic_load_explicit(&vm->vcpus[idx].entries, memory_order_relaxed);
 }
 
+int rk_vcpu_fd(const struct rk_vm *vm, unsigned idx)
+{
+	return idx < vm->n ? vm->vcpus[idx].fd : -1;
+}
+
+void *rk_vcpu_kvm_run(const struct rk_vm *vm, unsigned idx)
+{
+	return idx < vm->n ? vm->vcpus[idx].run : NULL;
+}
+
 #define LD(f) atomic_load_explicit(&vc->f, memory_order_relaxed)
 
 void rk_vcpu_stats(const struct rk_vm *vm, unsigned idx, struct rk_vcpu_stats *st)

@@ -266,6 +266,17 @@ int rk_measure_stop_start(struct rk_vm *vm, int64_t timeout_ns, struct rk_latenc
 void rk_vm_mark_resume(struct rk_vm *vm, uint64_t t);
 uint64_t rk_vcpu_resume_ns(const struct rk_vm *vm, unsigned idx);
 
+/*
+ * For a benchmark's own vCPU loop that does not use the library (a model of
+ * another emulator driving the same VM and guest): vCPU idx's file
+ * descriptor, and its mapped struct kvm_run (as void *, so this header does
+ * not need <linux/kvm.h>).  Never mix with rk_vcpu_run() or
+ * rk_vm_start_threads() on the same VM; the loop installs its own kick
+ * handler (use a cfg->kick_signal of its own).
+ */
+int rk_vcpu_fd(const struct rk_vm *vm, unsigned idx);
+void *rk_vcpu_kvm_run(const struct rk_vm *vm, unsigned idx);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t rk_now_ns(void);
 
