@@ -198,8 +198,10 @@ RS_HIDDEN void rs_mutex_unlock(struct rs_runstate *rs, _Atomic uint32_t *m);
 
 /* vcpu.c */
 RS_HIDDEN void rs_kick_active(struct rs_runstate *rs);
-RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, bool rekick);
-RS_HIDDEN bool rs_any_active(struct rs_runstate *rs);
+/* Scan the vCPUs: check (count and kick the newly active), re-kick
+ * laggards after the delay, or kick every active vCPU for a new stop edge. */
+enum rs_scan_mode { RS_SCAN_CHECK, RS_SCAN_REKICK, RS_SCAN_EDGE };
+RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, enum rs_scan_mode mode);
 RS_HIDDEN void rs_wake_parked(struct rs_runstate *rs);
 RS_HIDDEN struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs);
 RS_HIDDEN int rs_call_end(struct rs_vcpu_impl *self, int r);

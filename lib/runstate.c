@@ -353,7 +353,7 @@ static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadlin
 
 				if (r)
 					return r;
-			} else if (!rs_scan_out(rs, false)) {
+			} else if (!rs_scan_out(rs, RS_SCAN_CHECK)) {
 				return SETTLE_BLOCKED;
 			}
 			/* Every vCPU is out: quiesce the devices, then tell
@@ -440,7 +440,7 @@ static int wait_stop_edge(rs_runstate *rs, uint64_t deadline)
 		/* Read pending before the scan: an acknowledgement after
 		 * the scan changes it and the futex wait returns at once. */
 		p = atomic_load_explicit(&rs->pending, memory_order_seq_cst);
-		if (rs_scan_out(rs, spin > 0 && spin % 64 == 0))
+		if (rs_scan_out(rs, spin > 0 && spin % 64 == 0 ? RS_SCAN_REKICK : RS_SCAN_CHECK))
 			return 0;
 		left = rs_remaining(rs, deadline);
 		if (left == 0)
@@ -497,8 +497,16 @@ void rs_settle_help(rs_runstate *rs)
 		 */
 		if (!(atomic_load_explicit(&rs->word, memory_order_seq_cst) & RS_W_SETTLING))
 			return;
-		if (r == SETTLE_BLOCKED && rs_any_active(rs))
-			return; /* the last acknowledgement helps */
+		/* Blocked on vCPUs: if an acknowledgement is outstanding, the
+		 * vCPU that brings pending to zero does so after this load,
+		 * hence after our unlock, and helps itself.  Not "no vCPU is
+		 * active": a vCPU that announces and retreats (it saw the
+		 * settling bit) is active for a moment without being counted,
+		 * and its retreat helps nobody -- the model found this
+		 * (tests/model, design spec-recheck). */
+		if (r == SETTLE_BLOCKED &&
+		    (atomic_load_explicit(&rs->pending, memory_order_seq_cst) & PENDING_COUNT))
+			return;
 	}
 }
 

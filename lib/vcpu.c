@@ -111,16 +111,26 @@ static void kick(struct rs_runstate *rs, struct rs_vcpu_impl *v, uint64_t now)
  * Is v active?  If so make sure it is counted in rs->pending and kicked
  * (once per active period; again when rekick and the delay has passed).
  */
-static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, bool rekick)
+static bool want_ack(struct rs_runstate *rs, struct rs_vcpu_impl *v, enum rs_scan_mode mode)
 {
 	/* Acquire: pairs with the release CAS in vcpu_go_out(). */
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
+	bool rekick = mode == RS_SCAN_REKICK;
 
 	for (;;) {
 		if (!(s & VS_ACTIVE))
 			return false;
 		if (s & VS_WANTED) {
 			uint64_t now, last;
+
+			/* A new stop edge kicks every active vCPU, counted or
+			 * not: WANTED may be left from an earlier edge whose
+			 * kick was lost while nobody waited to re-kick (the
+			 * model found this: tests/model, design spec-kick). */
+			if (mode == RS_SCAN_EDGE) {
+				kick(rs, v, rs_now(rs));
+				return true;
+			}
 
 #ifdef RS_PLANT_ACK_EARLY
 			/* Planted bug: a kicked vCPU counts as acknowledged. */
@@ -189,7 +199,7 @@ static bool for_each_vcpu(struct rs_runstate *rs, slot_fn fn, void *arg)
 }
 
 struct scan_arg {
-	bool rekick;
+	enum rs_scan_mode mode;
 	bool all_out;
 };
 
@@ -197,7 +207,7 @@ static bool scan_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
 {
 	struct scan_arg *a = arg;
 
-	if (want_ack(rs, v, a->rekick))
+	if (want_ack(rs, v, a->mode))
 		a->all_out = false;
 	return true;
 }
@@ -207,9 +217,9 @@ static bool scan_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
  * true if every registered vCPU is out.  Called after a stop edge's CAS
  * and by the settler.
  */
-bool rs_scan_out(struct rs_runstate *rs, bool rekick)
+bool rs_scan_out(struct rs_runstate *rs, enum rs_scan_mode mode)
 {
-	struct scan_arg a = { .rekick = rekick, .all_out = true };
+	struct scan_arg a = { .mode = mode, .all_out = true };
 
 	/* The stopper's fence: pairs with the vCPU's fence between its
 	 * ACTIVE store and its load of the word (vcpu_enter()). */
@@ -218,22 +228,10 @@ bool rs_scan_out(struct rs_runstate *rs, bool rekick)
 	return a.all_out;
 }
 
+/* After a stop edge's CAS, by its maker only: one kick per vCPU per edge. */
 void rs_kick_active(struct rs_runstate *rs)
 {
-	(void)rs_scan_out(rs, false);
-}
-
-static bool active_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
-{
-	(void)rs;
-	(void)arg;
-	/* seq_cst: part of the re-check in rs_settle_help(). */
-	return !(atomic_load_explicit(&v->state, memory_order_seq_cst) & VS_ACTIVE);
-}
-
-bool rs_any_active(struct rs_runstate *rs)
-{
-	return !for_each_vcpu(rs, active_one, NULL);
+	(void)rs_scan_out(rs, RS_SCAN_EDGE);
 }
 
 /*

@@ -1,33 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * runstate.pml: a Promela model of runstate's vCPU stop/start protocol.
+ * README.md (same folder) maps the model to the design, lists what each
+ * step merges and why that is sound, and records the results.
  *
- * What is modelled (see README.md for the mapping and the results):
- *   - the shared word W: pause bit, one lock bit, SETTLING, PARKED and the
- *     edge counter modulo 4 (odd while running), changed only by atomic
- *     read-modify-write steps (a compare-and-swap loop whose last, successful
- *     CAS is the step);
+ * Modelled:
+ *   - the word W (variable `word`: spin reads W as an LTL operator): pause bit, one lock bit, SETTLING, PARKED, and the edge
+ *     counter modulo 4 (odd while running); every change is one atomic
+ *     step (a compare-and-swap loop collapsed into its successful CAS);
  *   - per vCPU word S[i]: ACTIVE, WANTED, PARKED and a generation bit;
- *   - the acknowledgement counter `pending` and its futex;
+ *   - `pending` (outstanding acknowledgements) and its futex;
  *   - the settler role (a mutex: blocking acquire for synchronous stopping
  *     calls, try-acquire for asynchronous commands and for the last acking
- *     vCPU), edge-by-edge settling, the re-kick timer, lost kicks, spurious
- *     futex wake-ups (bounded budgets, so that a lost wake-up is a real hang);
- *   - management threads: a synchronous stop, an asynchronous start, a lock
- *     holder (synchronous lock, then unlock or unlock-with-pause), and a
- *     finisher that waits for quiescence, checks it, then does a final cont
- *     and asks every vCPU to exit.
+ *     vCPU), edge-by-edge settling, the re-kick timer, lost kicks and
+ *     spurious futex wake-ups (each with a budget, so that a lost wake-up
+ *     shows as a real hang);
+ *   - management: a synchronous stop, an asynchronous start, a lock holder
+ *     (synchronous lock, then plain unlock or unlock-with-pause), and a
+ *     finisher that waits until nothing can move, checks that quiet state,
+ *     then does a final cont and asks every vCPU to exit.
  *
- * Build-time knobs (spin -DNAME=VALUE): NV (vCPUs, 2), SPURIOUS (spurious
- * futex wake-ups in total, 1), LOSTKICKS (stop kicks that may be lost, 1),
- * STOPS (synchronous stops, 1), STARTS (asynchronous starts, 1),
- * ASYNC_STOP (the starter also does an asynchronous stop first, 0),
- * GENMOD4 (generation modulo 4 instead of 2), LIVENESS (add the LTL progress
- * property and drop the quiescence assertions so that a hang shows as an
- * acceptance cycle), RECHECK_SPEC (the recheck rule as first written:
- * retry only if the next edge needs no vCPU or no vCPU is ACTIVE; see README).
- *
- * Seeded bugs (each must make spin report an error): MUTANT_A .. MUTANT_E.
+ * Knobs (spin -DNAME=VALUE): NV vCPUs (2 or 3, default 2); SPURIOUS and
+ * LOSTKICKS budgets (default 1 and 1); STOPS synchronous stops (1); STARTS
+ * asynchronous starts (1); ASYNC_STOP: the starter also does an
+ * asynchronous stop, 1 before its starts, 2 after them (0); HOLDER: run the lock holder (1); LIVENESS: add the
+ * progress LTL formula and drop the quiet-state assertions.
+ * Design variants (findings in README.md): SPEC_KICK (a stop edge kicks only
+ * vCPUs whose WANTED it sets), RECHECK_SPEC (the recheck after releasing the
+ * settler role as first written).
+ * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_E.
  */
 
 #ifndef NV
@@ -48,10 +49,15 @@
 #ifndef ASYNC_STOP
 #define ASYNC_STOP 0
 #endif
+#ifndef HOLDER
+#define HOLDER 1
+#endif
+#ifndef UNLOCKP
+#define UNLOCKP 2	/* holder unlocks: 0 plain, 1 with pause, 2 either */
+#endif
+#define NMGMT (2 + HOLDER)	/* stopper, starter, lock holder */
 
-#define NMGMT 3		/* stopper, starter, lock holder */
-
-/* ---- The word W ------------------------------------------------------ */
+/* ---- The word W (`word`) ------------------------------------------------------ */
 #define W_PAUSE	1	/* a pause reason is set (rank rules abstracted) */
 #define W_LOCK	2	/* the one internal lock bit */
 #define W_ST	4	/* SETTLING */
@@ -69,11 +75,7 @@
 #define S_ACT	1
 #define S_WANT	2
 #define S_PK	4
-#ifdef GENMOD4
-#define GENINC(s)	((((s) + 8) & 24) | ((s) & 7))
-#else
-#define GENINC(s)	((s) ^ 8)
-#endif
+#define GENINC(s)	((s) ^ 8)	/* generation modulo 2 */
 
 /* ---- Commands ---------------------------------------------------------- */
 #define C_STOP		0
@@ -83,8 +85,8 @@
 #define C_UNLOCK_PAUSE	4
 
 /* ---- Shared state ------------------------------------------------------ */
-byte W = W_E1;			/* running, edge 1, settled */
-byte S[NV];
+byte word = W_E1;			/* running, edge 1, settled */
+byte S[NV] = S_ACT;		/* every vCPU active, generation 0 */
 byte pending;			/* outstanding acknowledgements */
 bit role;			/* the settler role (a mutex) */
 byte settled = 1;		/* last settled edge, mod 4 (under role) */
@@ -98,13 +100,12 @@ byte spur = SPURIOUS;		/* spurious wake-up budget */
 byte lost = LOSTKICKS;		/* lost-kick budget */
 
 /* ---- Ghosts (observation only; the protocol never reads them) ---------- */
-bit inguest[NV];		/* vCPU i is executing a guest slice */
+bit inguest[NV] = 1;		/* vCPU i executes a guest slice */
 bit lostk[NV];			/* a kick to vCPU i was lost, slice not ended */
 bit exited[NV];
 bit holding;			/* the lock holder is inside its critical region */
 byte nedge = 1;			/* edges so far, not wrapped */
 byte nsettled = 1;		/* edges settled so far, not wrapped */
-byte ndone;			/* management threads finished */
 
 #if NV == 2
 #define NONE_INGUEST	(!inguest[0] && !inguest[1])
@@ -121,15 +122,17 @@ byte ndone;			/* management threads finished */
 #error "NV must be 2 or 3"
 #endif
 
-/* Locals every thread that may settle needs (inlines use them by name). */
+/* Locals of every thread that may settle (the inlines use them by name).
+ * Every inline leaves them 0 when done, so that they do not split states. */
 #define SETTLE_LOCALS \
-	byte w, nw, s, p, e, i; \
-	bit ok, allout, rekick, got, gaveup
+	byte w, nw, s, e, i; \
+	bit ok, allout, rekick, got, gaveup, blk
 
 /* ======================================================================= */
 /* The pure transition function (rs_transition): what a command does to a
- * word.  An edge advances the counter and sets SETTLING; a word that lets
- * vCPUs run has PARKED cleared (the caller wakes). */
+ * word.  A change of running-ness advances the edge counter and sets
+ * SETTLING; a word that lets vCPUs run has PARKED cleared (the caller
+ * wakes). */
 inline transition(c, w, nw)
 {
 	nw = w;
@@ -151,54 +154,49 @@ inline transition(c, w, nw)
 	fi
 }
 
-/* Ghost bookkeeping of an edge made by the step w -> nw. */
+/* Ghost bookkeeping for a command step w -> nw. */
 inline note_edge(w, nw)
 {
 	if
 	:: EDGE(w) != EDGE(nw) ->
 		nedge++;
-		/* the mod-4 counter must never lap the settled counter */
-		assert(nedge - nsettled < 3)
+		/* the mod-4 counter never laps the settled counter */
+		assert(nedge - nsettled < 4)
 	:: else
 	fi;
-	/* Every change of running-ness sets SETTLING, so a command never
-	 * makes the word runnable by itself: only the settler's clearing of
-	 * SETTLING does (and that is where parked vCPUs are woken). */
+	/* Every change of running-ness sets SETTLING, so no command makes
+	 * the word runnable: only the clearing of SETTLING does, and that is
+	 * where parked vCPUs are woken (README, finding 4). */
 	assert(MAYRUN(w) || !MAYRUN(nw))
 }
 
-/* A management command: one compare-and-swap on W (the CAS loop collapsed
- * into its successful step).  Leaves the old word in w, the new one in nw. */
+/* A management command: one CAS on the word.  Leaves old and new word in w, nw. */
 inline do_cmd(c)
 {
 	d_step {
-		w = W;
+		w = word;
 		transition(c, w, nw);
-		W = nw;
-		note_edge(w, nw)
+		word = nw;
+		note_edge(w, nw);
+		holding = 0;	/* the holder's unlock ends its exclusion */
+		cmd_flags()
 	}
 }
 
-#ifdef MUTANT_C
-/* Seeded bug C: a stale plain store.  The word is loaded, the new value is
- * computed from that load, and written back later with a plain store: any
- * bit set in between (PARKED, a lock bit, an edge) is clobbered. */
-inline do_cmd_stale(c)
+/* After a command: ok = it made a stop edge (kick), got = the new word is
+ * settling (settle); w and nw are dropped. */
+inline cmd_flags()
 {
-	w = W;
-	transition(c, w, nw);
-	d_step { W = nw; note_edge(w, nw) }
+	ok = EDGE(w) != EDGE(nw) && ISSTOP(EDGE(nw));
+	got = (nw & W_ST) != 0;
+	w = 0;
+	nw = 0
 }
-#endif
 
 /* ---- Futexes and kicks -------------------------------------------------- */
 
-/* FUTEX_WAKE(&S[j]) */
-#define FUTEX_WAKE_S(j)	slp[j] = 0
-/* FUTEX_WAKE(&pending) */
-#define FUTEX_WAKE_P	slp_p = 0
-
-/* Kick vCPU j: set its kick flag.  A stop kick may be lost. */
+/* Kick vCPU j (set its kick flag, which ends its current or next guest
+ * slice).  A kick may be lost. */
 inline do_kick(j)
 {
 	if
@@ -207,71 +205,83 @@ inline do_kick(j)
 	fi
 }
 
-/* Wake parked vCPUs: done by whoever made W runnable while the old word
- * had PARKED.  For each vCPU with PARKED: clear it (RMW), FUTEX_WAKE. */
+/* Wake parked vCPUs (by whoever made the word runnable while the old word had
+ * PARKED): for each vCPU with PARKED in S[i], clear it and FUTEX_WAKE. */
 inline wake_all()
 {
+#ifdef COARSE
+	d_step {
+		i = 0;
+		do
+		:: i < NV ->
+			if
+			:: S[i] & S_PK -> S[i] = S[i] & ~S_PK; slp[i] = 0
+			:: else
+			fi;
+			i++
+		:: else -> i = 0; break
+		od
+	}
+#else
 	i = 0;
 	do
 	:: i < NV ->
 		d_step {
 			if
-			:: S[i] & S_PK -> S[i] = S[i] & ~S_PK; ok = 1
-			:: else -> ok = 0
-			fi
-		};
-		if
-		:: ok -> FUTEX_WAKE_S(i); ok = 0
-		:: else
-		fi;
-		i++
+			:: S[i] & S_PK -> S[i] = S[i] & ~S_PK; slp[i] = 0
+			:: else
+			fi;
+			i++
+		}
 	:: else -> i = 0; break
 	od
+#endif
 }
 
-/* Ensure vCPU j, if ACTIVE, owes an acknowledgement: pending++, then CAS
- * S[j] from the loaded value to value|WANTED (same generation, still
- * ACTIVE); kick if the CAS succeeded, else pending-- (wake at 0).  With
- * rekick set (the re-kick timer fired), re-kick a vCPU already WANTED. */
+/* vCPU j, if ACTIVE, must owe an acknowledgement: pending++, then CAS S[j]
+ * from the loaded value to value|WANTED (same generation, still ACTIVE) and
+ * kick; if the CAS fails, pending-- (FUTEX_WAKE at 0).  With rekick set,
+ * kick a vCPU that is already WANTED too. */
 inline want_one(j)
 {
-	s = S[j];
+	atomic {
+		s = S[j];
+		if
+		:: (s & S_ACT) && !(s & S_WANT) -> pending++
+		:: else
+		fi
+	};
 	if
 	:: s & S_ACT ->
 		allout = 0;
 		if
 		:: !(s & S_WANT) ->
-			pending++;
-			d_step {
+			atomic {
 				if
-				:: S[j] == s -> S[j] = s | S_WANT; ok = 1
-				:: else -> ok = 0
+				:: S[j] == s -> S[j] = s | S_WANT; do_kick(j)
+				:: else ->
+					pending--;
+					if
+					:: pending == 0 -> slp_p = 0
+					:: else
+					fi
 				fi
-			};
-			if
-			:: ok -> do_kick(j); ok = 0
-			:: else ->
-				d_step { pending--; p = pending };
-				if
-				:: p == 0 -> FUTEX_WAKE_P
-				:: else
-				fi;
-				p = 0
-			fi
-		:: else ->
-			if
-			:: rekick -> do_kick(j)
-			:: else
-			fi
+			}
+		:: rekick && (s & S_WANT) -> do_kick(j)
+		:: else
 		fi
 	:: else
 	fi;
 	s = 0
 }
 
-/* Scan every vCPU (want_one); allout says whether all were seen out. */
+/* Scan every vCPU with want_one; allout: every vCPU was seen out.  With
+ * COARSE the whole scan is one step (a snapshot; README). */
 inline scan()
 {
+#ifdef COARSE
+	atomic {
+#endif
 	allout = 1;
 	i = 0;
 	do
@@ -279,208 +289,260 @@ inline scan()
 	:: else -> i = 0; break
 	od;
 	rekick = 0
+#ifdef COARSE
+	}
+#endif
 }
 
 /* Wait until no vCPU is ACTIVE.  Non-blocking form: give up (gaveup = 1)
- * when a vCPU is still ACTIVE.  Blocking form: futex_wait(&pending, p) for
- * p != 0; the re-kick timer (spin's timeout: time passes when nothing else
- * can happen) and spurious wake-ups end the wait early. */
+ * while one is.  Blocking form: futex_wait(&pending, p) when p != 0; the
+ * re-kick timer (spin's timeout: time passes when nothing else can happen)
+ * and spurious wake-ups end the wait early.
+ *
+ * With COARSE, a scan and the decision to sleep are one step
+ * (scan_and_sleep), and the caller has made the first one. */
+inline scan_and_sleep(blocking)
+{
+	scan();
+	if
+	:: blocking && !allout && pending != 0 -> slp_p = 1	/* FUTEX_WAIT */
+	:: else
+	fi
+}
+
+inline wait_for_wake()
+{
+	if
+	:: slp_p == 0
+	:: timeout ->
+		/* The re-kick timer fired.  It is the remedy for lost kicks
+		 * only: with no kick lost, no stop should have to wait for it
+		 * (README, finding 1). */
+		assert(ANY_LOST);
+		slp_p = 0;
+		rekick = 1
+	:: atomic { slp_p == 1 && spur > 0 -> spur--; slp_p = 0 }
+	fi
+}
+
 inline wait_out(blocking)
 {
+#ifdef COARSE
+	do
+	:: allout -> break
+	:: !allout && !blocking -> gaveup = 1; break
+	:: !allout && blocking ->
+		wait_for_wake();
+		atomic { scan_and_sleep(blocking) }
+	od;
+#else
 	do
 	:: scan();
 		if
 		:: allout -> break
-		:: else ->
-			if
-			:: !blocking -> gaveup = 1; break
-			:: else ->
-				p = pending;
+		:: !allout && !blocking -> gaveup = 1; break
+		:: !allout && blocking ->
+			d_step {
 				if
-				:: p != 0 ->
-					d_step {
-						if
-						:: pending == p -> slp_p = 1
-						:: else
-						fi
-					};
-					if
-					:: slp_p == 0
-					:: timeout -> slp_p = 0; rekick = 1
-					:: atomic { slp_p == 1 && spur > 0 -> spur--; slp_p = 0 }
-					fi
+				:: pending != 0 -> slp_p = 1	/* FUTEX_WAIT */
 				:: else
-				fi;
-				p = 0
-			fi
+				fi
+			};
+			wait_for_wake()
 		fi
 	od;
+#endif
 	allout = 0
 }
 
-/* Process pending edges in order while holding the role, then clear
- * SETTLING with a CAS that fails if the word changed (a new edge); the CAS
- * that makes W runnable clears PARKED and, if it was set, wakes. */
+/* The private start of each round of processing, with w just loaded:
+ * settle a start edge at once (it needs no vCPU), and set e if the next edge
+ * is a stop edge.  With COARSE, that edge's first scan is part of the same
+ * step: the load only says that a stop edge is pending, which stays true
+ * until the role holder settles it. */
+inline process_head(blocking)
+{
+	assert((w & W_ST) || settled == EDGE(w));
+	if
+	:: settled != EDGE(w) && !ISSTOP(NEXTE(settled)) ->
+		settled = NEXTE(settled);
+		nsettled++
+	:: else
+	fi;
+	e = (settled != EDGE(w));
+#ifdef COARSE
+	if
+	:: e -> w = 0; scan_and_sleep(blocking)
+	:: else
+	fi
+#endif
+}
+
+/* Process pending edges in order while holding the role (entered with w
+ * loaded and process_head done); then clear SETTLING with a CAS that fails
+ * if the word changed (a new edge), reloading it.  The CAS that makes the word
+ * runnable clears PARKED and, if it was set, wakes. */
 inline process(blocking)
 {
-	gaveup = 0;
 	do
-	:: w = W;
-		assert((w & W_ST) || settled == EDGE(w));
+	:: e ->
+		e = 0;
+		w = 0;
+		wait_out(blocking);
 		if
-		:: settled != EDGE(w) ->
-			e = NEXTE(settled);
+		:: gaveup -> break
+		:: else ->
+			atomic {
+				/* settled through a stop edge: every vCPU has
+				 * been out of guest code since it */
+				assert(NONE_INGUEST);
+				settled = NEXTE(settled);
+				nsettled++;
+#ifdef COARSE
+				/* a private step: the reload goes with it */
+				w = word;
+				process_head(blocking)
+#endif
+			};
+#ifndef COARSE
+			atomic { w = word; process_head(blocking) }
+#endif
+		fi
+	:: !e && (w & W_ST) ->
+		atomic {
 			if
-			:: ISSTOP(e) -> wait_out(blocking)
+			:: word == w ->
+				nw = w & ~W_ST;
+				if
+				:: MAYRUN(nw) -> nw = nw & ~W_PK
+				:: else
+				fi;
+				word = nw;
+				ok = 1
+			:: else ->
+				/* the failed CAS returns the new word */
+				w = word;
+				process_head(blocking);
+				ok = 0
+			fi
+		};
+		if
+		:: ok ->
+			ok = 0;
+#ifndef MUTANT_A
+			if
+			:: MAYRUN(nw) && (w & W_PK) -> wake_all()
 			:: else
 			fi;
-			if
-			:: gaveup -> w = 0; e = 0; break
-			:: else ->
-				d_step {
-					/* settled through a stop edge: every vCPU
-					 * has been out of guest code since it */
-					assert(!ISSTOP(e) || NONE_INGUEST);
-					settled = e;
-					nsettled++;
-					e = 0
-				}
-			fi
-		:: else ->
-			if
-			:: w & W_ST ->
-				d_step {
-					if
-					:: W == w ->
-						nw = w & ~W_ST;
-						if
-						:: MAYRUN(nw) -> nw = nw & ~W_PK
-						:: else
-						fi;
-						W = nw;
-						ok = 1
-					:: else -> ok = 0
-					fi
-				};
-				if
-				:: ok ->
-					ok = 0;
-#ifndef MUTANT_A
-					if
-					:: MAYRUN(nw) && (w & W_PK) -> wake_all()
-					:: else
-					fi;
 #else
-					/* Seeded bug A: the start's settle makes W
-					 * runnable but forgets to wake parked vCPUs. */
+			/* Seeded bug A: the start's settle makes the word runnable but
+			 * forgets to wake the parked vCPUs. */
 #endif
-					w = 0; nw = 0;
-					break
-				:: else -> nw = 0
-				fi
-			:: else -> w = 0; break
-			fi
+			w = 0; nw = 0;
+			break
+		:: else
 		fi
+	:: !e && !(w & W_ST) -> w = 0; break
 	od
 }
 
 /* After releasing the role: is there settle work that nobody else is bound
  * to pick up?  Sets ok. */
+#ifdef RECHECK_SPEC
 inline recheck()
 {
-#ifdef RECHECK_SPEC
 	/* As first written: "settle work whose vCPUs are now all out": the
-	 * next edge is a start edge (or only the SETTLING clear is left), or
-	 * no vCPU is ACTIVE. */
-	w = W;
-	ok = 0;
+	 * next edge needs no vCPU (a start edge, or only the clearing of
+	 * SETTLING is left), or no vCPU is ACTIVE.  (settled is read without
+	 * the role here.) */
+	d_step {
+		w = word;
+		ok = (w & W_ST) && (settled == EDGE(w) || !ISSTOP(NEXTE(settled)));
+		e = (w & W_ST) != 0;
+		w = 0
+	};
 	if
-	:: w & W_ST ->
-		if
-		:: settled == EDGE(w) || !ISSTOP(NEXTE(settled)) -> ok = 1
-		:: else ->
-			ok = 1;
-			i = 0;
-			do
-			:: i < NV ->
+	:: !ok && e ->
+		ok = 1;
+		i = 0;
+		do
+		:: i < NV ->
+			d_step {
 				if
 				:: S[i] & S_ACT -> ok = 0
 				:: else
 				fi;
 				i++
-			:: else -> i = 0; break
-			od
-		fi
+			}
+		:: else -> i = 0; break
+		od
 	:: else
 	fi;
-	w = 0
-#else
-	/* Fixed rule: SETTLING is set and no acknowledgement is outstanding.
-	 * If one is outstanding, the vCPU that brings pending to 0 does so
-	 * after this load, hence after our release, and tries the role. */
-	w = W;
-	if
-	:: (w & W_ST) && pending == 0 -> ok = 1
-	:: else -> ok = 0
-	fi;
-	w = 0
-#endif
+	e = 0
 }
+#define RECHECK_THEN_BREAK_UNLESS_OK \
+	recheck(); \
+	if \
+	:: ok -> ok = 0 \
+	:: else -> break \
+	fi
+#else
+/* SETTLING is set and no acknowledgement is outstanding.  If one is, the
+ * vCPU that brings pending to 0 does so after this load, hence after our
+ * release, and then tries the role itself. */
+#define RECHECK_THEN_BREAK_UNLESS_OK \
+	atomic { \
+		if \
+		:: (word & W_ST) && pending == 0 -> skip \
+		:: else -> break \
+		fi \
+	}
+#endif
 
-/* Asynchronous settling: try-acquire the role; if acquired process edges
- * without waiting, release, recheck, and go again if needed. */
-inline settle_async()
+/* Settling.  blk = 1 (a synchronous stopping call): acquire the role,
+ * blocking, and process edges waiting for vCPUs.  blk = 0 (an asynchronous
+ * command, the last acknowledging vCPU): try-acquire the role and process
+ * edges without waiting.  Either way: release, recheck, and go again if
+ * needed, with try-acquire and without waiting. */
+inline settle(blk)
 {
 	do
-	:: d_step {
+	:: atomic {
 			if
-			:: role == 0 -> role = 1; got = 1
-			:: else -> got = 0
-			fi
+			:: role == 0 -> role = 1; w = word; process_head(blk)
+			:: role == 1 && !blk -> break
+			fi	/* blk and role held: block */
 		};
-		if
-		:: got ->
-			got = 0;
-			process(0);
-			gaveup = 0;
-			role = 0;
-			recheck();
-			if
-			:: ok -> ok = 0
-			:: else -> break
-			fi
-		:: else -> break
-		fi
-	od
+		process(blk);
+		atomic { gaveup = 0; blk = 0; role = 0 };
+		RECHECK_THEN_BREAK_UNLESS_OK
+	od;
+	blk = 0
 }
 
-/* Synchronous settling: acquire the role (blocking), process edges waiting
- * for vCPUs, release, recheck. */
-inline settle_sync()
+/* The stop-edge kick by the edge's maker, before it waits for anything. */
+inline kick_all_if_stop_edge()
 {
-	atomic { role == 0 -> role = 1 };
-	process(1);
-	role = 0;
-	recheck();
 	if
-	:: ok -> ok = 0; settle_async()
+	:: ok ->
+		ok = 0;
+#ifndef SPEC_KICK
+		/* kick every ACTIVE vCPU, WANTED or not: a WANTED bit may be
+		 * left over from a late scan for an earlier stop edge (README,
+		 * finding 1), and nobody else would kick that vCPU now */
+		rekick = 1;
+#endif
+		scan()
 	:: else
 	fi
 }
 
-/* The stop-edge kick by the edge's maker: ensure WANTED on every ACTIVE
- * vCPU and kick it, before waiting for anything. */
-inline kick_all_if_stop_edge()
+/* Then settle if the new word is settling (else the caller's edge, if
+ * any, is settled already). */
+inline then_settle(b)
 {
 	if
-	:: EDGE(w) != EDGE(nw) && ISSTOP(EDGE(nw)) ->
-#ifndef SPEC_KICK
-		/* kick every ACTIVE vCPU, WANTED or not: a WANTED bit may be
-		 * left over from a late scan of an earlier stop edge (README,
-		 * finding 1), and nobody would kick that vCPU for this edge */
-		rekick = 1;
-#endif
-		scan(); allout = 0
+	:: got -> got = 0; blk = b; settle(blk)
 	:: else
 	fi
 }
@@ -491,135 +553,202 @@ inline sync_return(mine)
 {
 	d_step {
 		assert(nsettled >= mine);
-		assert(nedge != mine || !STOPPED(W) || NONE_INGUEST)
+		assert(nedge != mine || NONE_INGUEST);
+		mine = 0
 	}
 }
+inline sync_return_nostep(mine)
+{
+	assert(nsettled >= mine);
+	assert(nedge != mine || NONE_INGUEST);
+	mine = 0
+}
+
+/* The vCPU's own steps on S[i].  The *_THEN forms end with the jump to
+ * the next step, so that no local-only step sits in between. */
+
+/* Announce (rs_vcpu_enter): unless an exit is requested, clear the kick flag,
+ * clear own PARKED and set ACTIVE.  A stale kick flag may only be cleared
+ * before the ACTIVE store (README). */
+#ifndef MUTANT_E
+#define SET_ACTIVE_UNLESS_E(me)	S[me] = (S[me] & ~S_PK) | S_ACT
+#else
+#define SET_ACTIVE_UNLESS_E(me)	S[me] = S[me] & ~S_PK
+#endif
+#define ANNOUNCE_THEN(me) \
+	if \
+	:: exitreq[me] -> S[me] = S[me] & ~S_PK; goto finished \
+	:: else -> kick[me] = 0; SET_ACTIVE_UNLESS_E(me); goto announced \
+	fi
+
+/* Go out: exchange S[i] clearing ACTIVE and WANTED, generation + 1; then
+ * acknowledge if WANTED was set, else park (with COARSE the first parking
+ * step is part of this one). */
+#define GO_OUT(me) \
+	s = S[me]; \
+	S[me] = GENINC(s) & ~(S_ACT | S_WANT)
+#ifdef COARSE
+#define GO_OUT_THEN(me) \
+	GO_OUT(me); \
+	if \
+	:: s & S_WANT -> goto ack \
+	:: else -> PARK_S_THEN(me) \
+	fi
+#else
+#define GO_OUT_THEN(me) \
+	GO_OUT(me); \
+	if \
+	:: s & S_WANT -> goto ack \
+	:: else -> s = 0; goto park \
+	fi
+#endif
+
+/* First parking step: unless an exit is requested, set PARKED in S[i] and
+ * keep the value for the futex. */
+#define PARK_S_THEN(me) \
+	if \
+	:: exitreq[me] -> s = 0; goto finished \
+	:: else -> S[me] = S[me] | S_PK; s = S[me]; goto parkw \
+	fi
 
 /* ======================================================================= */
-/* vCPU i.  The emulator's loop: rs_vcpu_enter() until it returns non-zero,
- * guest slices in between while rs_may_run(). */
+/* vCPU `me`: the emulator's loop around rs_vcpu_enter() and guest slices
+ * while rs_may_run(). */
 proctype vcpu(byte me)
 {
 	SETTLE_LOCALS;
 
-enter:
-	if
-	:: exitreq[me] -> goto finished
-	:: else
-	fi;
+	/* Every vCPU starts active, in guest code, the VM running. */
+	goto guest;
+
+announced:
+	/* (ANNOUNCE done.)  Full fence, then the load of the word that decides.
+	 * Pairs with the stopper's CAS on word followed by its loads of S[i]:
+	 * either the stopper sees ACTIVE or this load sees the stopped word.
+	 * The same step enters the first guest slice, or goes out. */
 #ifndef MUTANT_E
-	/* rs_vcpu_enter(): announce (set ACTIVE), full fence, load W.
-	 * Pairs with the stopper's CAS on W then load of S[i]. */
-	d_step { S[me] = S[me] | S_ACT };
-	w = W;
+	atomic {
+		if
+		:: MAYRUN(word) -> assert(!holding); inguest[me] = 1; goto guest
+		:: else -> GO_OUT_THEN(me)
+		fi
+	};
 #else
-	/* Seeded bug E: no fence, the load of W is satisfied before the store
-	 * of ACTIVE is visible. */
-	w = W;
-	d_step { S[me] = S[me] | S_ACT };
+	/* Seeded bug E: no fence: the load of the word is satisfied before the store
+	 * of ACTIVE is visible (in this variant ANNOUNCE does not set ACTIVE;
+	 * the ACTIVE store comes after the load). */
+	w = word;
+	atomic {
+		S[me] = S[me] | S_ACT;
+		if
+		:: MAYRUN(w) -> w = 0; assert(!holding); inguest[me] = 1; goto guest
+		:: else -> w = 0; GO_OUT_THEN(me)
+		fi
+	};
 #endif
-	if
-	:: MAYRUN(w) -> w = 0; goto guest
-	:: else -> w = 0; goto leave
-	fi;
 
 guest:
-	/* One guest slice: it ends when the vCPU is kicked (or asked to exit,
-	 * which kicks). */
+	/* A guest slice ends when the vCPU is kicked (an exit request kicks).
+	 * The same step is the fast path, rs_may_run() (and the exit request):
+	 * start the next slice, or go out. */
 	atomic {
-		assert(!holding);	/* property 1 */
-		inguest[me] = 1
+		kick[me] == 1 ->
+		kick[me] = 0;
+		lostk[me] = 0;
+		if
+		:: !exitreq[me] && MAYRUN(word) -> assert(!holding); goto guest
+		:: else ->
+#ifndef MUTANT_D
+			inguest[me] = 0;
+			GO_OUT_THEN(me)
+#else
+			/* Seeded bug D: the acknowledgement (ACTIVE cleared) is
+			 * made before the vCPU leaves guest code: the slice
+			 * goes on for one more step. */
+			GO_OUT(me);
+			goto late
+#endif
+		fi
 	};
-	d_step { kick[me] == 1 -> kick[me] = 0; inguest[me] = 0; lostk[me] = 0 };
-	if
-	:: exitreq[me] -> goto leave
-	:: else
-	fi;
-	/* the fast path: rs_may_run() */
-	w = W;
-	if
-	:: MAYRUN(w) -> w = 0; goto guest
-	:: else -> w = 0
-	fi;
-
-leave:
-	/* Go out: exchange S[i] clearing ACTIVE and WANTED, generation + 1. */
-	atomic { s = S[me]; S[me] = GENINC(s) & ~(S_ACT | S_WANT) };
 #ifdef MUTANT_D
-	/* Seeded bug D: the acknowledgement is made before leaving guest code:
-	 * the vCPU runs one more slice after clearing ACTIVE. */
+late:
+	inguest[me] = 0;
 	if
-	:: !exitreq[me] ->
-		d_step { assert(!holding); inguest[me] = 1 };
-		inguest[me] = 0
-	:: else
+	:: s & S_WANT -> goto ack
+	:: else -> s = 0; goto park
 	fi;
 #endif
-	if
-	:: s & S_WANT ->
-		s = 0;
-		d_step { pending--; p = pending };
-		if
-		:: p == 0 ->
-			p = 0;
-			FUTEX_WAKE_P;
-			/* the last acknowledgement helps settle */
-			settle_async()
-		:: else -> p = 0
-		fi
-	:: else -> s = 0
-	fi;
-	if
-	:: exitreq[me] -> goto finished
-	:: else
-	fi;
 
-	/* Park: PARKED in S[i], then PARKED in W only if W is still not
-	 * runnable (else go announce), then futex_wait(&S[i], gen|PARKED). */
-	d_step { S[me] = S[me] | S_PK; s = S[me] };
-	d_step {
+ack:
+	/* The acknowledgement: pending--, FUTEX_WAKE at 0, and the last one
+	 * helps settle. */
+	atomic {
+		pending--;
 		if
-		:: MAYRUN(W) -> ok = 0
-		:: else -> W = W | W_PK; ok = 1
+		:: pending == 0 -> slp_p = 0; goto help	/* FUTEX_WAKE(&pending) */
+		:: else
+		fi;
+#ifdef COARSE
+		PARK_S_THEN(me)
+#else
+		goto park
+#endif
+	};
+help:
+	settle(blk);	/* blk is 0 */
+
+park:
+	/* Park: PARKED in S[i], then PARKED in the word only if it is still not
+	 * runnable (else announce again), then futex_wait(&S[i], gen|PARKED). */
+	atomic { PARK_S_THEN(me) };
+parkw:
+	atomic {
+		if
+		:: MAYRUN(word) ->
+			/* runnable after all: clear own PARKED, announce */
+			s = 0;
+			ANNOUNCE_THEN(me)
+		:: else -> word = word | W_PK
 		fi
 	};
-	if
-	:: !ok ->
-		d_step { S[me] = S[me] & ~S_PK; s = 0 };
-		goto enter
-	:: else -> ok = 0
-	fi;
 #ifndef MUTANT_B
 	/* FUTEX_WAIT: compare and sleep in one step */
 	d_step {
 		if
 		:: S[me] == s -> slp[me] = 1
 		:: else
-		fi
+		fi;
+		s = 0
 	};
 #else
 	/* Seeded bug B: compare, then sleep in a separate step: a wake-up in
 	 * between is lost. */
+	d_step { ok = (S[me] == s); s = 0 };
 	if
-	:: S[me] == s -> slp[me] = 1
+	:: ok -> ok = 0; slp[me] = 1
 	:: else
 	fi;
 #endif
-	s = 0;
+	/* Woken (or a spurious return): clear own PARKED and announce again,
+	 * in one step (see README). */
 	if
-	:: slp[me] == 0
-	:: atomic { slp[me] == 1 && spur > 0 -> spur--; slp[me] = 0 }
+	:: atomic { slp[me] == 0 -> ANNOUNCE_THEN(me) }
+	:: atomic { slp[me] == 1 && spur > 0 -> spur--; slp[me] = 0; ANNOUNCE_THEN(me) }
 	fi;
-	d_step { S[me] = S[me] & ~S_PK };
-	goto enter;
 
 finished:
-	assert(!(S[me] & S_ACT));
+	assert(!(S[me] & S_ACT) && !inguest[me]);
 	exited[me] = 1
 }
 
-/* A synchronous stop (rs_stop with a timeout): CAS, kick on a stop edge,
- * settle through the edge, return. */
+/* The command's CAS and, on a stop edge, its kick of every ACTIVE vCPU:
+ * two steps (README, finding 1 lives in between). */
+#define CMD_THEN_KICK(c, sync) \
+	d_step { do_cmd(c); if :: sync -> mine = nedge :: else fi }; \
+	kick_all_if_stop_edge()
+
+/* A synchronous stop (rs_stop with a timeout), STOPS times: CAS, kick on a
+ * stop edge, settle through the edge, return. */
 proctype stopper()
 {
 	SETTLE_LOCALS;
@@ -627,101 +756,111 @@ proctype stopper()
 
 	do
 	:: n < STOPS ->
-		d_step { do_cmd(C_STOP); mine = nedge };
-		kick_all_if_stop_edge();
-		w = 0; nw = 0;
-		settle_sync();
+		CMD_THEN_KICK(C_STOP, 1);
+		then_settle(1);
 		sync_return(mine);
-		mine = 0;
 		n++
 	:: else -> break
-	od;
-	ndone++
+	od
 }
 
-/* Asynchronous commands: [async stop], start; each CAS then try to settle. */
+/* Asynchronous commands: STARTS starts, with an asynchronous stop before
+ * them (ASYNC_STOP 1) or after them (2): each a CAS, a kick on a stop edge,
+ * then an attempt to settle. */
+#define NSTARTER (STARTS + (ASYNC_STOP != 0))
 proctype starter()
 {
 	SETTLE_LOCALS;
-	byte n;
+	byte mine, n, c;	/* mine: unused */
 
-#if ASYNC_STOP
-	do_cmd(C_STOP);
-	kick_all_if_stop_edge();
-	w = 0; nw = 0;
-	settle_async();
-#endif
 	do
-	:: n < STARTS ->
-#ifdef MUTANT_C
-		do_cmd_stale(C_START);
+	:: n < NSTARTER ->
+		if
+		:: (ASYNC_STOP == 1 && n == 0) ||
+		   (ASYNC_STOP == 2 && n == NSTARTER - 1) -> c = C_STOP
+		:: else -> c = C_START
+		fi;
+#ifndef MUTANT_C
+		CMD_THEN_KICK(c, 0);
 #else
-		do_cmd(C_START);
+		/* Seeded bug C: a stale plain store: the word is loaded, the
+		 * new value computed from that load and written back later
+		 * with a plain store, clobbering whatever changed between. */
+		w = word;
+		transition(c, w, nw);
+		d_step { word = nw; note_edge(w, nw); cmd_flags() };
+		kick_all_if_stop_edge();
 #endif
-		w = 0; nw = 0;
-		settle_async();
+		then_settle(0);
+		c = 0;
 		n++
 	:: else -> break
-	od;
-	ndone++
+	od
 }
 
-/* An internal lock holder: synchronous lock, check exclusion, unlock (plain,
- * asynchronous; or with a pause reason, a stopping call). */
+/* An internal lock holder: synchronous lock; exclusion until the unlock,
+ * which is a plain unlock (asynchronous) or unlock-with-pause (a stopping
+ * call); UNLOCKP picks which. */
 proctype holder()
 {
 	SETTLE_LOCALS;
-	byte mine;
+	byte mine, c;
 
-	d_step { do_cmd(C_LOCK); mine = nedge };
-	kick_all_if_stop_edge();
-	w = 0; nw = 0;
-	settle_sync();
-	sync_return(mine);
-	/* property 1: from here to the unlock no vCPU executes guest code */
-	d_step { assert(NONE_INGUEST); holding = 1; mine = 0 };
-	if
-	:: d_step { holding = 0; do_cmd(C_UNLOCK) };
-		w = 0; nw = 0;
-		settle_async()
-	:: d_step { holding = 0; do_cmd(C_UNLOCK_PAUSE); mine = nedge };
-		w = 0; nw = 0;
-		settle_sync();
-		sync_return(mine)
-	fi;
-	ndone++
+	c = C_LOCK;
+	do
+	:: CMD_THEN_KICK(c, c != C_UNLOCK);	/* an unlock ends `holding` */
+		then_settle(c != C_UNLOCK);
+		if
+		:: c == C_LOCK ->
+			/* Property 1: from the return of the lock until the
+			 * unlock no vCPU executes guest code (a vCPU asserts
+			 * !holding on entering a slice). */
+			atomic {
+				sync_return_nostep(mine);
+				assert(NONE_INGUEST);
+				holding = 1;
+				if
+				:: UNLOCKP != 1 -> c = C_UNLOCK
+				:: UNLOCKP != 0 -> c = C_UNLOCK_PAUSE
+				fi
+			}
+		:: c == C_UNLOCK -> c = 0; break
+		:: c == C_UNLOCK_PAUSE -> sync_return(mine); c = 0; break
+		fi
+	od
 }
 
-/* When all management is done and nothing else can move, check the quiet
- * state; then cont and ask every vCPU to exit. */
+/* Once the management threads are done and nothing else can move (spin's
+ * timeout; a settler asleep on `pending` means a stopping call is still
+ * waiting), check the quiet state; then cont, and ask every vCPU to exit. */
 proctype finisher()
 {
 	SETTLE_LOCALS;
 
-	ndone == NMGMT;
-#ifndef LIVENESS
 	atomic {
-		timeout ->
+		timeout && !slp_p ->
+#ifndef LIVENESS
 		/* every edge settled, unless a kick was lost and nobody waits */
-		assert(!(W & W_ST) || ANY_LOST);
+		assert(!(word & W_ST) || ANY_LOST);
 		/* every outstanding acknowledgement has its WANTED bit */
-		assert(pending == NWANTED || ANY_LOST);
+		assert(pending == NWANTED);
 		/* runnable: PARKED clear and every vCPU in guest code */
-		assert(!MAYRUN(W) || !(W & W_PK));
-		assert(!MAYRUN(W) || ALL_INGUEST);
+		assert(!MAYRUN(word) || !(word & W_PK));
+		assert(!MAYRUN(word) || ALL_INGUEST);
 		/* a sleeping vCPU can be found by a future waker */
 		i = 0;
 		do
 		:: i < NV ->
-			assert(!slp[i] || ((W & W_PK) && (S[i] & S_PK)));
+			assert(!slp[i] || ((word & W_PK) && (S[i] & S_PK)));
 			i++
 		:: else -> i = 0; break
 		od
-	};
+#else
+		skip
 #endif
+	};
 	do_cmd(C_START);	/* cont */
-	w = 0; nw = 0;
-	settle_async();
+	then_settle(0);
 	i = 0;
 	do
 	:: i < NV -> exitreq[i] = 1; kick[i] = 1; i++
@@ -736,17 +875,21 @@ init {
 		:: k < NV -> run vcpu(k); k++
 		:: else -> break
 		od;
+		k = 0;
 		run stopper();
 		run starter();
+#if HOLDER
 		run holder();
+#endif
 		run finisher()
 	}
 }
 
 #ifdef LIVENESS
-/* Property 4: it is never the case that W stays runnable while a vCPU
- * (not exited) stays outside guest code forever. */
-#define STUCK(j)	(MAYRUN(W) && !inguest[j] && !exited[j])
+/* Property 4: the word never stays runnable while a vCPU (not exited) stays out
+ * of guest code forever. */
+/* word % 8 == 0 is MAYRUN(word) (the LTL parser takes no bitwise and) */
+#define STUCK(j)	(word % 8 == 0 && !inguest[j] && !exited[j])
 #if NV == 2
 ltl progress { []<> !STUCK(0) && []<> !STUCK(1) }
 #else
