@@ -296,24 +296,46 @@ static bool all_sleeping(const struct world *w)
 	return true;
 }
 
-/* After a stop: wait until every vCPU sleeps (seen twice, 30 us apart), for
- * implementations whose stopped vCPUs park.  false after WAIT_LIMIT_NS. */
+/*
+ * After a stop: wait until every vCPU sleeps, for implementations whose
+ * stopped vCPUs park; false after WAIT_LIMIT_NS.
+ *
+ * How long a CPU has been idle decides how long waking it takes (the
+ * guest's idle states, the host's halt polling: in the 2-CPU VM of
+ * docs/performance.md, a vCPU asleep for 60 us wakes measurably slower than
+ * one asleep for 30 us).  So the start must come the same time after every
+ * implementation's vCPUs fell asleep: poll without napping until all sleep,
+ * then let exactly PARKED_NS pass (spinning on the clock: a nap's timer
+ * slack is as long as the interval) and check that they still sleep.  With
+ * 30 us naps between polls, an implementation whose vCPUs spin a few
+ * microseconds before sleeping (runstate's park()) was started one nap
+ * later, and its start measured 3% to 17% slower for it.
+ */
+#define PARKED_NS 100000ull
+
 static bool wait_parked(struct world *w)
 {
-	const struct timespec nap = { 0, 30000 };
+	const struct timespec nap = { 0, 20000 };
 	uint64_t t0 = rsb_now_ns();
 
 	if (!w->impl->parks)
 		return true;
 	for (;;) {
 		if (all_sleeping(w)) {
-			nanosleep(&nap, NULL);
+			uint64_t t1 = rsb_now_ns();
+
+			while (rsb_now_ns() - t1 < PARKED_NS)
+				if (w->oversub)
+					sched_yield();
+				else
+					rsb_cpu_relax();
 			if (all_sleeping(w))
 				return true;
 		}
 		if (rsb_now_ns() - t0 > WAIT_LIMIT_NS)
 			return false;
-		nanosleep(&nap, NULL);
+		if (w->oversub)
+			nanosleep(&nap, NULL);
 	}
 }
 
