@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "word.h"
@@ -116,51 +117,76 @@ struct rs_listener_set {
 	struct rs_listener *l[];
 };
 
+/* Grouped by who bumps them, one cache line per group: a stop or start
+ * must not pull in a line that the vCPUs or event readers just wrote. */
 struct rs_counters {
-	_Atomic uint64_t stop_edges, start_edges, parks, wakes, kicks, rekicks,
-		timeouts, events_lost, listener_runs;
+	/* management threads and the settler */
+	_Atomic uint64_t stop_edges, start_edges, kicks, rekicks, timeouts, listener_runs;
+	/* vCPUs (parks; wakes as they pass a tree wake on) */
+	_Alignas(64) _Atomic uint64_t parks, wakes;
+	/* event readers */
+	_Alignas(64) _Atomic uint64_t events_lost;
 };
 
 #define RS_STAT_INC(rs, field) \
 	atomic_fetch_add_explicit(&(rs)->stats.field, 1, memory_order_relaxed)
 
+/*
+ * Laid out by who writes what, and when: a stop's critical path is a few
+ * cache-line transfers between the stopper and the vCPUs, and any field
+ * that shares a line with one of those adds a transfer of its own.  With
+ * pending, the settle mutex and the ops table on one line, the last
+ * acknowledgement's fetch_sub and failed trylock stole the line the stopper
+ * was about to unlock and read its clock through: about 80 ns of a 400 ns
+ * stop (docs/performance.md).
+ */
+#define RS_LINE 64
+
 struct rs_runstate {
 	/* The word; first member, alone on its cache line (rs_may_run()
 	 * reads it through struct rs_runstate_head). */
 	_Atomic uint32_t word;
-	char pad0[64 - sizeof(uint32_t)];
+	char pad0[RS_LINE - sizeof(uint32_t)];
 
-	struct rs_ops ops;
+	/* Read-mostly: written at creation (hiwater also on registration
+	 * into a new slot), read on every path. */
+	_Alignas(RS_LINE) struct rs_ops ops;
 	int64_t rekick_ns;
+	struct rs_slot *slots;
+	uint32_t nslots;
+	_Atomic uint32_t hiwater;      /* slots [0, hiwater) may be in use */
+	struct rs_ev_slot *ring;
+	uint32_t ring_mask;
+	uint32_t ncpus;                /* online at creation (wake_early()) */
 
 	/* Settling: the settle mutex serializes the processing of edges; it
 	 * is held by the thread that waits for the vCPUs of a stop edge.
 	 * settled is the last edge fully processed (written under the
-	 * mutex, read anywhere). */
-	_Atomic uint32_t settle_mutex;
+	 * mutex, read anywhere).  edge_word is written by edge makers and
+	 * read by the settler, usually the same thread. */
+	_Alignas(RS_LINE) _Atomic uint32_t settle_mutex;
 	_Atomic uint32_t settled;
+	_Atomic uint32_t edge_word[RS_EDGE_WORDS];
 
 	/* Number of active vCPUs with VS_WANTED set, plus PENDING_SLEEPER
-	 * while the settler sleeps on it. */
-	_Atomic uint32_t pending;
+	 * while the settler sleeps on it: written by the stopper (counting)
+	 * and by every acknowledging vCPU, so alone on its line. */
+	_Alignas(RS_LINE) _Atomic uint32_t pending;
 
 	/* Lock-bit waiters: serialized by lockq_mutex; grants[r] counts
 	 * hand-overs not yet taken and is the futex waiters of bit r sleep
 	 * on. */
-	_Atomic uint32_t lockq_mutex;
+	_Alignas(RS_LINE) _Atomic uint32_t lockq_mutex;
 	uint32_t lock_waiters[RS_LOCK_COUNT];
 	_Atomic uint32_t lock_grants[RS_LOCK_COUNT];
 	uint32_t lock_issued[RS_LOCK_COUNT], lock_taken[RS_LOCK_COUNT];
 
-	/* Events, produced in edge order by the settle mutex holder. */
-	struct rs_ev_slot *ring;
-	uint32_t ring_mask;
-	_Atomic uint64_t ev_head;      /* events produced so far */
-
+	/* Events, produced in edge order by the settle mutex holder, read
+	 * by consumers. */
+	_Alignas(RS_LINE) _Atomic uint64_t ev_head; /* events produced so far */
 	_Atomic uint32_t ev_seq32;     /* low bits of ev_head: the futex */
 	_Atomic uint32_t ev_waiters;   /* threads in rs_events_wait() */
 	_Atomic int ev_fd;             /* eventfd, -1 until asked for */
-	_Atomic uint32_t edge_word[RS_EDGE_WORDS];
 
 	/* Listeners: readers (the settler) under RCU; writers serialized by
 	 * listener_mutex. */
@@ -170,14 +196,16 @@ struct rs_runstate {
 	_Atomic uint32_t rcu_pending;  /* call_rcu callbacks not yet run */
 	_Atomic uint32_t nlisteners;   /* lets an edge skip RCU when zero */
 
-	struct rs_counters stats;
+	/* Counters, bumped from every thread: kept off the lines above. */
+	_Alignas(RS_LINE) struct rs_counters stats;
 
-	/* vCPU registry: a fixed array sized at creation. */
-	struct rs_slot *slots;
-	uint32_t nslots;
-	_Atomic uint32_t hiwater;      /* slots [0, hiwater) may be in use */
-	_Atomic uint32_t nregistered;
+	_Alignas(RS_LINE) _Atomic uint32_t nregistered;
 };
+
+/* rs_may_run() reads the word through struct rs_runstate_head, at offset
+ * 0; the line groups above need the instance line-aligned (rs_create()). */
+_Static_assert(offsetof(struct rs_runstate, word) == 0, "the word must come first");
+_Static_assert(_Alignof(struct rs_runstate) >= RS_LINE, "line-aligned groups");
 
 #define PENDING_SLEEPER 0x80000000u
 #define PENDING_COUNT   0x7fffffffu
@@ -202,6 +230,7 @@ RS_HIDDEN void rs_kick_active(struct rs_runstate *rs);
  * laggards after the delay, or kick every active vCPU for a new stop edge. */
 enum rs_scan_mode { RS_SCAN_CHECK, RS_SCAN_REKICK, RS_SCAN_EDGE };
 RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, enum rs_scan_mode mode);
+RS_HIDDEN void rs_prefetch_wake(struct rs_runstate *rs);
 RS_HIDDEN void rs_wake_parked(struct rs_runstate *rs);
 RS_HIDDEN struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs);
 RS_HIDDEN int rs_call_end(struct rs_vcpu_impl *self, int r);

@@ -4,13 +4,13 @@
  * acknowledgements.  docs/protocol.md has the case analysis; the comments
  * here name the pairings.
  *
- * The two halves of the store-fence-load pairing (KVM's vcpu->mode against
+ * The two halves of the store-buffering pairing (KVM's vcpu->mode against
  * its request bits):
  *
  *   vCPU (out->active)                 stopper (stop edge)
- *   state |= ACTIVE                    CAS word: stopped
- *   fence(seq_cst)                     fence(seq_cst)        [scan_begin]
- *   load word                          load state of each vCPU
+ *   state |= ACTIVE        (seq_cst)   CAS word: stopped     (seq_cst)
+ *                                      fence(seq_cst)        [rs_scan_out]
+ *   load word              (seq_cst)   load state of each vCPU
  *
  * At least one side sees the other's store: either the vCPU sees the stop
  * and retreats without running guest code, or the stopper sees ACTIVE and
@@ -221,8 +221,8 @@ bool rs_scan_out(struct rs_runstate *rs, enum rs_scan_mode mode)
 {
 	struct scan_arg a = { .mode = mode, .all_out = true };
 
-	/* The stopper's fence: pairs with the vCPU's fence between its
-	 * ACTIVE store and its load of the word (vcpu_enter()). */
+	/* The stopper's fence: pairs with the vCPU's seq_cst OR of ACTIVE
+	 * and seq_cst load of the word (vcpu_enter()). */
 	atomic_thread_fence(memory_order_seq_cst);
 	for_each_vcpu(rs, scan_one, &a);
 	return a.all_out;
@@ -269,8 +269,8 @@ static bool tree_wake_slot(struct rs_runstate *rs, uint32_t i)
 								  (s & ~VS_PARK) | VS_TREE,
 								  memory_order_seq_cst,
 								  memory_order_seq_cst)) {
-				RS_STAT_INC(rs, wakes);
 				rs_futex_wake(rs, &v->state, 1);
+				RS_STAT_INC(rs, wakes);
 				woke = true;
 				break;
 			}
@@ -287,6 +287,25 @@ static void tree_wake_children(struct rs_runstate *rs, uint32_t i)
 	for (uint32_t c = i * TREE_FANOUT + 1; c <= i * TREE_FANOUT + TREE_FANOUT && c < n; c++)
 		if (!tree_wake_slot(rs, c))
 			tree_wake_children(rs, c);
+}
+
+/*
+ * Before a command that may start the VM: if vCPUs are parked, start
+ * fetching the tree root's state (for writing) while the command's CAS
+ * waits for the word.  Both lines were last written by parking vCPUs, and
+ * the two misses otherwise come one after the other before the first
+ * FUTEX_WAKE.  A hint only: the slot is read without a pin, and prefetching
+ * a vCPU that is going away touches nothing.
+ */
+void rs_prefetch_wake(struct rs_runstate *rs)
+{
+	struct rs_vcpu_impl *v;
+
+	if (!(atomic_load_explicit(&rs->word, memory_order_relaxed) & RS_W_PARKED))
+		return;
+	v = atomic_load_explicit(&rs->slots[0].vcpu, memory_order_relaxed);
+	if (v)
+		__builtin_prefetch((const void *)&v->state, 1);
 }
 
 void rs_wake_parked(struct rs_runstate *rs)
@@ -342,6 +361,10 @@ static void park(struct rs_vcpu_impl *v, uint32_t reqmask)
 	/* Sleeps only while the state is exactly s: a waker that clears
 	 * VS_PARK or posts a request changes it first. */
 	rs_futex_wait(rs, &v->state, s, -1);
+	/* The waker wrote both the word and our state: start fetching the
+	 * word now so that its miss overlaps the state's (a locked RMW waits
+	 * for earlier loads, not for a prefetch). */
+	__builtin_prefetch((const void *)&rs->word);
 out:
 	/* Woken by a tree wake: pass it on before anything else. */
 	if (atomic_fetch_and_explicit(&v->state, ~(VS_PARK | VS_TREE), memory_order_seq_cst) &
@@ -383,18 +406,23 @@ static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
 		}
 		w = atomic_load_explicit(&rs->word, memory_order_acquire);
 		if (rs_w_may_run(w)) {
-			/* out -> active: announce, full fence, re-load.  Pairs
-			 * with the fence in rs_scan_out() after a stop edge. */
+			/* out -> active: announce, re-load.  Pairs with the
+			 * stopper's CAS and the fence in rs_scan_out(). */
 #ifdef RS_PLANT_NO_FENCE
 			/* Planted bug: load the word before announcing. */
 			w = atomic_load_explicit(&rs->word, memory_order_acquire);
 			RS_DELAY(rs, "announce");
 			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_relaxed);
 #else
-			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_relaxed);
+			/* Both seq_cst, with no fence between: against the
+			 * stopper's seq_cst CAS, fence, load of the state,
+			 * the store-buffering outcome is a cycle in the single
+			 * total order (weak-memory.md).  On x86 the locked
+			 * RMW is the barrier; an mfence would add ~15 ns to
+			 * every start. */
+			atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst);
 			RS_DELAY(rs, "announce");
-			atomic_thread_fence(memory_order_seq_cst);
-			w = atomic_load_explicit(&rs->word, memory_order_acquire);
+			w = atomic_load_explicit(&rs->word, memory_order_seq_cst);
 #endif
 			if (rs_w_may_run(w)) {
 				atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
@@ -483,14 +511,19 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 	}
 	if (i == rs->nslots)
 		return RS_ENOSPC;
-	hw = atomic_load_explicit(&rs->hiwater, memory_order_relaxed);
 	/* seq_cst: a vCPU that registers and parks at once (finding
 	 * RS_W_PARKED already set, so making no CAS of its own on the word)
 	 * must be found by the next wake wave, which starts with a seq_cst
-	 * fence (rs_wake_parked()). */
+	 * fence (rs_wake_parked()); and a stopper's scan, after its fence,
+	 * must find a vCPU that registers and announces (P1).  The load and
+	 * the failed CAS too: when another registration already raised
+	 * hiwater past our slot we write nothing, and only an SC read of its
+	 * write puts that write before our announcement in the total order
+	 * (the vCPU side of P1 has no fence; weak-memory.md). */
+	hw = atomic_load_explicit(&rs->hiwater, memory_order_seq_cst);
 	while (hw < i + 1 &&
 	       !atomic_compare_exchange_weak_explicit(&rs->hiwater, &hw, i + 1,
-						      memory_order_seq_cst, memory_order_relaxed))
+						      memory_order_seq_cst, memory_order_seq_cst))
 		;
 	atomic_fetch_add_explicit(&rs->nregistered, 1, memory_order_relaxed);
 	atomic_store_explicit(&v->registered, VCPU_MAGIC, memory_order_release);

@@ -7,10 +7,11 @@
 #     `do run_slice(); while (rs_may_run(rs));`, is a plain LDR, a TST/ANDS
 #     and a branch: no LDAR, no DMB, no atomic read-modify-write;
 #  2. in vcpu_enter() (lib/vcpu.c), the out->active announcement is an
-#     atomic OR on the state (LDSET*, an LDXR/STXR loop, or a call to the
-#     outline-atomics helper __aarch64_ldset4_*), then DMB ISH, then an LDAR
-#     of the word: a full barrier between the state RMW and the word load
-#     (P1, the vCPU's half);
+#     atomic OR on the state whose write is a store-release (LDSETL/LDSETAL,
+#     an LDAXR/STLXR loop, or the outline-atomics helper
+#     __aarch64_ldset4_acq_rel), then an LDAR of the word: ordered by the
+#     architecture's release-then-acquire rule (P1, the vCPU's half; a
+#     relaxed OR followed by DMB ISH is accepted too);
 #  3. rs_scan_out() executes DMB ISH after entering and before it loads any
 #     vCPU state (P1, the stopper's half);
 #  4. the outline-atomics helpers the library calls for 2 are the real thing
@@ -149,21 +150,45 @@ echo "== 1. rs_may_run() in do run_slice(); while (rs_may_run(rs)); (fastpath.o)
 echo "$fp"
 check_fastpath "$fp" || fail "fast path (rs_may_run)"
 
-# --- 2. vcpu_enter(): atomic OR, DMB ISH, LDAR --------------------------------
-# check_enter DISASSEMBLY: print the sequence and return 0 if, after an
-# atomic OR on the state (an LSE LDSET*, a call to the outline helper, or the
-# STXR that closes an LDXR loop), the next memory-ordering instruction is
-# DMB ISH, followed by an LDAR with no store, call or barrier in between.
+# --- 2. vcpu_enter(): atomic OR with release, then LDAR ---------------------
+# check_enter DISASSEMBLY: print the sequence and return 0 if an atomic OR on
+# the state is ordered before the next LDAR of the word, with no store, call
+# or barrier in between.  Ordered means: the OR's write is a store-release
+# (LSE LDSETL/LDSETAL, the outline helper __aarch64_ldset4_rel/_acq_rel, or
+# the STLXR that closes an exclusive loop) and the LDAR is a load-acquire,
+# which the architecture keeps in order (weak-memory.md, A1); or a relaxed
+# OR followed by DMB ISH (A2).  A relaxed OR straight into LDAR is not
+# ordered, and neither is a load of the word before the OR (the no-fence
+# plant).
 check_enter() {
+	# An OR of VS_ACTIVE (#0x1): LDSET* whose source register was just
+	# loaded with #0x1, the outline helper called with w0 = #0x1, or an
+	# exclusive loop whose ORR adds #0x1 (park() ORs VS_PARK, #0x4).
 	echo "$1" | awk '
-	/^</ { st = 0; fn = $0; next }
-	/\tldset[a-z]*\t/ || /\tbl\t.*<__aarch64_ldset4_/ || (/\tstxr\t/ && ldxr) {
-		st = 1; start = $0; next }
-	/\tldxr\t/ { ldxr = 1 }
-	st == 1 && /\tdmb\tish$/ { st = 2; dmb = $0; next }
-	st == 1 && (/\tld[a-z]*\t/ || /\tst[a-z]*\t/ || /\tdmb\t/) { st = 0 }
-	st == 2 && /\tldar\t/ { print "   " fn; print "   " start; print "   " dmb; print "   " $0; st = 0; n++; next }
-	st == 2 && (/\tst[a-z]*\t/ || /\tbl\t/ || /\tret/ || /\tdmb\t/) { st = 0 }
+	# mov1[r]: register r holds #0x1 (set by a MOV, not overwritten since,
+	# in address order: gcc hoists the constant out of the loop).
+	function one(r) { return r in mov1 }
+	function or_found(rel) { if (rel) { st = 2; how = "" } else st = 1; start = $0 }
+	/^</ { st = 0; fn = $0; delete mov1; next }
+	{
+		split($0, f, "\t"); op = f[2]; d = f[3]; sub(/,.*/, "", d)
+		if (d ~ /^[wx][0-9]+$/ && op !~ /^(st|cmp|cmn|tst|cb|tb|b|ldset|prfm)/) {
+			r = substr(d, 2)
+			if (op == "mov" && $0 ~ /, #0x1( |$)/) mov1[r] = 1; else delete mov1[r]
+		}
+	}
+	/\tldset[a-z]*\t/ {
+		r = $0; sub(/.*\tldset[a-z]*\tw/, "", r); sub(/,.*/, "", r)
+		if (one(r)) { or_found($0 ~ /\tldset(a)?l\t/); next } }
+	/\tbl\t.*<__aarch64_ldset4_/ {
+		if (one("0")) { or_found($0 ~ /_(acq_rel|rel)>/); next } }
+	/\tld(a)?xr\t/ { ldx = 1; orr1 = 0 }
+	ldx && /\torr\tw[0-9]+, w[0-9]+, #0x1( |$)/ { orr1 = 1 }
+	/\tst(l)?xr\t/ && ldx && orr1 { ldx = 0; or_found($0 ~ /\tstlxr\t/); next }
+	st == 1 && /\tdmb\tish$/ { st = 2; how = $0; next }
+	st == 1 && (/\tld[a-z]*\t/ || /\tst[a-z]*\t/ || /\tdmb\t/ || /\tbl\t/) { st = 0 }
+	st == 2 && /\tldar\t/ { print "   " fn; print "   " start; if (how != "") print "   " how; print "   " $0; st = 0; n++; next }
+	st == 2 && (/\tst[a-z]*\t/ || /\tbl\t/ || /\tret/) { st = 0 }
 	END { if (!n) exit 1 }'
 }
 
@@ -172,10 +197,10 @@ check_enter() {
 enter_re='^(vcpu_enter|rs_vcpu_enter|rs_call_end)(\.|$)'
 ve=$(func "$so" "$enter_re")
 echo
-echo "== 2. vcpu_enter(): state |= ACTIVE; fence(seq_cst); load word (acquire)"
+echo "== 2. vcpu_enter(): state |= ACTIVE (seq_cst); load word (seq_cst)"
 if ! check_enter "$ve"; then
 	echo "$ve"
-	fail "vcpu_enter(): no atomic OR -> DMB ISH -> LDAR sequence"
+	fail "vcpu_enter(): no ordered atomic OR -> LDAR sequence"
 fi
 
 # --- 3. rs_scan_out(): DMB ISH on entry ---------------------------------------
@@ -214,7 +239,7 @@ if echo "$ve" | grep -q '__aarch64_ldset4_'; then
 	echo "== 4. $helper (outline atomics: LSE when the CPU has it, else LL/SC)"
 	echo "$h" | sed 's/^/   /'
 	echo "$h" | grep -Eq '	ldset[a-z]*	' || fail "$helper: no LDSET"
-	if ! echo "$h" | grep -Eq '	ldxr	' || ! echo "$h" | grep -Eq '	stxr	'; then
+	if ! echo "$h" | grep -Eq '	ld(a)?xr	' || ! echo "$h" | grep -Eq '	st(l)?xr	'; then
 		fail "$helper: no LDXR/STXR fallback"
 	fi
 fi
@@ -253,6 +278,23 @@ if meson compile -C "$build" runstate-plant-no-fence >>"$build/ninja.log" 2>&1; 
 else
 	fail "could not build the no-fence plant"
 fi
+
+# 2'': the announcement's OR made relaxed (no store-release, no fence): a
+# copy of lib/vcpu.c, outside the source tree, with the inline forms too.
+sed 's/atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst)/atomic_fetch_or_explicit(\&v->state, VS_ACTIVE, memory_order_relaxed)/' \
+	"$root/lib/vcpu.c" >"$build/vcpu-relaxed-or.c"
+if cmp -s "$root/lib/vcpu.c" "$build/vcpu-relaxed-or.c"; then
+	fail "could not plant the relaxed OR in vcpu_enter() (update this script)"
+fi
+for mode in "" -march=armv8.1-a -mno-outline-atomics; do
+	$CC -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
+		-c "$build/vcpu-relaxed-or.c" -o "$build/vcpu-relaxed-or.o"
+	if check_enter "$(func "$build/vcpu-relaxed-or.o" "$enter_re")" >/dev/null; then
+		fail "check 2 accepted a relaxed announcement OR ${mode:-(outline atomics)}"
+	else
+		echo "   check 2 rejects a relaxed announcement OR ${mode:-(outline atomics)}: caught"
+	fi
+done
 
 # 3': rs_scan_out() without its fence: a copy of lib/vcpu.c, outside the
 # source tree, with the fence in rs_scan_out() removed.

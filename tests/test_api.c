@@ -49,11 +49,19 @@ static int t_futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout
 	return -errno;
 }
 
+/* Set by test_early_wake: the word at the first FUTEX_WAKE after it. */
+static rs_runstate *_Atomic watch_rs;
+static _Atomic uint32_t first_wake_word;
+static _Atomic int first_wake_seen;
+
 static int t_futex_wake(void *ctx, uint32_t *addr, int n)
 {
+	rs_runstate *w = atomic_load(&watch_rs);
 	long r;
 
 	(void)ctx;
+	if (w && !atomic_exchange(&first_wake_seen, 1))
+		atomic_store(&first_wake_word, rs_word(w));
 	atomic_fetch_add(&n_wake, 1);
 	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 	if (r > 0)
@@ -475,6 +483,109 @@ static void test_wake_counts(void)
 	rs_destroy(rs);
 }
 
+/*
+ * The early wake: a start with parked vCPUs, no listener, nothing unsettled
+ * and fewer vCPUs than CPUs issues its first FUTEX_WAKE before settling
+ * (RS_W_SETTLING still set), so the wake-up's latency overlaps the settling
+ * work.  With a listener, or as many vCPUs as CPUs, it waits for settling
+ * (the listener must run before any vCPU; oversubscribed, early-woken vCPUs
+ * would mostly re-park).  Either way the vCPUs run only after settling, and
+ * nobody is left asleep.
+ */
+#define EW_MAX 64
+static _Atomic uint64_t listener_saw_slices;
+static struct tvcpu *ew_vcpus;
+static unsigned ew_n;
+
+static uint64_t ew_slices(void)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < ew_n; i++)
+		n += atomic_load(&ew_vcpus[i].slices);
+	return n;
+}
+
+static void count_slices_listener(void *opaque, bool running, const struct rs_state *st)
+{
+	(void)opaque;
+	(void)st;
+	if (running)
+		atomic_store(&listener_saw_slices, ew_slices() + 1);
+}
+
+/* Returns the vCPUs' slice count at the start call, plus one. */
+static uint64_t early_wake_round(rs_runstate *rs, bool expect_early)
+{
+	uint64_t before[EW_MAX], sum = 0;
+
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+	WAIT_FOR(rs_word(rs) & RS_W_PARKED);
+	tu_sleep_ms(20);
+	for (unsigned i = 0; i < ew_n; i++)
+		sum += before[i] = atomic_load(&ew_vcpus[i].slices);
+	reset_counts();
+	atomic_store(&first_wake_seen, 0);
+	atomic_store(&watch_rs, rs);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	for (unsigned i = 0; i < ew_n; i++)
+		WAIT_FOR(atomic_load(&ew_vcpus[i].slices) > before[i]);
+	atomic_store(&watch_rs, NULL);
+	CHECK(atomic_load(&first_wake_seen));
+	if (expect_early)
+		CHECK(atomic_load(&first_wake_word) & RS_W_SETTLING);
+	else
+		CHECK(!(atomic_load(&first_wake_word) & RS_W_SETTLING));
+	/* Every parked vCPU at least once; an early-woken vCPU that re-parked
+	 * before settling finished costs one more. */
+	CHECK(atomic_load(&n_wake) >= (long)ew_n);
+	CHECK(!(rs_word(rs) & (RS_W_PARKED | RS_W_SETTLING)));
+	return sum + 1;
+}
+
+static void early_wake_with(unsigned n, bool expect_early)
+{
+	rs_runstate *rs = make(0, 0);
+	struct tvcpu t[EW_MAX];
+	rs_listener *l;
+
+	ew_vcpus = t;
+	ew_n = n;
+	CHECK_EQ(rs_start(rs, 0), 0);
+	for (unsigned i = 0; i < n; i++)
+		spawn(&t[i], rs);
+	for (unsigned i = 0; i < n; i++)
+		WAIT_FOR(atomic_load(&t[i].slices) > 0);
+	for (int round = 0; round < 4; round++)
+		early_wake_round(rs, expect_early);
+	/* With a listener: no wake before the listener ran and settling
+	 * cleared, and the listener saw no slice begin after the stop. */
+	CHECK_EQ(rs_listener_add(rs, count_slices_listener, NULL, 0, &l), 0);
+	for (int round = 0; round < 3; round++) {
+		uint64_t at_start = early_wake_round(rs, false);
+
+		CHECK_EQ(atomic_load(&listener_saw_slices), at_start);
+	}
+	CHECK_EQ(rs_listener_remove(rs, l), 0);
+	early_wake_round(rs, expect_early);
+	for (unsigned i = 0; i < n; i++)
+		reap(&t[i]);
+	rs_destroy(rs);
+}
+
+static void test_early_wake(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 1)
+		cpus = 1;
+	/* One vCPU: early, if there is a CPU left for the starter. */
+	early_wake_with(1, cpus > 1);
+	/* As many vCPUs as CPUs: never early. */
+	if (cpus <= EW_MAX)
+		early_wake_with((unsigned)cpus, false);
+}
+
 /* Registration during a stop: the new vCPU runs nothing until the start. */
 static void test_register_while_stopped(void)
 {
@@ -715,6 +826,7 @@ int main(void)
 	RUN(test_lock_handover);
 	RUN(test_stop_waits);
 	RUN(test_wake_counts);
+	RUN(test_early_wake);
 	RUN(test_register_while_stopped);
 	RUN(test_timeout_and_rekick);
 	RUN(test_lost_kicks);

@@ -118,8 +118,9 @@ struct rs_runstate_head {
  * One load and one compare; no store, no fence, no read-modify-write.
  *
  * Relaxed is enough: a vCPU only gets here after rs_vcpu_enter() returned 0,
- * and that call re-loaded the word with acquire ordering after a full fence
- * (pairs with the stopper's compare-and-swap, see docs/protocol.md).  While
+ * and that call announced it with a seq_cst read-modify-write and then
+ * re-loaded the word with a seq_cst (so acquire) load (pairs with the
+ * stopper's compare-and-swap, see docs/protocol.md).  While
  * the vCPU stays active it needs no new data from other threads; as soon as
  * this check fails the vCPU calls rs_vcpu_enter() again, which acquires.
  */

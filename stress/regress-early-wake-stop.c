@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Found in review of the early wake (lib/runstate.c, wake_early()).
+ *
+ * A start with parked vCPUs clears RS_W_PARKED and wakes them before
+ * settling.  As first written, the clearing CAS looped "while the word has
+ * RS_W_PARKED": if the starter was descheduled between its start CAS and
+ * that loop, and a stop came and settled meanwhile, the loop's failed CAS
+ * reloaded the stopped word, cleared RS_W_PARKED on it and woke every
+ * parked vCPU, all of which went back to sleep.  No wake-up was lost, but a
+ * change that leaves the VM stopped must wake nobody (docs/protocol.md).
+ * Fixed: the loop gives up once the word is no longer the start edge's.
+ *
+ * The test holds the window open from the "early-wake" delay point (a copy
+ * of the library with delay points): the starter thread waits there while
+ * the main thread stops the VM, then goes on.  Exit 0: the vCPU was not
+ * woken.  1: it was (the bug).  2: setup failure.  77: the early wake is
+ * off here (a single CPU), so there is nothing to test.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runstate.h"
+
+static rs_runstate *rs;
+static sem_t in_window, go_on;
+static _Atomic bool armed, quit;
+static _Atomic long waits, wakes;
+static pthread_t starter_thread;
+
+static int fwait(void *ctx, uint32_t *addr, uint32_t val, int64_t ns)
+{
+	struct timespec ts, *tsp = NULL;
+
+	(void)ctx;
+	atomic_fetch_add(&waits, 1);
+	if (ns >= 0) {
+		ts.tv_sec = ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		tsp = &ts;
+	}
+	return syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0) == 0 ? 0 : -errno;
+}
+
+static int fwake(void *ctx, uint32_t *addr, int n)
+{
+	long r;
+
+	(void)ctx;
+	atomic_fetch_add(&wakes, 1);
+	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+	return r < 0 ? -errno : (int)r;
+}
+
+static void delay(void *ctx, const char *point)
+{
+	(void)ctx;
+	if (strcmp(point, "early-wake") || !pthread_equal(pthread_self(), starter_thread) ||
+	    !atomic_exchange(&armed, false))
+		return;
+	sem_post(&in_window);
+	sem_wait(&go_on);
+}
+
+static void *vcpu(void *arg)
+{
+	rs_vcpu *v = arg;
+
+	if (rs_vcpu_register(rs, v, NULL, NULL))
+		return NULL;
+	while (rs_vcpu_enter(v) == 0) {
+		while (rs_may_run(rs) && !atomic_load(&quit))
+			;
+		if (atomic_load(&quit))
+			break;
+	}
+	rs_vcpu_unregister(v);
+	return NULL;
+}
+
+static void *starter(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)rs_start(rs, 0);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { 0, ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+int main(void)
+{
+	struct rs_ops ops = { .futex_wait = fwait, .futex_wake = fwake, .delay = delay };
+	struct rs_config cfg = { .ops = &ops };
+	static _Alignas(64) rs_vcpu v;
+	pthread_t vt;
+	void *ret;
+	long w0, k0, w1, k1;
+	int bad = 0;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+		printf("SKIP: one CPU, the early wake is off\n");
+		return 77;
+	}
+	if (rs_create(&cfg, &rs) || sem_init(&in_window, 0, 0) || sem_init(&go_on, 0, 0))
+		return 2;
+	pthread_create(&vt, NULL, vcpu, &v);
+	/* Prelaunch: the vCPU parks. */
+	for (int i = 0; i < 2000 && !(rs_word(rs) & RS_W_PARKED); i++)
+		sleep_ms(1);
+	if (!(rs_word(rs) & RS_W_PARKED))
+		return 2;
+	sleep_ms(20);
+
+	atomic_store(&armed, true);
+	pthread_create(&starter_thread, NULL, starter, NULL);
+	/* The starter made its start edge and waits before clearing PK. */
+	sem_wait(&in_window);
+	if (rs_stop(rs, RS_FOREVER))
+		return 2;
+	sleep_ms(20);
+	w0 = atomic_load(&waits);
+	k0 = atomic_load(&wakes);
+	sem_post(&go_on);
+	pthread_join(starter_thread, &ret);
+	if ((intptr_t)ret != 0)
+		return 2;
+	sleep_ms(20);
+	w1 = atomic_load(&waits);
+	k1 = atomic_load(&wakes);
+	if (!(rs_word(rs) & RS_W_STOPPED_MASK)) {
+		printf("FAIL: the VM runs after start, stop, and the start's end\n");
+		bad = 1;
+	}
+	if (!(rs_word(rs) & RS_W_PARKED)) {
+		printf("FAIL: RS_W_PARKED cleared on a stopped word (word %#x)\n", rs_word(rs));
+		bad = 1;
+	}
+	if (k1 != k0 || w1 != w0) {
+		printf("FAIL: the start's end woke the parked vCPU of a stopped VM "
+		       "(%ld wakes, %ld re-parks)\n", k1 - k0, w1 - w0);
+		bad = 1;
+	}
+
+	atomic_store(&quit, true);
+	rs_start(rs, 0);
+	rs_vcpu_request(&v, RS_REQ_EXIT);
+	pthread_join(vt, NULL);
+	rs_destroy(rs);
+	if (!bad)
+		printf("ok: a start that lost its window to a stop woke nobody\n");
+	return bad;
+}
