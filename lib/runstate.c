@@ -574,42 +574,87 @@ int rs_wait(rs_runstate *rs, int64_t timeout_ns)
  * Commands
  */
 
+static bool made_edge(uint32_t old, uint32_t nw)
+{
+	return rs_w_edge(old) != rs_w_edge(nw);
+}
+
+/*
+ * The early wake.  A start edge with parked vCPUs need not wait for
+ * settling to wake them: a futex wake-up takes microseconds to reach a
+ * sleeping thread, and the settle work (the RESUME event, the clearing CAS)
+ * a fraction of one, so it is done while the wake-ups are in flight.  The
+ * start's own CAS then also clears RS_W_PARKED, and the starter wakes the
+ * parked vCPUs right after it (releasing()).  A vCPU that wakes before
+ * RS_W_SETTLING clears spins in park() and runs as soon as it clears; one
+ * that gives up re-parks and sets RS_W_PARKED again, which the settling CAS
+ * sees and wakes (settle_locked()): an early wake can cost a wasted wake-up,
+ * never a lost one.  Decided per CAS attempt, on the word that attempt
+ * replaces: a start whose CAS loses to a stop (or a lock) recomputes, and
+ * wakes nobody if it no longer makes a start edge.
+ *
+ * Only when settling will be short and the wake-ups do not compete with it:
+ * the edge is the next to settle, no listener is registered, and there are
+ * fewer vCPUs than CPUs (oversubscribed, most early-woken vCPUs re-park:
+ * about half of them with 4 vCPUs on 2 CPUs).  The loads are hints.
+ */
+static bool wake_early(rs_runstate *rs, uint32_t old, uint32_t nw)
+{
+#ifdef RS_PLANT_START_NO_WAKE
+	(void)rs, (void)old, (void)nw;
+	return false;
+#else
+	if (!made_edge(old, nw) || !(nw & RS_W_PARKED))
+		return false;
+	if (atomic_load_explicit(&rs->nlisteners, memory_order_relaxed) ||
+	    rs_edge_next(atomic_load_explicit(&rs->settled, memory_order_relaxed)) != rs_w_edge(nw) ||
+	    atomic_load_explicit(&rs->nregistered, memory_order_relaxed) >= rs->ncpus)
+		return false;
+	RS_DELAY(rs, "early-wake");
+	return true;
+#endif
+}
+
 /*
  * Apply a command: the one CAS.  seq_cst: the CAS is the stopper's half of
  * the store-fence-load pairing with a vCPU's out->active announcement
  * (rs_vcpu_enter()), and its release half publishes what the caller wrote
- * before the command to every thread that sees the new word.
+ * before the command to every thread that sees the new word.  For the
+ * early wake it is also the CAS that clears RS_W_PARKED, paired like the
+ * settling CAS with the parkers' CAS that sets it (park()): the wave that
+ * follows wakes every vCPU that set it before.  early: NULL, or where to
+ * say that the caller must start that wave.
  */
 static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *oldp,
-		 uint32_t *newp)
+		 uint32_t *newp, bool *early)
 {
 	/* Acquire: if nothing changes, this load is the command's read. */
 	uint32_t old = atomic_load_explicit(&rs->word, memory_order_acquire);
 
 	for (;;) {
 		uint32_t nw;
+		bool wake = false;
 		int err = rs_transition(old, cmd, arg, arg2, &nw);
 
 		if (err)
 			return err;
 		if (nw == old)
 			break;
+		if (early && (wake = wake_early(rs, old, nw)))
+			nw &= ~RS_W_PARKED;
 		RS_DELAY(rs, "command-cas");
 		if (atomic_compare_exchange_weak_explicit(&rs->word, &old, nw, memory_order_seq_cst,
 							  memory_order_acquire)) {
 			note_edge(rs, old, nw);
 			*oldp = old;
 			*newp = nw;
+			if (early)
+				*early = wake;
 			return 0;
 		}
 	}
 	*oldp = *newp = old;
 	return 0;
-}
-
-static bool made_edge(uint32_t old, uint32_t nw)
-{
-	return rs_w_edge(old) != rs_w_edge(nw);
 }
 
 /* After the CAS: kick for a stop edge, then settle (waiting or helping). */
@@ -650,72 +695,30 @@ static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t
 		/* A vCPU thread that will block counts as out from here. */
 		self = rs_call_begin(rs);
 	}
-	r = apply(rs, cmd, arg, arg2, &old, &nw);
+	r = apply(rs, cmd, arg, arg2, &old, &nw, NULL);
 	if (r)
 		return rs_call_end(self, r);
 	return finish(rs, old, nw, timeout_ns, self, deadline);
 }
 
-/*
- * A start edge with parked vCPUs: wake them now rather than after settling.
- * A futex wake-up takes microseconds to reach a sleeping thread, and the
- * settle work (the RESUME event, the clearing CAS) takes a fraction of one,
- * so it is done while the wake-ups are in flight.  A vCPU that wakes before
- * RS_W_SETTLING clears spins in park() and runs as soon as it clears; one
- * that gives up re-parks and sets RS_W_PARKED again, which the settling CAS
- * sees and wakes (settle_locked()): an early wake can cost a wasted wake-up,
- * never a lost one.  So only when the edge is next to settle and no
- * listener can make settling long; both loads are hints.
- */
-#ifndef RS_PLANT_START_NO_WAKE
-static void wake_early(rs_runstate *rs, uint32_t nw)
-{
-	uint32_t w = nw;
-
-	if (atomic_load_explicit(&rs->nlisteners, memory_order_relaxed) ||
-	    rs_edge_next(atomic_load_explicit(&rs->settled, memory_order_relaxed)) != rs_w_edge(nw))
-		return;
-	/* Oversubscribed, the woken vCPUs compete for the CPUs with the
-	 * thread that must clear RS_W_SETTLING, and most give up and re-park
-	 * (measured: about half of them with 4 vCPUs on 2 CPUs). */
-	if (atomic_load_explicit(&rs->nregistered, memory_order_relaxed) >= rs->ncpus)
-		return;
-	RS_DELAY(rs, "early-wake");
-	/* Only while the word is still this start edge's, unsettled: once
-	 * it moved on (a stop came and settled meanwhile), clearing
-	 * RS_W_PARKED would wake vCPUs that cannot run.  seq_cst: as the
-	 * settling CAS; pairs with the parkers' CAS that sets RS_W_PARKED
-	 * (park()).  The wave that follows wakes every vCPU that set it
-	 * before this CAS. */
-	while ((w & RS_W_PARKED) && (w & RS_W_SETTLING) && rs_w_edge(w) == rs_w_edge(nw)) {
-		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, w & ~RS_W_PARKED,
-							  memory_order_seq_cst,
-							  memory_order_relaxed)) {
-			rs_wake_parked(rs);
-			return;
-		}
-	}
-}
-#endif
-
-/* A command that cannot stop the VM: the CAS, then help settle. */
+/* A command that cannot stop the VM: the CAS (waking early if it can),
+ * then help settle. */
 static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
 {
 	uint32_t old, nw;
+	bool early = false;
 	int r;
 
 	if (!rs)
 		return RS_EINVAL;
 	rs_prefetch_wake(rs);
-	r = apply(rs, cmd, arg, 0, &old, &nw);
+	r = apply(rs, cmd, arg, 0, &old, &nw, &early);
 	if (r)
 		return r;
 	if (old == nw)
 		return 0;
-#ifndef RS_PLANT_START_NO_WAKE
-	if (made_edge(old, nw) && (nw & RS_W_PARKED))
-		wake_early(rs, nw);
-#endif
+	if (early)
+		rs_wake_parked(rs);
 	rs_settle_help(rs);
 	return 0;
 }
@@ -865,7 +868,7 @@ static int lock_common(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns, bool
 		deadline = rs_deadline(rs, timeout_ns);
 		self = rs_call_begin(rs);
 	}
-	err = apply(rs, RS_CMD_LOCK, r, 0, &old, &nw);
+	err = apply(rs, RS_CMD_LOCK, r, 0, &old, &nw, NULL);
 	if (err == RS_EBUSY && !try && timeout_ns != RS_ASYNC)
 		err = lock_wait(rs, r, deadline, &old, &nw);
 	if (err)

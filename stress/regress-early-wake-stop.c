@@ -3,19 +3,25 @@
  * Found in review of the early wake (lib/runstate.c, wake_early()).
  *
  * A start with parked vCPUs clears RS_W_PARKED and wakes them before
- * settling.  As first written, the clearing CAS looped "while the word has
- * RS_W_PARKED": if the starter was descheduled between its start CAS and
- * that loop, and a stop came and settled meanwhile, the loop's failed CAS
- * reloaded the stopped word, cleared RS_W_PARKED on it and woke every
- * parked vCPU, all of which went back to sleep.  No wake-up was lost, but a
- * change that leaves the VM stopped must wake nobody (docs/protocol.md).
- * Fixed: the loop gives up once the word is no longer the start edge's.
+ * settling.  As first written, a second CAS after the start's cleared
+ * RS_W_PARKED in a loop "while the word has RS_W_PARKED": if the starter
+ * was descheduled between the two, and a stop came and settled meanwhile,
+ * the loop's failed CAS reloaded the stopped word, cleared RS_W_PARKED on it
+ * and woke every parked vCPU, all of which went back to sleep.  No wake-up
+ * was lost, but a change that leaves the VM stopped must wake nobody
+ * (docs/protocol.md).  Now the start's own CAS clears RS_W_PARKED, decided
+ * anew for each attempt on the word it replaces, so the same race is a start
+ * whose CAS loses to another change, and recomputes.
  *
- * The test holds the window open from the "early-wake" delay point (a copy
- * of the library with delay points): the starter thread waits there while
- * the main thread stops the VM, then goes on.  Exit 0: the vCPU was not
- * woken.  1: it was (the bug).  2: setup failure.  77: the early wake is
- * off here (a single CPU), so there is nothing to test.
+ * The test holds that window open from the "early-wake" delay point (a copy
+ * of the library with delay points): the starter has decided to wake early
+ * and waits there, before its CAS, while the main thread takes the savevm
+ * lock asynchronously.  The starter's CAS then fails; on the locked word
+ * its start makes no start edge, so it must leave RS_W_PARKED set and wake
+ * nobody.  The unlock then starts the VM and the vCPU must run.  Exit 0:
+ * correct.  1: the vCPU was woken while the VM stayed stopped, or not woken
+ * by the unlock.  2: setup failure.  77: the early wake is off here (one
+ * CPU), so there is nothing to test.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -126,11 +132,10 @@ int main(void)
 
 	atomic_store(&armed, true);
 	pthread_create(&starter_thread, NULL, starter, NULL);
-	/* The starter made its start edge and waits before clearing PK. */
+	/* The starter decided to wake early and waits before its CAS. */
 	sem_wait(&in_window);
-	if (rs_stop(rs, RS_FOREVER))
+	if (rs_lock(rs, RS_LOCK_SAVEVM, RS_ASYNC))
 		return 2;
-	sleep_ms(20);
 	w0 = atomic_load(&waits);
 	k0 = atomic_load(&wakes);
 	sem_post(&go_on);
@@ -141,7 +146,7 @@ int main(void)
 	w1 = atomic_load(&waits);
 	k1 = atomic_load(&wakes);
 	if (!(rs_word(rs) & RS_W_STOPPED_MASK)) {
-		printf("FAIL: the VM runs after start, stop, and the start's end\n");
+		printf("FAIL: the VM runs with the savevm lock held\n");
 		bad = 1;
 	}
 	if (!(rs_word(rs) & RS_W_PARKED)) {
@@ -149,8 +154,17 @@ int main(void)
 		bad = 1;
 	}
 	if (k1 != k0 || w1 != w0) {
-		printf("FAIL: the start's end woke the parked vCPU of a stopped VM "
+		printf("FAIL: a start that made no start edge woke the parked vCPU "
 		       "(%ld wakes, %ld re-parks)\n", k1 - k0, w1 - w0);
+		bad = 1;
+	}
+	/* The unlock makes the start edge: the vCPU must run. */
+	if (rs_unlock(rs, RS_LOCK_SAVEVM))
+		return 2;
+	for (int i = 0; i < 2000 && (rs_word(rs) & RS_W_PARKED); i++)
+		sleep_ms(1);
+	if (rs_word(rs) & (RS_W_PARKED | RS_W_STOPPED_MASK)) {
+		printf("FAIL: the vCPU was not woken by the unlock (word %#x)\n", rs_word(rs));
 		bad = 1;
 	}
 
@@ -160,6 +174,6 @@ int main(void)
 	pthread_join(vt, NULL);
 	rs_destroy(rs);
 	if (!bad)
-		printf("ok: a start that lost its window to a stop woke nobody\n");
+		printf("ok: a start that lost its CAS to a lock woke nobody\n");
 	return bad;
 }
