@@ -3,24 +3,29 @@
 #
 # run-model.sh: check the Promela model of runstate's stop/start protocol.
 #
-#   run-model.sh [bounded]        the quick exhaustive check (about 25 s)
-#   run-model.sh full             the larger exhaustive checks (see README.md)
-#   run-model.sh mutant NAME      a seeded bug, a..e: spin must find an error
+#   run-model.sh [bounded]        the quick exhaustive checks (README.md)
+#   run-model.sh full             the larger exhaustive checks (minutes)
+#   run-model.sh mutant NAME      a seeded bug, a..f: spin must find an error
 #   run-model.sh design NAME      the protocol as first written, spec-kick or
 #                                 spec-recheck: spin must find an error
-#   run-model.sh one NAME FLAGS.. one run, NAME safety|liveness, any -D flags
+#   run-model.sh one KIND FLAGS.. one run; KIND safety|liveness; -D flags
 #
-# Exit status: 0 when every check of the mode passed (no error found), 1 when
-# spin found an error (or a search was incomplete), 2 on a setup failure.
-# So `mutant` and `design` exit 1 when the seeded bug is caught (meson:
-# should_fail: true).
+# Exit status: 0 when every check passed (no error, every search complete);
+# 1 when spin found an error (for mutant and design: the expected one) or a
+# search was incomplete; 77 when spin or the C compiler is missing (meson:
+# skipped); 99 on any other failure: a setup failure, or a mutant or design
+# variant that spin did not catch, or caught for another reason than the
+# expected one (meson: error, even with should_fail).
 #
-# Each run compiles pan with gcc -O2 in a temporary directory.  Environment:
+# Each run compiles pan in a temporary directory (-O2; -O0 for the small
+# runs of `bounded`, where compiling takes longer than searching).
+# Environment:
 #   SPIN, CC        programs (default spin, cc)
-#   MODEL_MEMLIM    memory limit for one run, in MB (default 8192)
-#   MODEL_KEEP=1    keep the temporary directories (with the trails)
+#   MODEL_MEMLIM    memory limit of one run, in MB (default 8192)
+#   MODEL_KEEP=1    keep the temporary directory (with the trails)
 
 set -u
+# shellcheck disable=SC2086 # flag lists are split on purpose
 
 here=$(cd "$(dirname "$0")" && pwd)
 model="$here/runstate.pml"
@@ -28,45 +33,57 @@ SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 MEMLIM=${MODEL_MEMLIM:-8192}
 
-command -v "$SPIN" >/dev/null 2>&1 || { echo "run-model: $SPIN not found" >&2; exit 2; }
-command -v "$CC" >/dev/null 2>&1 || { echo "run-model: $CC not found" >&2; exit 2; }
+command -v "$SPIN" >/dev/null 2>&1 || { echo "run-model: $SPIN not found: skipped" >&2; exit 77; }
+command -v "$CC" >/dev/null 2>&1 || { echo "run-model: $CC not found: skipped" >&2; exit 77; }
+[ -r "$model" ] || { echo "run-model: $model missing" >&2; exit 99; }
 
-tmps=
+base=$(mktemp -d "${TMPDIR:-/tmp}/rs-model.XXXXXX") || exit 99
 cleanup() {
-	[ "${MODEL_KEEP:-0}" = 1 ] && return
-	for d in $tmps; do rm -rf "$d"; done
+	if [ "${MODEL_KEEP:-0}" = 1 ]; then
+		echo "run-model: kept $base" >&2
+	else
+		rm -rf "$base"
+	fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 99' HUP INT PIPE TERM
 
-# run KIND LABEL HASHBITS FLAGS...
+# Shared-state steps shown from a trail.
+trail_filter='^ *[0-9]+:.*proc.*\[(S\[|word = |w = word|pending = |role = |settled = |slp|kick\[|inguest|holding = |assert)'
+
+# run KIND LABEL HASHBITS EXPECT FLAGS...
 #   KIND safety: assertions and invalid end states (-DSAFETY)
 #   KIND liveness: the LTL progress formula under weak fairness (-a -f)
-# Prints one result line; returns 0 (no error), 1 (error or incomplete),
-# 2 (setup failure).
+#   EXPECT: empty, or an extended regular expression that spin's error
+#   message must match (a seeded bug must fail for its own reason)
+# Prints one result line.  Without EXPECT returns 0 (no error, search
+# complete), 1 (an error, or an incomplete search), 99 (setup failure).
+# With EXPECT returns 1 (the expected error) or 99 (anything else: no
+# error, another error, an incomplete search without an error, a setup
+# failure).
 run() {
-	kind=$1 label=$2 wbits=$3
-	shift 3
-	d=$(mktemp -d "${TMPDIR:-/tmp}/rs-model.XXXXXX") || return 2
-	tmps="$tmps $d"
+	kind=$1 label=$2 wbits=$3 expect=$4
+	shift 4
+	d=$(mktemp -d "$base/$label.XXXX") || return 99
 	cp "$model" "$d/runstate.pml"
 	case $kind in
 	safety)   sflags= ; cflags="-DSAFETY" ; pflags= ;;
 	liveness) sflags="-DLIVENESS" ; cflags="-DNFAIR=3" ; pflags="-a -f" ;;
-	*) echo "run-model: bad kind $kind" >&2; return 2 ;;
+	*) echo "run-model: bad kind $kind" >&2; return 99 ;;
 	esac
 	if ! (cd "$d" && "$SPIN" -a $sflags "$@" runstate.pml >spin.out 2>&1); then
 		echo "run-model: spin -a failed for $label:" >&2
 		cat "$d/spin.out" >&2
-		return 2
+		return 99
 	fi
-	if ! (cd "$d" && "$CC" -O2 -w $cflags -DCOLLAPSE -DMEMLIM="$MEMLIM" \
+	if ! (cd "$d" && "$CC" "$copt" -w $cflags -DCOLLAPSE -DMEMLIM="$MEMLIM" \
 			-o pan pan.c >cc.out 2>&1); then
 		echo "run-model: compiling pan failed for $label:" >&2
 		cat "$d/cc.out" >&2
-		return 2
+		return 99
 	fi
 	t0=$(date +%s.%N)
-	(cd "$d" && ./pan -m20000 -w"$wbits" $pflags >pan.out 2>&1)
+	(cd "$d" && ./pan -m100000 -w"$wbits" $pflags >pan.out 2>&1)
 	t1=$(date +%s.%N)
 	out="$d/pan.out"
 	secs=$(echo "$t1 $t0" | awk '{ printf "%.1f", $1 - $2 }')
@@ -74,70 +91,136 @@ run() {
 	depth=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' "$out" | head -1)
 	errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$out" | head -1)
 	mem=$(sed -n 's/^ *\([0-9.]*\)[[:space:]]*total actual memory usage.*/\1/p' "$out" | head -1)
-	printf '%-28s %-8s states %-12s depth %-5s %7s MB %7s s  errors %s\n' \
+	printf '%-24s %-8s states %-13s depth %-5s %8s MB %6s s  errors %s\n' \
 		"$label" "$kind" "${states:-?}" "${depth:-?}" "${mem:-?}" "$secs" "${errors:-?}"
-	if grep -q -e 'max search depth too small' -e 'reached -DMEMLIM bound' \
-			-e 'Search not completed' "$out" && [ "${errors:-1}" = 0 ]; then
-		echo "  incomplete search:" ; grep -e 'too small' -e 'MEMLIM' -e 'not completed' "$out" | sed 's/^/  /'
-		return 1
+	if [ -z "${errors:-}" ]; then
+		echo "run-model: no result from pan for $label:" >&2
+		tail -5 "$out" >&2
+		return 99
 	fi
-	if [ "${errors:-1}" != 0 ]; then
-		grep -e '^pan:[0-9]*:' "$out" | head -3 | sed 's/^/  /'
-		if [ -f "$d/runstate.pml.trail" ]; then
-			echo "  trail (last steps; MODEL_KEEP=1 keeps $d):"
-			(cd "$d" && "$SPIN" -t -p -k runstate.pml.trail $sflags "$@" runstate.pml 2>&1) |
-				grep -E '^ *[0-9]+:.*proc' | tail -8 | sed 's/^/    /'
+	if [ "$errors" = 0 ]; then
+		incomplete=0
+		if grep -q -e 'max search depth too small' -e 'reached -DMEMLIM bound' \
+				-e 'Search not completed' "$out"; then
+			incomplete=1
+			echo "  incomplete search:"
+			grep -e 'too small' -e 'MEMLIM' -e 'not completed' "$out" | sed 's/^/  /'
 		fi
-		return 1
+		if [ -n "$expect" ]; then
+			echo "  UNEXPECTED: no error found: the seeded bug was not caught"
+			return 99
+		fi
+		return $incomplete
 	fi
-	return 0
+	msg=$(grep -e '^pan:[0-9]*:' "$out" | head -1)
+	echo "  ${msg:-(no pan:N: message)}"
+	if [ -f "$d/runstate.pml.trail" ]; then
+		echo "  trail, last shared-state steps:"
+		(cd "$d" && "$SPIN" -t -p -k runstate.pml.trail $sflags "$@" runstate.pml 2>&1) |
+			grep -E "$trail_filter" |
+			grep -v -e 'assert(((nedge' -e 'assert((((w&' -e 'assert(((w&' |
+			sed -E 's/runstate.pml:([0-9]+) \(state [0-9]+\)/line \1/' |
+			tail -14 | sed 's/^/    /'
+	fi
+	if [ -n "$expect" ] && ! echo "$msg" | grep -q -E "$expect"; then
+		echo "  UNEXPECTED: the error is not the one this seeded bug should cause"
+		return 99
+	fi
+	return 1
 }
 
-# Configurations (README.md, "Configurations").  BASE: 2 vCPUs, a
-# synchronous stop, an asynchronous start, a lock holder, the finisher.
+# The base configuration: 2 vCPUs, a synchronous stop, an asynchronous
+# start, a lock holder, the finisher; COARSE steps; no spurious wake-up, no
+# lost kick (B), or one of each (F).  README.md, "Configurations and
+# results".
 B="-DCOARSE -DSPURIOUS=0 -DLOSTKICKS=0"
+F="-DCOARSE -DSPURIOUS=1 -DLOSTKICKS=1"
 
+copt=-O2	# the C compiler's optimization for pan (see `bounded`)
+
+# Combine return codes: 99 wins, then 1.
+worst() {
+	if [ "$1" = 99 ] || [ "$2" = 99 ]; then echo 99
+	elif [ "$1" != 0 ] || [ "$2" != 0 ]; then echo 1
+	else echo 0; fi
+}
+
+# The bounded checks, run by the test suite (model-bounded): the three
+# management threads together (the lock holder unlocks with a pause: the
+# start after it then makes the edge and the early wake; the plain unlock
+# is in `full`), then each pair of them with a spurious wake-up and a lost
+# kick, then progress.  One run at a time: the machine is shared.
 bounded() {
 	rc=0
-	run safety   bounded-coarse        25 $B || rc=1
-	run liveness bounded-live-nolock   22 $B -DHOLDER=0 || rc=1
-	run liveness bounded-live-nostop   22 $B -DSTOPS=0 || rc=1
+	run safety   bounded-safety        25 '' $B -DUNLOCKP=1;  rc=$(worst $rc $?)
+	copt=-O0
+	run safety   bounded-nolock-faults 22 '' $F -DHOLDER=0;   rc=$(worst $rc $?)
+	run safety   bounded-nostop-faults 22 '' $F -DSTOPS=0;    rc=$(worst $rc $?)
+	run liveness bounded-live-nolock   22 '' $B -DHOLDER=0;   rc=$(worst $rc $?)
+	run liveness bounded-live-nostop   22 '' $B -DSTOPS=0;    rc=$(worst $rc $?)
+	copt=-O2
 	return $rc
 }
 
+# The larger checks (README.md): each a run of minutes, up to a few GB.
+# U1: the lock holder unlocks with a pause (as in bounded-safety).
+U1=-DUNLOCKP=1
 full() {
 	rc=0
-	run safety   full-fine             27 -DSPURIOUS=0 -DLOSTKICKS=0 || rc=1
-	run safety   full-coarse-budgets   28 -DCOARSE -DSPURIOUS=1 -DLOSTKICKS=1 || rc=1
-	run safety   full-fine-async1      26 -DASYNC_STOP=1 -DSPURIOUS=1 -DLOSTKICKS=1 -DHOLDER=0 || rc=1
-	run safety   full-fine-async2      26 -DASYNC_STOP=2 -DSPURIOUS=1 -DLOSTKICKS=1 -DHOLDER=0 || rc=1
-	run safety   full-coarse-3vcpu     27 -DCOARSE -DNV=3 -DSPURIOUS=0 -DLOSTKICKS=0 -DHOLDER=0 || rc=1
-	run liveness full-live             27 $B || rc=1
+	run safety   full-coarse          26 '' $B;                         rc=$(worst $rc $?)
+	run safety   full-fine            26 '' -DSPURIOUS=0 -DLOSTKICKS=0 $U1
+	rc=$(worst $rc $?)
+	run safety   full-coarse-spurious 26 '' -DCOARSE -DSPURIOUS=1 -DLOSTKICKS=0 $U1
+	rc=$(worst $rc $?)
+	run safety   full-coarse-lostkick 26 '' -DCOARSE -DSPURIOUS=0 -DLOSTKICKS=1 $U1
+	rc=$(worst $rc $?)
+	run safety   full-fine-async1     26 '' -DHOLDER=0 -DASYNC_STOP=1 -DSPURIOUS=1 -DLOSTKICKS=1
+	rc=$(worst $rc $?)
+	run safety   full-coarse-async2   25 '' $F -DHOLDER=0 -DASYNC_STOP=2; rc=$(worst $rc $?)
+	run safety   full-3vcpu-lock      25 '' $B -DNV=3 -DSTARTS=0;       rc=$(worst $rc $?)
+	run safety   full-3vcpu-async     26 '' $B -DNV=3 -DHOLDER=0 -DASYNC_STOP=2
+	rc=$(worst $rc $?)
+	run liveness full-liveness        26 '' $B;                         rc=$(worst $rc $?)
 	return $rc
 }
 
+# Each seeded bug, with the error it must cause (a pattern on pan's message).
 mutant() {
 	case ${1:-} in
-	a|A) run safety mutant-a-no-wake        25 $B -DMUTANT_A ;;
-	b|B) run safety mutant-b-wait-not-atomic 25 $B -DMUTANT_B ;;
-	c|C) run safety mutant-c-stale-store    25 $B -DMUTANT_C ;;
-	d|D) run safety mutant-d-early-ack      25 $B -DMUTANT_D ;;
-	e|E) run safety mutant-e-no-fence       25 $B -DMUTANT_E ;;
-	*) echo "run-model: mutant a|b|c|d|e" >&2; return 2 ;;
+	a|A) # a parked vCPU is never woken: deadlock
+		run safety mutant-a-no-wake 25 'invalid end state' $B -DMUTANT_A ;;
+	b|B) # lost wake-up: a vCPU sleeps although nobody will look for it
+		run safety mutant-b-wait-not-atomic 25 \
+			'invalid end state|slp\[i\]' $B -DMUTANT_B ;;
+	c|C) # a clobbered PARKED (or pause, lock) bit: a vCPU parked on a
+	     # runnable word, or guest code while stopped
+		run safety mutant-c-stale-store 25 \
+			'invalid end state|inguest|holding|slp\[i\]' $B -DMUTANT_C ;;
+	d|D) # guest code after the acknowledgement
+		run safety mutant-d-early-ack 25 'inguest|holding' $B -DMUTANT_D ;;
+	e|E) # guest code entered after a stop's scan missed the vCPU
+		run safety mutant-e-no-fence 25 'inguest|holding' $B -DMUTANT_E ;;
+	f|F) # the early wake's wave before its CAS: a vCPU that re-parks in
+	     # between sleeps on a runnable word, nobody wakes it
+		run safety mutant-f-early-wave 25 'invalid end state|slp\[i\]' $B -DMUTANT_F ;;
+	*) echo "run-model: mutant a|b|c|d|e|f" >&2; return 99 ;;
 	esac
 }
 
 design() {
 	case ${1:-} in
-	spec-kick)
-		run safety design-spec-kick 24 -DSPEC_KICK -DHOLDER=0 -DASYNC_STOP=2 \
-			-DSPURIOUS=0 -DLOSTKICKS=0 ;;
-	spec-recheck)
-		run safety design-spec-recheck 24 -DRECHECK_SPEC -DCOARSE -DHOLDER=0 \
-			-DSTOPS=0 -DASYNC_STOP=1 -DSPURIOUS=1 -DLOSTKICKS=0 ;;
-	*) echo "run-model: design spec-kick|spec-recheck" >&2; return 2 ;;
+	spec-kick) # a stop needs the re-kick timer although no kick was lost
+		run safety design-spec-kick 24 'assertion violated \(lostk\[0\]\|\|lostk\[1\]\)' \
+			-DSPEC_KICK -DHOLDER=0 -DASYNC_STOP=2 -DSPURIOUS=0 -DLOSTKICKS=0 ;;
+	spec-recheck) # nobody settles: SETTLING stays in the quiet state
+		run safety design-spec-recheck 24 'word&4' \
+			-DRECHECK_SPEC -DCOARSE -DHOLDER=0 -DSTOPS=0 -DASYNC_STOP=1 \
+			-DSPURIOUS=1 -DLOSTKICKS=0 ;;
+	*) echo "run-model: design spec-kick|spec-recheck" >&2; return 99 ;;
 	esac
 }
+
+usage() { sed -n '6,11p' "$0" >&2; exit 99; }
 
 mode=${1:-bounded}
 [ $# -gt 0 ] && shift
@@ -146,6 +229,7 @@ bounded) bounded ;;
 full)    full ;;
 mutant)  mutant "$@" ;;
 design)  design "$@" ;;
-one)     k=${1:?kind}; shift; run "$k" "one-$k" 26 "$@" ;;
-*) sed -n '4,12p' "$0" >&2; exit 2 ;;
+one)     [ $# -ge 1 ] || usage
+	 k=$1; shift; run "$k" "one-$k" 26 '' "$@" ;;
+*) usage ;;
 esac

@@ -1,34 +1,45 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * runstate.pml: a Promela model of runstate's vCPU stop/start protocol.
- * README.md (same folder) maps the model to the design, lists what each
- * step merges and why that is sound, and records the results.
+ * README.md (same folder) maps it to the design, says which steps are merged
+ * and why, and records the results; run-model.sh runs it.
  *
  * Modelled:
- *   - the word W (variable `word`: spin reads W as an LTL operator): pause bit, one lock bit, SETTLING, PARKED, and the edge
- *     counter modulo 4 (odd while running); every change is one atomic
- *     step (a compare-and-swap loop collapsed into its successful CAS);
- *   - per vCPU word S[i]: ACTIVE, WANTED, PARKED and a generation bit;
+ *   - the word W (the variable is `word`: spin's LTL reads W as "weak
+ *     until"): pause bit, one lock bit, SETTLING, PARKED and the edge
+ *     counter modulo 4 (odd while running); every change is one atomic step
+ *     (a compare-and-swap loop collapsed into its successful CAS);
+ *   - per-vCPU words S[i]: ACTIVE, WANTED, PARKED, generation modulo 2;
  *   - `pending` (outstanding acknowledgements) and its futex;
  *   - the settler role (a mutex: blocking acquire for synchronous stopping
- *     calls, try-acquire for asynchronous commands and for the last acking
+ *     calls, try-acquire for asynchronous commands and the last acking
  *     vCPU), edge-by-edge settling, the re-kick timer, lost kicks and
  *     spurious futex wake-ups (each with a budget, so that a lost wake-up
- *     shows as a real hang);
+ *     is a real hang);
  *   - management: a synchronous stop, an asynchronous start, a lock holder
- *     (synchronous lock, then plain unlock or unlock-with-pause), and a
- *     finisher that waits until nothing can move, checks that quiet state,
- *     then does a final cont and asks every vCPU to exit.
+ *     (synchronous lock, then unlock or unlock-with-pause), and a finisher
+ *     that waits until nothing can move, checks that quiet state, then does
+ *     a final cont and asks every vCPU to exit;
+ *   - the early wake of a start (wake_early(), apply() and releasing() in
+ *     lib/runstate.c): a start or cont whose CAS makes an edge on a word
+ *     with PARKED, if that edge is the next to settle, clears PARKED in the
+ *     same CAS, and its maker wakes every parked vCPU before it helps
+ *     settle.
  *
- * Knobs (spin -DNAME=VALUE): NV vCPUs (2 or 3, default 2); SPURIOUS and
- * LOSTKICKS budgets (default 1 and 1); STOPS synchronous stops (1); STARTS
- * asynchronous starts (1); ASYNC_STOP: the starter also does an
- * asynchronous stop, 1 before its starts, 2 after them (0); HOLDER: run the lock holder (1); LIVENESS: add the
- * progress LTL formula and drop the quiet-state assertions.
- * Design variants (findings in README.md): SPEC_KICK (a stop edge kicks only
- * vCPUs whose WANTED it sets), RECHECK_SPEC (the recheck after releasing the
- * settler role as first written).
- * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_E.
+ * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 2 or 3 [2];
+ * SPURIOUS, LOSTKICKS budgets [1, 1]; STOPS synchronous stops [1]; STARTS
+ * asynchronous starts [1]; ASYNC_STOP: the starter also makes an
+ * asynchronous stop, 1 before its starts, 2 after them [0]; HOLDER: run the
+ * lock holder [1]; UNLOCKP: its unlock, 0 plain, 1 with pause, 2 either [2];
+ * COARSE: a scan of all vCPUs and a wake of all vCPUs are one step each
+ * (README); LIVENESS: add the progress formula, drop the quiet-state checks;
+ * NO_EARLY_WAKE: the protocol without the early wake (wakes only by the
+ * settling CAS); EARLY_SECOND_CAS: the early wake as first written, with a
+ * second CAS after the command's to clear PARKED; EARLY_ALWAYS: the early
+ * wake without its "next to settle" condition (that condition is a hint:
+ * the protocol is safe without it).
+ * The protocol as first written (README, findings): SPEC_KICK, RECHECK_SPEC.
+ * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_F.
  */
 
 #ifndef NV
@@ -55,9 +66,8 @@
 #ifndef UNLOCKP
 #define UNLOCKP 2	/* holder unlocks: 0 plain, 1 with pause, 2 either */
 #endif
-#define NMGMT (2 + HOLDER)	/* stopper, starter, lock holder */
 
-/* ---- The word W (`word`) ------------------------------------------------------ */
+/* ---- The word W (`word`) ---------------------------------------------- */
 #define W_PAUSE	1	/* a pause reason is set (rank rules abstracted) */
 #define W_LOCK	2	/* the one internal lock bit */
 #define W_ST	4	/* SETTLING */
@@ -126,7 +136,7 @@ byte nsettled = 1;		/* edges settled so far, not wrapped */
  * Every inline leaves them 0 when done, so that they do not split states. */
 #define SETTLE_LOCALS \
 	byte w, nw, s, e, i; \
-	bit ok, allout, rekick, got, gaveup, blk
+	bit ok, allout, rekick, got, gaveup, blk, early
 
 /* ======================================================================= */
 /* The pure transition function (rs_transition): what a command does to a
@@ -165,32 +175,98 @@ inline note_edge(w, nw)
 	:: else
 	fi;
 	/* Every change of running-ness sets SETTLING, so no command makes
-	 * the word runnable: only the clearing of SETTLING does, and that is
-	 * where parked vCPUs are woken (README, finding 4). */
+	 * the word runnable: only the clearing of SETTLING does, and it wakes
+	 * the parked vCPUs (the early wake wakes them sooner, on a word that
+	 * is not runnable yet; they park again until SETTLING clears). */
 	assert(MAYRUN(w) || !MAYRUN(nw))
 }
 
-/* A management command: one CAS on the word.  Leaves old and new word in w, nw. */
+/* ---- The early wake (README, "Early wake") ----------------------------
+ * Which variant: EARLY_CAS (the library's: the command's own CAS clears
+ * PARKED), EARLY_SECOND_CAS (a second CAS after the command's), or neither
+ * (NO_EARLY_WAKE). */
+#if !defined(NO_EARLY_WAKE) && !defined(EARLY_SECOND_CAS)
+#define EARLY_CAS
+#endif
+#if defined(NO_EARLY_WAKE) && defined(EARLY_SECOND_CAS)
+#error "NO_EARLY_WAKE and EARLY_SECOND_CAS exclude each other"
+#endif
+
+/* wake_early(): is this start edge the next to settle?  e and mine hold what
+ * EARLY_READ loaded: rs_edge_next(settled) modulo 4, and the same unwrapped
+ * (the ghost nsettled + 1; settled == nsettled modulo 4 always).  The
+ * library's counter has 19 bits; the model's wraps at 4, so the ghost rules
+ * out a false match.  nedge + 1 is the number of the edge being made. */
+#ifndef EARLY_ALWAYS
+#define NEXT_TO_SETTLE(nw)	(EDGE(nw) == e && nedge + 1 == mine)
+#else
+#define NEXT_TO_SETTLE(nw)	1
+#endif
+/* The whole test, on one CAS attempt from w to nw: a start or cont (C_START;
+ * releasing(), not rs_unlock) that makes an edge on a word with PARKED, next
+ * to settle.  No listeners in the model, so that condition always holds; so
+ * does "fewer vCPUs than CPUs" (with as many vCPUs as CPUs or more, the
+ * library runs the protocol of NO_EARLY_WAKE). */
+#define EARLY_OK(c, w, nw) \
+	((c) == C_START && EDGE(w) != EDGE(nw) && ((nw) & W_PK) && NEXT_TO_SETTLE(nw))
+
+/* The load of settled, before the command step of a releasing command.  In
+ * the library it comes between the load of the word and the CAS of each
+ * attempt, and only the successful attempt's counts; the model merges that
+ * load of the word into the CAS (see do_cmd), so the load of settled comes
+ * first, as its own step.  Made for every C_START, needed or not (a load
+ * without effect). */
+#ifdef EARLY_CAS
+#define EARLY_READ(c) \
+	if \
+	:: (c) == C_START -> d_step { e = NEXTE(settled); mine = nsettled + 1 } \
+	:: else \
+	fi;
+#else
+#define EARLY_READ(c)
+#endif
+
+/* A management command: one CAS on the word (then see cmd_flags).  With
+ * the early wake (EARLY_CAS), an attempt that passes EARLY_OK also clears
+ * PARKED, and its maker wakes (EARLY_WAVE). */
 inline do_cmd(c)
 {
 	d_step {
 		w = word;
 		transition(c, w, nw);
+#ifdef EARLY_CAS
+		if
+		:: EARLY_OK(c, w, nw) -> nw = nw & ~W_PK; early = 1
+		:: else
+		fi;
+		e = 0;
+		mine = 0;
+#endif
 		word = nw;
 		note_edge(w, nw);
 		holding = 0;	/* the holder's unlock ends its exclusion */
-		cmd_flags()
+		cmd_flags(c)
 	}
 }
 
-/* After a command: ok = it made a stop edge (kick), got = the new word is
- * settling (settle); w and nw are dropped. */
-inline cmd_flags()
+/* After command c: ok = it made a stop edge (kick), got = the new word is
+ * settling (settle); w is dropped.  nw is dropped too, unless the second
+ * CAS of EARLY_SECOND_CAS may follow (a start or cont, C_START here, that
+ * made an edge and whose new word has PARKED): then nw stays, and mine is
+ * the edge's number (the ghost; see early_wake_second_cas). */
+inline cmd_flags(c)
 {
 	ok = EDGE(w) != EDGE(nw) && ISSTOP(EDGE(nw));
 	got = (nw & W_ST) != 0;
-	w = 0;
-	nw = 0
+#ifdef EARLY_SECOND_CAS
+	if
+	:: c == C_START && EDGE(w) != EDGE(nw) && (nw & W_PK) -> mine = nedge
+	:: else -> nw = 0
+	fi;
+#else
+	nw = 0;
+#endif
+	w = 0
 }
 
 /* ---- Futexes and kicks -------------------------------------------------- */
@@ -205,8 +281,8 @@ inline do_kick(j)
 	fi
 }
 
-/* Wake parked vCPUs (by whoever made the word runnable while the old word had
- * PARKED): for each vCPU with PARKED in S[i], clear it and FUTEX_WAKE. */
+/* Wake parked vCPUs (by whoever made the word runnable while the old word
+ * had PARKED): for each vCPU with PARKED in S[i], clear it, FUTEX_WAKE. */
 inline wake_all()
 {
 #ifdef COARSE
@@ -237,6 +313,103 @@ inline wake_all()
 	od
 #endif
 }
+
+/* The early wake's wave (EARLY_CAS): after the command whose CAS cleared
+ * PARKED, wake every parked vCPU: the same wave as after the settling CAS.
+ * A vCPU woken while SETTLING is still set re-parks and sets PARKED again,
+ * which the settling CAS sees and wakes. */
+#if defined(EARLY_CAS) && !defined(MUTANT_F)
+#define EARLY_WAVE() \
+	if \
+	:: early -> early = 0; wake_all() \
+	:: else \
+	fi;
+#elif defined(EARLY_CAS)
+#define EARLY_WAVE()	early = 0;	/* seeded bug F: the wave came first */
+#elif defined(EARLY_SECOND_CAS)
+#define EARLY_WAVE()	early_wake_second_cas();
+#else
+#define EARLY_WAVE()
+#endif
+
+#ifdef EARLY_SECOND_CAS
+/* The early wake as first written (-DEARLY_SECOND_CAS), called between the
+ * command and the help to settle, entered with nw and mine kept by
+ * cmd_flags (else nw is 0 and nothing happens).  One step loads `settled`
+ * (is this start edge the next to settle?); then CAS the word from w (first
+ * the command's new word, then what each failed CAS returns) to w without
+ * PARKED, while w has PARKED; if a CAS succeeded, wake every parked vCPU. */
+inline early_wake_second_cas()
+{
+	if
+	:: nw != 0 ->
+		d_step {
+			/* rs_edge_next(settled) == edge(nw) in the library's 19-bit
+			 * counter.  settled wraps at 4 here, so the unwrapped
+			 * ghosts (which move with it) rule out a false match. */
+			if
+#ifndef EARLY_ALWAYS
+			:: NEXTE(settled) == EDGE(nw) && nsettled + 1 == mine -> w = nw
+#else
+			:: true -> w = nw
+#endif
+			:: else
+			fi;
+			nw = 0;
+			mine = 0
+		};
+#ifdef MUTANT_F
+		/* Seeded bug F (this variant): the wave before the CAS. */
+		if
+		:: w & W_PK -> wake_all()
+		:: else
+		fi;
+#endif
+		do
+		:: atomic {
+			w & W_PK ->
+			if
+			:: word == w -> word = w & ~W_PK; w = 0; ok = 1
+			:: else -> w = word	/* the failed CAS returns the word */
+			fi
+		   }
+		:: else -> w = 0; break
+		od;
+		if
+		:: ok ->
+			ok = 0
+#ifndef MUTANT_F
+			; wake_all()
+#endif
+		:: else
+		fi
+	:: else
+	fi
+}
+#endif
+
+/* Seeded bug F: the early wake's wave before the CAS that clears PARKED
+ * (to start the wake-ups sooner): the maker decides on the word it loaded
+ * and wakes; its CAS comes after.  A vCPU that wakes, sees the word still
+ * stopped (or SETTLING) and parks again before that CAS finds PARKED still
+ * set, does not set it, and sleeps; the CAS then clears PARKED, and the
+ * settling CAS sees none and wakes nobody. */
+#if defined(MUTANT_F) && defined(EARLY_CAS)
+#define MUTANT_F_WAVE(c) \
+	d_step { \
+		w = word; \
+		transition(c, w, nw); \
+		ok = EARLY_OK(c, w, nw); \
+		w = 0; \
+		nw = 0 \
+	}; \
+	if \
+	:: ok -> ok = 0; wake_all() \
+	:: else \
+	fi;
+#else
+#define MUTANT_F_WAVE(c)
+#endif
 
 /* vCPU j, if ACTIVE, must owe an acknowledgement: pending++, then CAS S[j]
  * from the loaded value to value|WANTED (same generation, still ACTIVE) and
@@ -380,8 +553,8 @@ inline process_head(blocking)
 
 /* Process pending edges in order while holding the role (entered with w
  * loaded and process_head done); then clear SETTLING with a CAS that fails
- * if the word changed (a new edge), reloading it.  The CAS that makes the word
- * runnable clears PARKED and, if it was set, wakes. */
+ * if the word changed (a new edge), reloading it.  The CAS that makes the
+ * word runnable clears PARKED and, if it was set, wakes. */
 inline process(blocking)
 {
 	do
@@ -435,8 +608,8 @@ inline process(blocking)
 			:: else
 			fi;
 #else
-			/* Seeded bug A: the start's settle makes the word runnable but
-			 * forgets to wake the parked vCPUs. */
+			/* Seeded bug A: the settle that makes the word
+			 * runnable (a start's) forgets to wake parked vCPUs. */
 #endif
 			w = 0; nw = 0;
 			break
@@ -516,8 +689,7 @@ inline settle(blk)
 		process(blk);
 		atomic { gaveup = 0; blk = 0; role = 0 };
 		RECHECK_THEN_BREAK_UNLESS_OK
-	od;
-	blk = 0
+	od	/* blk is 0 again */
 }
 
 /* The stop-edge kick by the edge's maker, before it waits for anything. */
@@ -622,10 +794,13 @@ proctype vcpu(byte me)
 	goto guest;
 
 announced:
-	/* (ANNOUNCE done.)  Full fence, then the load of the word that decides.
-	 * Pairs with the stopper's CAS on word followed by its loads of S[i]:
-	 * either the stopper sees ACTIVE or this load sees the stopped word.
-	 * The same step enters the first guest slice, or goes out. */
+	/* (Announced.)  The load of the word that decides.  In the library the
+	 * announcement is a seq_cst fetch_or of ACTIVE and this load is seq_cst,
+	 * with no fence between (two seq_cst accesses keep their order in the
+	 * single total order; the model is sequentially consistent anyway).
+	 * Pairs with the stopper's CAS on the word followed by its loads of
+	 * S[i]: either the stopper sees ACTIVE or this load sees the stopped
+	 * word.  The same step enters the first guest slice, or goes out. */
 #ifndef MUTANT_E
 	atomic {
 		if
@@ -634,9 +809,10 @@ announced:
 		fi
 	};
 #else
-	/* Seeded bug E: no fence: the load of the word is satisfied before the store
-	 * of ACTIVE is visible (in this variant ANNOUNCE does not set ACTIVE;
-	 * the ACTIVE store comes after the load). */
+	/* Seeded bug E: the load of the word is satisfied before the store of
+	 * ACTIVE is visible (a relaxed announcement without a fence; or the
+	 * library's planted no-fence bug, which loads first).  In this variant
+	 * ANNOUNCE_THEN does not set ACTIVE; the store comes after the load. */
 	w = word;
 	atomic {
 		S[me] = S[me] | S_ACT;
@@ -733,7 +909,12 @@ parkw:
 	 * in one step (see README). */
 	if
 	:: atomic { slp[me] == 0 -> ANNOUNCE_THEN(me) }
-	:: atomic { slp[me] == 1 && spur > 0 -> spur--; slp[me] = 0; ANNOUNCE_THEN(me) }
+	:: atomic {
+		slp[me] == 1 && spur > 0 ->
+		spur--;
+		slp[me] = 0;
+		ANNOUNCE_THEN(me)
+	   }
 	fi;
 
 finished:
@@ -768,31 +949,43 @@ proctype stopper()
  * them (ASYNC_STOP 1) or after them (2): each a CAS, a kick on a stop edge,
  * then an attempt to settle. */
 #define NSTARTER (STARTS + (ASYNC_STOP != 0))
+#define STARTER_CMD(n) \
+	(((ASYNC_STOP == 1 && (n) == 0) || \
+	  (ASYNC_STOP == 2 && (n) == NSTARTER - 1)) -> C_STOP : C_START)
 proctype starter()
 {
 	SETTLE_LOCALS;
-	byte mine, n, c;	/* mine: unused */
+	byte mine, n;	/* mine: for the early wake (EARLY_READ) */
 
 	do
 	:: n < NSTARTER ->
-		if
-		:: (ASYNC_STOP == 1 && n == 0) ||
-		   (ASYNC_STOP == 2 && n == NSTARTER - 1) -> c = C_STOP
-		:: else -> c = C_START
-		fi;
+		EARLY_READ(STARTER_CMD(n))
+		MUTANT_F_WAVE(STARTER_CMD(n))
 #ifndef MUTANT_C
-		CMD_THEN_KICK(c, 0);
+		CMD_THEN_KICK(STARTER_CMD(n), 0);
 #else
 		/* Seeded bug C: a stale plain store: the word is loaded, the
 		 * new value computed from that load and written back later
 		 * with a plain store, clobbering whatever changed between. */
 		w = word;
-		transition(c, w, nw);
-		d_step { word = nw; note_edge(w, nw); cmd_flags() };
+		transition(STARTER_CMD(n), w, nw);
+		d_step {
+#ifdef EARLY_CAS
+			if
+			:: EARLY_OK(STARTER_CMD(n), w, nw) -> nw = nw & ~W_PK; early = 1
+			:: else
+			fi;
+			e = 0;
+			mine = 0;
+#endif
+			word = nw;
+			note_edge(w, nw);
+			cmd_flags(STARTER_CMD(n))
+		};
 		kick_all_if_stop_edge();
 #endif
+		EARLY_WAVE()	/* only after a start (releasing()) */
 		then_settle(0);
-		c = 0;
 		n++
 	:: else -> break
 	od
@@ -836,6 +1029,7 @@ proctype holder()
 proctype finisher()
 {
 	SETTLE_LOCALS;
+	byte mine;	/* for the early wake (EARLY_READ) */
 
 	atomic {
 		timeout && !slp_p ->
@@ -859,7 +1053,10 @@ proctype finisher()
 		skip
 #endif
 	};
-	do_cmd(C_START);	/* cont */
+	EARLY_READ(C_START)
+	MUTANT_F_WAVE(C_START)
+	do_cmd(C_START);	/* cont (releasing()) */
+	EARLY_WAVE()
 	then_settle(0);
 	i = 0;
 	do
