@@ -87,7 +87,10 @@ def ratio(a, b):
 
 
 def fmt_ratio(r):
-    return "-" if r is None else "%.2fx" % r
+    # Three decimals near 1: a goal of "at or below" is decided there.
+    if r is None:
+        return "-"
+    return ("%.3fx" if 0.95 <= r < 1.05 else "%.2fx") % r
 
 
 def plot_or_empty(plots):
