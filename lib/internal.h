@@ -157,7 +157,7 @@ struct rs_runstate {
 	_Atomic uint32_t hiwater;      /* slots [0, hiwater) may be in use */
 	struct rs_ev_slot *ring;
 	uint32_t ring_mask;
-	uint32_t ncpus;                /* online at creation (wake_early()) */
+	uint32_t ncpus;                /* usable at creation (wake_early()) */
 
 	/* Settling: the settle mutex serializes the processing of edges; it
 	 * is held by the thread that waits for the vCPUs of a stop edge.

@@ -45,6 +45,20 @@ uint32_t rs_word(const rs_runstate *rs)
 	return atomic_load_explicit(&((rs_runstate *)rs)->word, memory_order_acquire);
 }
 
+/* The CPUs this process may run on (its affinity mask, as taskset or a
+ * container's cpuset leaves it; else the online count): the early wake's
+ * "fewer vCPUs than CPUs" (wake_early()). */
+static uint32_t usable_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (uint32_t)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (uint32_t)n : 1;
+}
+
 int rs_create(const struct rs_config *cfg, rs_runstate **out)
 {
 	struct rs_config c = { 0 };
@@ -80,11 +94,7 @@ int rs_create(const struct rs_config *cfg, rs_runstate **out)
 	rs->rekick_ns = c.rekick_ns;
 	rs->ring_mask = c.event_capacity - 1;
 	rs->nslots = c.max_vcpus;
-	{
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		rs->ncpus = n > 0 ? (uint32_t)n : 1;
-	}
+	rs->ncpus = usable_cpus();
 	/* Edge 0 is the initial stopped state, settled from the start. */
 	atomic_init(&rs->word, (uint32_t)RS_PAUSE_PRELAUNCH << RS_W_PAUSE_SHIFT);
 	atomic_init(&rs->edge_word[0], atomic_load_explicit(&rs->word, memory_order_relaxed));

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "runstate.h"
@@ -575,8 +576,13 @@ static void early_wake_with(unsigned n, bool expect_early)
 
 static void test_early_wake(void)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* The library counts the CPUs this process may use (its affinity
+	 * mask), as taskset or a cpuset leaves them. */
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
 
+	if (cpus < 1)
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cpus < 1)
 		cpus = 1;
 	/* One vCPU: early, if there is a CPU left for the starter. */
