@@ -627,7 +627,7 @@ static bool wake_early(rs_runstate *rs, uint32_t old, uint32_t nw)
 
 /*
  * Apply a command: the one CAS.  seq_cst: the CAS is the stopper's half of
- * the store-fence-load pairing with a vCPU's out->active announcement
+ * the store-buffering pairing with a vCPU's out->active announcement
  * (rs_vcpu_enter()), and its release half publishes what the caller wrote
  * before the command to every thread that sees the new word.  For the
  * early wake it is also the CAS that clears RS_W_PARKED, paired like the

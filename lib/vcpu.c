@@ -340,8 +340,8 @@ static void park(struct rs_vcpu_impl *v, uint32_t reqmask)
 	}
 
 	/* VS_PARK first, then RS_W_PARKED in the word: the CAS that lets
-	 * vCPUs run clears RS_W_PARKED, and if it saw it set, scans for
-	 * VS_PARK (rs_wake_parked()). */
+	 * vCPUs run (or an early-waking start's CAS) clears RS_W_PARKED, and
+	 * if it saw it set, scans for VS_PARK (rs_wake_parked()). */
 	s = atomic_fetch_or_explicit(&v->state, VS_PARK, memory_order_seq_cst) | VS_PARK;
 	if (s & reqmask)
 		goto out;
