@@ -605,8 +605,9 @@ static bool made_edge(uint32_t old, uint32_t nw)
  *
  * Only when settling will be short and the wake-ups do not compete with it:
  * the edge is the next to settle, no listener is registered, and there are
- * fewer vCPUs than CPUs (oversubscribed, most early-woken vCPUs re-park:
- * about half of them with 4 vCPUs on 2 CPUs).  The loads are hints.
+ * fewer vCPUs than usable CPUs (oversubscribed, early-woken vCPUs compete
+ * with the settling thread and many re-park: about half of them in a trial
+ * with 4 vCPUs on 2 CPUs).  The loads are hints.
  */
 static bool wake_early(rs_runstate *rs, uint32_t old, uint32_t nw)
 {
