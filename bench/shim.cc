@@ -6,9 +6,15 @@
 //
 // * Names.  Google Benchmark appends "/manual_time" to the name of a benchmark
 //   that reports its own iteration times.  The names are an interface
-//   ("stop/runstate/vcpus:4"), so every report goes through NameKeeper, a
-//   reporter that clears that suffix before handing the run to the reporter
-//   the flags asked for (console/json/csv, on stdout and in --benchmark_out).
+//   ("stop/runstate/vcpus:4"): one name per benchmark, in every report, in
+//   --benchmark_list_tests and for --benchmark_filter.  So the shim keeps the
+//   registrations until rsb_main(), applies the filter and the listing to
+//   those names itself (with Google Benchmark's rules: a regular expression
+//   searched in the name, "all" for every one, a leading '-' to negate),
+//   registers only the benchmarks that match, and every report goes through
+//   NameKeeper, a reporter that clears the suffix before handing the run to
+//   the reporter the flags asked for (console/json/csv, on stdout and in
+//   --benchmark_out).
 // * Errors.  NameKeeper counts runs that failed (SkipWithError), and
 //   rsb_main() turns them into a non-zero exit status, so the smoke test
 //   fails when a benchmark's own checks fail.
@@ -17,8 +23,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -30,6 +38,19 @@ namespace {
 
 unsigned long long n_errors;
 unsigned long long n_runs;
+
+struct registration {
+	std::string name;
+	rsb_fn *fn;
+	void *arg;
+	enum rsb_timing timing;
+};
+
+std::vector<registration> &registrations()
+{
+	static std::vector<registration> v;
+	return v;
+}
 
 class NameKeeper : public benchmark::BenchmarkReporter {
 public:
@@ -118,14 +139,7 @@ extern "C" {
 
 void rsb_register(const char *name, rsb_fn *fn, void *arg, enum rsb_timing timing)
 {
-	benchmark::internal::Benchmark *b = benchmark::RegisterBenchmark(
-		name, [fn, arg](benchmark::State &s) {
-			rsb_state st{&s};
-			fn(&st, arg);
-		});
-	b->Unit(benchmark::kNanosecond);
-	if (timing == RSB_TIME_MANUAL)
-		b->UseManualTime();
+	registrations().push_back({name, fn, arg, timing});
 }
 
 bool rsb_keep_running(struct rsb_state *st)
@@ -170,10 +184,77 @@ int rsb_main(int argc, char **argv)
 	std::string out = flag_value(argc, argv, "benchmark_out", "BENCHMARK_OUT", "");
 	std::string out_fmt = flag_value(argc, argv, "benchmark_out_format",
 					 "BENCHMARK_OUT_FORMAT", "json");
+	std::string filter = flag_value(argc, argv, "benchmark_filter", "BENCHMARK_FILTER", "");
+	std::string list = flag_value(argc, argv, "benchmark_list_tests",
+				      "BENCHMARK_LIST_TESTS", "false");
+	bool negate = false;
+
+	// The filter and the listing are ours (see the top): take them out
+	// of what Google Benchmark sees.
+	{
+		int k = 1;
+
+		for (int i = 1; i < argc; i++) {
+			if (!strcmp(argv[i], "--benchmark_list_tests"))
+				list = "true";   // the bare form
+			if (!strncmp(argv[i], "--benchmark_filter=", 19) ||
+			    !strcmp(argv[i], "--benchmark_list_tests") ||
+			    !strncmp(argv[i], "--benchmark_list_tests=", 23))
+				continue;
+			argv[k++] = argv[i];
+		}
+		argc = k;
+		argv[argc] = nullptr;
+		unsetenv("BENCHMARK_FILTER");
+		unsetenv("BENCHMARK_LIST_TESTS");
+	}
+	if (filter.empty() || filter == "all")
+		filter = ".";
+	if (filter[0] == '-') {
+		negate = true;
+		filter.erase(0, 1);
+	}
 
 	benchmark::Initialize(&argc, argv);
 	if (benchmark::ReportUnrecognizedArguments(argc, argv))
 		return 1;
+
+	std::regex re;
+	try {
+		re.assign(filter, std::regex::extended);
+	} catch (const std::regex_error &e) {
+		fprintf(stderr, "Could not compile benchmark filter '%s': %s\n", filter.c_str(),
+			e.what());
+		return 1;
+	}
+	size_t kept = 0;
+	bool listing = list == "true" || list == "1" || list == "yes";
+	for (const registration &r : registrations()) {
+		if (std::regex_search(r.name, re) == negate)
+			continue;
+		kept++;
+		if (listing) {
+			printf("%s\n", r.name.c_str());
+			continue;
+		}
+		rsb_fn *fn = r.fn;
+		void *arg = r.arg;
+		benchmark::internal::Benchmark *b = benchmark::RegisterBenchmark(
+			r.name.c_str(), [fn, arg](benchmark::State &s) {
+				rsb_state st{&s};
+				fn(&st, arg);
+			});
+		b->Unit(benchmark::kNanosecond);
+		if (r.timing == RSB_TIME_MANUAL)
+			b->UseManualTime();
+	}
+	if (listing)
+		return kept ? 0 : 1;
+	if (!kept) {
+		fprintf(stderr, "Failed to match any benchmarks against regex: %s\n",
+			filter.c_str());
+		return 1;
+	}
 
 	NameKeeper display(benchmark::CreateDefaultDisplayReporter(), false, true);
 	size_t matched;

@@ -114,6 +114,27 @@ for c in p50_ns p99_ns slices_per_s; do
 	fi
 done
 
+# One name per benchmark, everywhere: the listing and the filter see the
+# names the reports show (no "/manual_time"), and a filter for one exact
+# name runs exactly that benchmark.
+"$exe" --vcpus=1,3 --kvm-vcpus=1 --benchmark_list_tests >"$tmp/list.txt"
+if grep -q 'manual_time' "$tmp/list.txt" || ! grep -qx 'stop/runstate/vcpus:1' "$tmp/list.txt"; then
+	echo "bench-smoke: --benchmark_list_tests does not list the reported names" >&2
+	head -5 "$tmp/list.txt" >&2
+	fail=1
+fi
+if [ "$(wc -l <"$tmp/list.txt")" -ne "$(grep -c '"run_type": "iteration"' "$tmp/out.json")" ]; then
+	echo "bench-smoke: the listing and the run differ in number" >&2
+	fail=1
+fi
+if ! "$exe" --vcpus=1 --benchmark_min_time=0.0001 --benchmark_filter='^stop/runstate/vcpus:1$' \
+	--benchmark_out="$tmp/one.json" --benchmark_out_format=json >/dev/null 2>&1 ||
+   [ "$(grep -c '"run_type": "iteration"' "$tmp/one.json")" -ne 1 ] ||
+   ! grep -q '"name": "stop/runstate/vcpus:1",' "$tmp/one.json"; then
+	echo "bench-smoke: --benchmark_filter='^stop/runstate/vcpus:1\$' did not run exactly that benchmark" >&2
+	fail=1
+fi
+
 runs=$(grep -c '"run_type": "iteration"' "$tmp/out.json" || true)
 echo "bench-smoke: $runs benchmarks ran"
 exit $fail

@@ -63,10 +63,16 @@ static inline void rs_cpu_relax(void)
 #define VS_TREE     0x20u  /* woken by a tree wake: wake your subtree */
 #define VS_GEN_ONE  0x100u
 
+/*
+ * rs_vcpu_request() may run on any thread while the owner unregisters and
+ * registers the same storage again: every field it reads before it has
+ * validated the vCPU through a pinned slot (registered, rs, slot) is an
+ * atomic, and registration never memsets them (rs_vcpu_register()).
+ */
 struct rs_vcpu_impl {
 	_Atomic uint32_t state;
-	uint32_t slot;
-	struct rs_runstate *rs;
+	_Atomic uint32_t slot;
+	_Atomic(struct rs_runstate *) rs;
 	rs_kick_fn *kick;
 	void *opaque;
 	_Atomic uint64_t kick_ns;     /* last kick (re-kick pacing) */
@@ -74,7 +80,6 @@ struct rs_vcpu_impl {
 	_Atomic uint64_t out_since_ns; /* 0 while active */
 	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
 	_Atomic uint32_t registered;
-	uint32_t call_depth;          /* nesting of blocking library calls */
 };
 _Static_assert(sizeof(struct rs_vcpu_impl) <= sizeof(rs_vcpu), "rs_vcpu storage too small");
 _Static_assert(_Alignof(struct rs_vcpu_impl) <= _Alignof(rs_vcpu), "rs_vcpu alignment");
@@ -92,13 +97,18 @@ struct rs_slot {
 struct rs_ev_slot {
 	_Atomic uint64_t seq;   /* seq of the event held, 0 while written */
 	_Atomic uint64_t time_ns;
+	_Atomic uint64_t word;
+	_Atomic uint64_t count; /* RS_EVENT_LOST: the edges it covers; else 1 */
 	_Atomic uint32_t kind;
-	_Atomic uint32_t word;
 };
 
-/* The words made by recent edges, for listeners and events: the edge
- * maker stores its new word in edge_word[edge % RS_EDGE_WORDS]. */
-#define RS_EDGE_WORDS 64
+/* The words made by the edges in the backlog, for listeners and events: the
+ * edge maker stores its new word in edge_word[edge % RS_EDGE_WORDS].  The
+ * backlog never holds more than RS_W_BACKLOG_MAX edges, so no slot is
+ * reused before its edge has settled. */
+#define RS_EDGE_WORDS 128
+_Static_assert(RS_EDGE_WORDS > RS_W_BACKLOG_MAX && !(RS_EDGE_WORDS & (RS_EDGE_WORDS - 1)),
+	       "a slot per backlog entry, indexable modulo 2^32");
 
 struct rs_listener {
 	rs_listener_fn *fn;
@@ -145,8 +155,8 @@ struct rs_counters {
 struct rs_runstate {
 	/* The word; first member, alone on its cache line (rs_may_run()
 	 * reads it through struct rs_runstate_head). */
-	_Atomic uint32_t word;
-	char pad0[RS_LINE - sizeof(uint32_t)];
+	_Atomic uint64_t word;
+	char pad0[RS_LINE - sizeof(uint64_t)];
 
 	/* Read-mostly: written at creation (hiwater also on registration
 	 * into a new slot), read on every path. */
@@ -158,15 +168,33 @@ struct rs_runstate {
 	struct rs_ev_slot *ring;
 	uint32_t ring_mask;
 	uint32_t ncpus;                /* usable at creation (wake_early()) */
+	unsigned backlog;              /* max_backlog */
 
-	/* Settling: the settle mutex serializes the processing of edges; it
-	 * is held by the thread that waits for the vCPUs of a stop edge.
-	 * settled is the last edge fully processed (written under the
-	 * mutex, read anywhere).  edge_word is written by edge makers and
-	 * read by the settler, usually the same thread. */
+	/* Settling: the settle mutex serializes the processing of the
+	 * backlog; it is held by the thread that waits for the vCPUs of a
+	 * stop edge.  settled is the edge counter of the last entry settled
+	 * (written under the mutex, read anywhere).  The rest is the
+	 * settler's own, under the mutex: settled_seq, the event number of
+	 * that entry's last edge; coalesced, the coalesced edges accounted
+	 * for so far (absorb()); synth_*, the run of coalesced edges that is
+	 * the backlog's first entry after an absorb: its edge counter, its
+	 * number of edges, the word at the absorb. */
 	_Alignas(RS_LINE) _Atomic uint32_t settle_mutex;
 	_Atomic uint32_t settled;
-	_Atomic uint32_t edge_word[RS_EDGE_WORDS];
+	uint64_t settled_seq;
+	uint64_t coalesced;
+	bool synth;
+	uint32_t synth_edge;
+	uint64_t synth_n, synth_word;
+
+	/* edge_word is written by edge makers and read by the settler,
+	 * usually the same thread. */
+	_Alignas(RS_LINE) _Atomic uint64_t edge_word[RS_EDGE_WORDS];
+	/* Coalesced edges: their makers count themselves in flight before
+	 * their CAS, and made after it (word_cas()); only while the backlog
+	 * overflows. */
+	_Alignas(RS_LINE) _Atomic uint64_t coalesced_made;
+	_Atomic uint32_t coalesce_inflight;
 
 	/* Number of active vCPUs with VS_WANTED set, plus PENDING_SLEEPER
 	 * while the settler sleeps on it: written by the stopper (counting)
@@ -183,7 +211,7 @@ struct rs_runstate {
 
 	/* Events, produced in edge order by the settle mutex holder, read
 	 * by consumers. */
-	_Alignas(RS_LINE) _Atomic uint64_t ev_head; /* events produced so far */
+	_Alignas(RS_LINE) _Atomic uint64_t ev_head; /* seq of the newest record */
 	_Atomic uint32_t ev_seq32;     /* low bits of ev_head: the futex */
 	_Atomic uint32_t ev_waiters;   /* threads in rs_events_wait() */
 	_Atomic int ev_fd;             /* eventfd, -1 until asked for */
@@ -232,15 +260,15 @@ enum rs_scan_mode { RS_SCAN_CHECK, RS_SCAN_REKICK, RS_SCAN_EDGE };
 RS_HIDDEN bool rs_scan_out(struct rs_runstate *rs, enum rs_scan_mode mode);
 RS_HIDDEN void rs_prefetch_wake(struct rs_runstate *rs);
 RS_HIDDEN void rs_wake_parked(struct rs_runstate *rs);
-RS_HIDDEN struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs);
-RS_HIDDEN int rs_call_end(struct rs_vcpu_impl *self, int r);
+RS_HIDDEN void rs_vcpu_thread_out(struct rs_runstate *rs);
+RS_HIDDEN void rs_vcpu_check_active(const struct rs_runstate *rs);
 
 /* runstate.c */
 RS_HIDDEN void rs_settle_help(struct rs_runstate *rs);
 
 /* listener.c */
 RS_HIDDEN extern _Thread_local unsigned rs_tls_in_listener;
-RS_HIDDEN void rs_run_listeners(struct rs_runstate *rs, bool running, uint32_t word);
+RS_HIDDEN void rs_run_listeners(struct rs_runstate *rs, bool running, uint64_t word);
 RS_HIDDEN void rs_listeners_destroy(struct rs_runstate *rs);
 RS_HIDDEN int rs_no_wait_in_listener(const char *what);
 

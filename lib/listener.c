@@ -119,20 +119,16 @@ static void free_listener_cb(struct rcu_head *head)
 	reclaimed(rs);
 }
 
+/* A listener runs while its edge holds every vCPU out and the settle mutex
+ * is held: a call that waits from there could wait for itself.  Refused,
+ * with RS_EDEADLK, in every build. */
 int rs_no_wait_in_listener(const char *what)
 {
-	if (!rs_tls_in_listener)
-		return 0;
-#ifndef NDEBUG
-	fprintf(stderr, "runstate: %s called from a listener: listeners must not wait\n", what);
-	abort();
-#else
 	(void)what;
-	return -EDEADLK;
-#endif
+	return rs_tls_in_listener ? RS_EDEADLK : 0;
 }
 
-void rs_run_listeners(struct rs_runstate *rs, bool running, uint32_t word)
+void rs_run_listeners(struct rs_runstate *rs, bool running, uint64_t word)
 {
 	struct rs_listener_set *set;
 	struct rs_state st;
@@ -232,7 +228,6 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 {
 	struct rs_listener_set *old, *set;
 	bool found = false;
-	int r = 0;
 
 	/* l is looked up by address before it is touched: a handle already
 	 * removed (perhaps freed) is simply not found. */
@@ -261,15 +256,13 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 	 * documented guarantee.  Inside one we are in a read-side section
 	 * ourselves, so only defer. */
 	if (!rs_tls_in_listener) {
-		/* A vCPU thread blocked here counts as out. */
-		struct rs_vcpu_impl *self = rs_call_begin(rs);
-
+		/* A vCPU thread that may block here is out first. */
+		rs_vcpu_thread_out(rs);
 		synchronize_rcu();
-		r = rs_call_end(self, 0);
 	}
 	defer_free(rs, &old->rcu, old, free_set_cb);
 	defer_free(rs, &l->rcu, l, free_listener_cb);
-	return r;
+	return 0;
 }
 
 void rs_listeners_destroy(struct rs_runstate *rs)

@@ -3,16 +3,21 @@
  * Instances, commands, settling and events.
  *
  * Every command is rs_transition() inside one compare-and-swap loop on the
- * word.  An edge (running <-> stopped) sets RS_W_SETTLING; the edge's work
- * is then done by whoever holds the settle mutex, one edge at a time and in
+ * word.  An edge (running <-> stopped) advances the edge counter and either
+ * joins the backlog (the backlog field counts edges not yet settled) or,
+ * when the backlog is full, is coalesced (the overflow bit).  The backlog's
+ * work is done by whoever holds the settle mutex, one entry at a time and in
  * edge order:
  *
  *   stop edge:  wait until every registered vCPU is out, then emit STOP;
- *   start edge: emit RESUME.
+ *   start edge: emit RESUME;
+ *   coalesced run (the edges made while the overflow bit was set, taken as
+ *   one entry once the backlog has drained): report them as lost, and run
+ *   the listeners once if their net effect changed running.
  *
- * When the settled edge catches up with the word's edge, the settler clears
- * RS_W_SETTLING with a CAS that fails if a new edge arrived meanwhile; the
- * CAS that lets vCPUs run also takes RS_W_PARKED and wakes the parked vCPUs.
+ * Each entry ends with a CAS that takes it off the backlog ("claims" it);
+ * the claim of the last one lets vCPUs run when the VM runs, and it also
+ * takes RS_W_PARKED and wakes the parked vCPUs.
  *
  * Synchronous callers take the settle mutex and wait (for the vCPUs of stop
  * edges up to their own).  Everyone else helps without waiting: try the
@@ -33,10 +38,11 @@
 
 bool rs_may_run_func(const rs_runstate *rs)
 {
+	rs_vcpu_check_active(rs);
 	return rs_may_run(rs);
 }
 
-uint32_t rs_word(const rs_runstate *rs)
+uint64_t rs_word(const rs_runstate *rs)
 {
 	if (!rs)
 		return 0;
@@ -59,6 +65,14 @@ static uint32_t usable_cpus(void)
 	return n > 0 ? (uint32_t)n : 1;
 }
 
+/* An edge_word slot that no edge's word can match: its edge field is one
+ * more than an edge that maps to the slot, and every edge that maps to it
+ * differs from that by a multiple of RS_EDGE_WORDS (even). */
+static uint64_t edge_word_empty(uint64_t e)
+{
+	return (uint64_t)(uint32_t)(e + 1) << RS_W_EDGE_SHIFT;
+}
+
 int rs_create(const struct rs_config *cfg, rs_runstate **out)
 {
 	struct rs_config c = { 0 };
@@ -74,8 +88,10 @@ int rs_create(const struct rs_config *cfg, rs_runstate **out)
 		c.rekick_ns = 1000000;
 	if (!c.event_capacity)
 		c.event_capacity = 256;
+	if (!c.max_backlog)
+		c.max_backlog = 64;
 	if ((c.event_capacity & (c.event_capacity - 1)) || c.event_capacity > (1u << 20) ||
-	    c.max_vcpus > (1u << 20) || c.rekick_ns < 0)
+	    c.max_vcpus > (1u << 20) || c.rekick_ns < 0 || c.max_backlog > RS_W_BACKLOG_MAX)
 		return RS_EINVAL;
 
 	rs = aligned_alloc(64, (sizeof(*rs) + 63) & ~(size_t)63);
@@ -95,9 +111,11 @@ int rs_create(const struct rs_config *cfg, rs_runstate **out)
 	rs->ring_mask = c.event_capacity - 1;
 	rs->nslots = c.max_vcpus;
 	rs->ncpus = usable_cpus();
+	rs->backlog = c.max_backlog;
 	/* Edge 0 is the initial stopped state, settled from the start. */
-	atomic_init(&rs->word, (uint32_t)RS_PAUSE_PRELAUNCH << RS_W_PAUSE_SHIFT);
-	atomic_init(&rs->edge_word[0], atomic_load_explicit(&rs->word, memory_order_relaxed));
+	atomic_init(&rs->word, (uint64_t)RS_PAUSE_PRELAUNCH << RS_W_PAUSE_SHIFT);
+	for (uint64_t i = 0; i < RS_EDGE_WORDS; i++)
+		atomic_init(&rs->edge_word[i], edge_word_empty(i));
 	atomic_init(&rs->ev_fd, -1);
 	*out = rs;
 	return 0;
@@ -119,11 +137,17 @@ void rs_destroy(rs_runstate *rs)
  * Events
  */
 
-static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
+/*
+ * Produce a record: an event (count 1) or, for a coalesced run, an
+ * RS_EVENT_LOST record covering the count edges from seq on.  It occupies
+ * the ring slot of its first seq; readers skip the rest of its range.
+ */
+static void emit(rs_runstate *rs, uint64_t seq, uint64_t count, enum rs_event_kind kind,
+		 uint64_t word)
 {
 	/* Only the settle mutex holder produces: ev_head has one writer. */
-	uint64_t seq = atomic_load_explicit(&rs->ev_head, memory_order_relaxed) + 1;
 	struct rs_ev_slot *s = &rs->ring[seq & rs->ring_mask];
+	uint64_t head = seq + count - 1;
 
 	/* Seqlock-style slot: mark it invalid, fill it, then publish the
 	 * seq with release.  Pairs with the acquire loads in
@@ -131,18 +155,18 @@ static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 	atomic_store_explicit(&s->seq, 0, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&s->time_ns, rs_now(rs), memory_order_relaxed);
-	atomic_store_explicit(&s->kind, rs_edge_is_stop(edge) ? RS_EVENT_STOP : RS_EVENT_RESUME,
-			      memory_order_relaxed);
+	atomic_store_explicit(&s->kind, kind, memory_order_relaxed);
 	atomic_store_explicit(&s->word, word, memory_order_relaxed);
+	atomic_store_explicit(&s->count, count, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq, memory_order_release);
 	/* Release (seq_cst): pairs with the acquire load of ev_head in
 	 * readers, and with rs_events_fd()'s head check. */
-	atomic_store_explicit(&rs->ev_head, seq, memory_order_seq_cst);
+	atomic_store_explicit(&rs->ev_head, head, memory_order_seq_cst);
 
 	/* Blocked readers: store the futex word, then look for waiters;
 	 * rs_events_wait() counts itself, then loads ev_head (seq_cst
 	 * both sides: one of the two sees the other). */
-	atomic_store_explicit(&rs->ev_seq32, (uint32_t)seq, memory_order_seq_cst);
+	atomic_store_explicit(&rs->ev_seq32, (uint32_t)head, memory_order_seq_cst);
 	if (atomic_load_explicit(&rs->ev_waiters, memory_order_seq_cst))
 		rs_futex_wake(rs, &rs->ev_seq32, INT_MAX);
 	{
@@ -160,16 +184,18 @@ static void emit_event(rs_runstate *rs, uint32_t edge, uint32_t word)
 
 int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 {
-	struct rs_vcpu_impl *self;
 	uint64_t deadline;
 	int r = 0;
 
 	if (!rs)
 		return RS_EINVAL;
-	if (timeout_ns != RS_ASYNC && (r = rs_no_wait_in_listener("rs_events_wait")))
+	if (timeout_ns == RS_ASYNC)
+		return atomic_load_explicit(&rs->ev_head, memory_order_acquire) >= cursor ?
+			       0 : RS_ETIMEDOUT;
+	if ((r = rs_no_wait_in_listener("rs_events_wait")))
 		return r;
 	deadline = rs_deadline(rs, timeout_ns);
-	self = rs_call_begin(rs);   /* a blocked vCPU thread counts as out */
+	rs_vcpu_thread_out(rs);   /* a vCPU thread that may block is out */
 	atomic_fetch_add_explicit(&rs->ev_waiters, 1, memory_order_seq_cst);
 	for (;;) {
 		uint64_t head = atomic_load_explicit(&rs->ev_head, memory_order_seq_cst);
@@ -184,8 +210,10 @@ int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns)
 		}
 		rs_futex_wait(rs, &rs->ev_seq32, (uint32_t)head, left);
 	}
-	atomic_fetch_sub_explicit(&rs->ev_waiters, 1, memory_order_relaxed);
-	return rs_call_end(self, r);
+	/* Release: orders this waiter's reads before a producer's check
+	 * that finds it gone (only the count matters to the producer). */
+	atomic_fetch_sub_explicit(&rs->ev_waiters, 1, memory_order_release);
+	return r;
 }
 
 int rs_events_fd(rs_runstate *rs)
@@ -200,9 +228,9 @@ int rs_events_fd(rs_runstate *rs)
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	/* seq_cst install, then seq_cst head check: pairs with
-	 * emit_event()'s seq_cst head store, then fd load, so an event is
-	 * either seen here or signalled there. */
+	/* seq_cst install, then seq_cst head check: pairs with emit()'s
+	 * seq_cst head store, then fd load, so an event is either seen
+	 * here or signalled there. */
 	if (!atomic_compare_exchange_strong_explicit(&rs->ev_fd, &expect, fd,
 						     memory_order_seq_cst, memory_order_acquire)) {
 		close(fd);
@@ -225,24 +253,33 @@ uint64_t rs_events_cursor(const rs_runstate *rs)
 	return atomic_load_explicit(&((rs_runstate *)rs)->ev_head, memory_order_acquire) + 1;
 }
 
+/* Append the record of `dropped` events lost from seq `first` on. */
+static void lost_record(rs_runstate *rs, struct rs_event *e, uint64_t first, uint64_t dropped)
+{
+	memset(e, 0, sizeof(*e));
+	e->kind = RS_EVENT_LOST;
+	e->seq = first;
+	e->lost = dropped;
+	e->time_ns = rs_now(rs);
+}
+
 int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *buf, size_t n,
 		   uint64_t *lost)
 {
 	rs_runstate *rs = (rs_runstate *)crs;
 	uint64_t cap, cur, head, dropped = 0;
-	bool dropped_reported = false;
 	size_t got = 0;
 
 	if (!rs || !cursor || (!buf && n))
 		return RS_EINVAL;
 	cap = (uint64_t)rs->ring_mask + 1;
 	cur = *cursor ? *cursor : 1;
-	/* Acquire: pairs with the release store of ev_head in emit_event(). */
+	/* Acquire: pairs with the release store of ev_head in emit(). */
 	head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
 	while (got < n && cur <= head) {
 		struct rs_ev_slot *s = &rs->ring[cur & rs->ring_mask];
-		uint64_t seq1, seq2, t;
-		uint32_t k, w;
+		uint64_t seq1, seq2, t, w, cnt;
+		uint32_t k;
 
 		if (head - cur >= cap) {
 			/* Overwritten before we got to it.  A loss is only
@@ -254,17 +291,21 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 			cur = head - cap + 1;
 			continue;
 		}
-		/* Pairs with the release store of s->seq in emit_event(). */
+		/* Pairs with the release store of s->seq in emit(). */
 		seq1 = atomic_load_explicit(&s->seq, memory_order_acquire);
 		t = atomic_load_explicit(&s->time_ns, memory_order_relaxed);
 		k = atomic_load_explicit(&s->kind, memory_order_relaxed);
 		w = atomic_load_explicit(&s->word, memory_order_relaxed);
+		cnt = atomic_load_explicit(&s->count, memory_order_relaxed);
 		/* Orders the copies before the re-check of seq (seqlock read). */
 		atomic_thread_fence(memory_order_acquire);
 		seq2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
-		if (seq1 != cur || seq2 != cur) {
-			/* The writer is overwriting this slot: event cur is
-			 * gone.  Count it lost (before any event returned). */
+		if (seq1 != cur || seq2 != cur || cnt == 0) {
+			/* Not event cur: the writer is overwriting this slot
+			 * (event cur is gone), or cur lies inside a coalesced
+			 * run whose record sits at the run's first seq.
+			 * Either way cur was never read: count it lost
+			 * (before any event returned). */
 			if (got)
 				break;
 			dropped++;
@@ -272,19 +313,22 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 			head = atomic_load_explicit(&rs->ev_head, memory_order_acquire);
 			continue;
 		}
-		if (dropped && !lost && !dropped_reported) {
-			/* The explicit record of the loss, first. */
-			memset(&buf[got], 0, sizeof(buf[got]));
-			buf[got].kind = RS_EVENT_LOST;
-			buf[got].seq = cur - dropped;
-			buf[got].lost = dropped;
-			buf[got].time_ns = rs_now(rs);
-			if (++got == n) {
-				/* No room for the event itself: it is read
-				 * next time; the loss is reported now. */
+		if (k == RS_EVENT_LOST) {
+			/* A coalesced run: its edges never had events. */
+			if (got)
 				break;
-			}
-			dropped_reported = true;
+			dropped += cnt;
+			cur += cnt;
+			continue;
+		}
+		if (dropped && !lost) {
+			/* The explicit record of the loss, first. */
+			lost_record(rs, &buf[got], cur - dropped, dropped);
+			atomic_fetch_add_explicit(&rs->stats.events_lost, dropped,
+						  memory_order_relaxed);
+			dropped = 0;
+			if (++got == n)
+				break;  /* the event itself comes next time */
 		}
 		buf[got].seq = cur;
 		buf[got].time_ns = t;
@@ -295,15 +339,12 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 		got++;
 		cur++;
 	}
-	if (dropped && !lost && !dropped_reported && got < n) {
-		memset(&buf[got], 0, sizeof(buf[got]));
-		buf[got].kind = RS_EVENT_LOST;
-		buf[got].seq = cur - dropped;
-		buf[got].lost = dropped;
-		buf[got].time_ns = rs_now(rs);
-		got++;
+	if (dropped && !lost && got < n) {
+		lost_record(rs, &buf[got++], cur - dropped, dropped);
+		atomic_fetch_add_explicit(&rs->stats.events_lost, dropped, memory_order_relaxed);
+		dropped = 0;
 	}
-	if (dropped)
+	if (dropped)   /* reported through *lost (no room is impossible: got < n) */
 		atomic_fetch_add_explicit(&rs->stats.events_lost, dropped, memory_order_relaxed);
 	*cursor = cur;
 	if (lost)
@@ -317,53 +358,194 @@ int rs_events_read(const rs_runstate *crs, uint64_t *cursor, struct rs_event *bu
 
 enum { SETTLE_DONE = 0, SETTLE_BLOCKED = 1 };
 
-/*
- * Process edges with the settle mutex held.  Stop edges up to `block_until`
- * wait for the vCPUs until `deadline`; later ones (and all of them when
- * block_until is NO_BLOCK) only check.  Returns SETTLE_DONE when the word
- * was caught up and RS_W_SETTLING cleared, SETTLE_BLOCKED when a stop edge
- * beyond block_until still has active vCPUs, RS_ETIMEDOUT.
- */
-#define NO_BLOCK UINT32_MAX
-
 static int wait_stop_edge(rs_runstate *rs, uint64_t deadline);
-static uint32_t edge_word(rs_runstate *rs, uint32_t e);
 
-static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadline)
+/*
+ * The word made by edge e's CAS.  Its maker stores it right after the CAS
+ * (note_edge()); if it has not yet, wait for it, briefly: a maker is never
+ * blocked between its CAS and that store.  Edge e is in the backlog, and the
+ * backlog never holds more edges than there are slots, so the slot holds e's
+ * word or (before the store) the empty mark left when the slot's previous
+ * edge was claimed (settle_locked()); never a word of another edge.
+ */
+static uint64_t edge_word(rs_runstate *rs, uint64_t e)
+{
+	_Atomic uint64_t *slot = &rs->edge_word[e % RS_EDGE_WORDS];
+
+	for (int spin = 0;; spin++) {
+		/* Pairs with the release store in note_edge(). */
+		uint64_t w = atomic_load_explicit(slot, memory_order_acquire);
+
+		if (rs_w_edge(w) == (uint32_t)e)
+			return w;
+		if (spin < 100)
+			rs_cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
+/* After a successful CAS from old to nw: record an edge for the settler. */
+static void note_edge(rs_runstate *rs, uint64_t old, uint64_t nw)
+{
+	if (rs_w_running(old) == rs_w_running(nw))
+		return;
+	if (!(nw & RS_W_OVERFLOW)) {
+		/* In the backlog: its word for the settler.  Release: pairs
+		 * with the acquire load in edge_word(). */
+		atomic_store_explicit(&rs->edge_word[rs_w_edge(nw) % RS_EDGE_WORDS], nw,
+				      memory_order_release);
+	}
+	if (rs_w_running(nw))
+		RS_STAT_INC(rs, start_edges);
+	else
+		RS_STAT_INC(rs, stop_edges);
+}
+
+/*
+ * Every CAS on the word that may make an edge: a command's, a lock's, an
+ * unlock's.  seq_cst, for the reasons apply() gives.  *old is the expected
+ * word, updated on failure as by the CAS.
+ *
+ * A coalesced edge counts itself: in flight from before its CAS until after
+ * it bumped coalesced_made, which absorb() relies on to count the run
+ * exactly.  The increment of coalesce_inflight is seq_cst so that it comes
+ * before the CAS in the single total order (pairs with absorb()'s load
+ * after its own CAS); the decrement is a release, so that a settler that
+ * reads it sees the bump of coalesced_made before it.
+ */
+static bool word_cas(rs_runstate *rs, uint64_t *old, uint64_t nw)
+{
+	uint64_t was = *old;
+	bool coal = (nw & RS_W_OVERFLOW) && rs_w_running(was) != rs_w_running(nw);
+	bool ok;
+
+	if (coal)
+		atomic_fetch_add_explicit(&rs->coalesce_inflight, 1, memory_order_seq_cst);
+	ok = atomic_compare_exchange_weak_explicit(&rs->word, old, nw, memory_order_seq_cst,
+						   memory_order_acquire);
+	if (coal) {
+		if (ok)
+			atomic_fetch_add_explicit(&rs->coalesced_made, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&rs->coalesce_inflight, 1, memory_order_release);
+	}
+	if (ok)
+		note_edge(rs, was, nw);
+	return ok;
+}
+
+/*
+ * Take the backlog's first entry off it (the claim).  Only the settle mutex
+ * holder takes entries off, so this cannot fail for good: the CAS retries
+ * over concurrent edges and parkers.  The claim that empties the backlog of
+ * a running VM lets vCPUs run; it also clears RS_W_PARKED, and if that was
+ * set, wakes the parked vCPUs.
+ */
+static void claim(rs_runstate *rs)
+{
+	uint64_t w = atomic_load_explicit(&rs->word, memory_order_relaxed), nw;
+
+	do {
+		nw = w - RS_W_BACKLOG_ONE;
+		if (rs_w_may_run(nw))
+			nw &= ~RS_W_PARKED;
+		RS_DELAY(rs, "settle-clear");
+		/* seq_cst: pairs with the parkers' CAS that sets RS_W_PARKED
+		 * (park()); whichever comes first in the word's order, a
+		 * parked vCPU is woken or sees the word runnable.  Its
+		 * release half publishes what the listeners and the settler
+		 * wrote to every vCPU that then acquires the word. */
+	} while (!atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
+							memory_order_relaxed));
+#ifndef RS_PLANT_START_NO_WAKE
+	if ((w & RS_W_PARKED) && !(nw & RS_W_PARKED))
+		rs_wake_parked(rs);
+#endif
+}
+
+/*
+ * The backlog is empty and edges were coalesced: make them one entry (the
+ * "coalesced run") in a CAS that ends the overflow, so that edges made from
+ * now on join the backlog again, after it.  The run's edge counter ends 1
+ * after the last settled edge if the run changed running, 2 if not.  False
+ * if the CAS lost a race.
+ *
+ * How many edges the run has: the word counts them modulo 2^10 (it was
+ * reset by the previous absorb), and coalesced_made, which each of them
+ * bumps after its CAS, counts them all but lags by the bumps not landed
+ * yet.  Those belong to makers still counted in coalesce_inflight, read
+ * after the CAS: every maker of this run made its CAS before ours, so it
+ * is either counted there or has landed its bump (release, acquire).  So
+ * with fewer than 2^10 in flight, the count is the only value congruent to
+ * the word's count between the landed bumps and 2^10 above them; with
+ * more (never in practice), wait until fewer are.
+ */
+static bool absorb(rs_runstate *rs, uint64_t w)
+{
+	unsigned coal = rs_w_coal(w);
+	uint32_t tail = rs_w_edge_tail(w);
+	uint32_t end = tail + ((coal & 1) ? 1u : 2u);
+	uint64_t nw = (w & ~(RS_W_OVERFLOW | RS_W_COAL_MASK | RS_W_EDGE_MASK)) |
+		      (uint64_t)end << RS_W_EDGE_SHIFT | RS_W_BACKLOG_ONE;
+	uint64_t landed;
+
+	/* seq_cst: a CAS on the word like any claim (see claim()). */
+	if (!atomic_compare_exchange_strong_explicit(&rs->word, &w, nw, memory_order_seq_cst,
+						     memory_order_relaxed))
+		return false;
+	while (atomic_load_explicit(&rs->coalesce_inflight, memory_order_seq_cst) >=
+	       1u << RS_W_COAL_BITS)
+		sched_yield();
+	/* Acquire (via the seq_cst load above, then this one): pairs with
+	 * the makers' release of coalesce_inflight in word_cas(). */
+	landed = atomic_load_explicit(&rs->coalesced_made, memory_order_acquire) - rs->coalesced;
+	rs->synth_n = landed + ((coal - landed) & ((1u << RS_W_COAL_BITS) - 1));
+	rs->coalesced += rs->synth_n;
+	rs->synth = true;
+	rs->synth_edge = end;
+	rs->synth_word = nw;
+	return true;
+}
+
+/*
+ * Process the backlog with the settle mutex held.  Stop entries that start
+ * at or before the edge `block_until` wait for the vCPUs until `deadline`;
+ * later ones (and all of them with NO_BLOCK) only check.  Returns
+ * SETTLE_DONE when the backlog is empty (and no edge is being coalesced),
+ * SETTLE_BLOCKED when a later stop entry still has active vCPUs,
+ * RS_ETIMEDOUT.
+ */
+static int settle_locked(rs_runstate *rs, uint32_t block_until, bool block, uint64_t deadline)
 {
 	for (;;) {
-		uint32_t w = atomic_load_explicit(&rs->word, memory_order_seq_cst);
-		uint32_t s = atomic_load_explicit(&rs->settled, memory_order_relaxed);
+		uint64_t w = atomic_load_explicit(&rs->word, memory_order_seq_cst);
+		uint32_t s = atomic_load_explicit(&rs->settled, memory_order_relaxed), last;
+		uint64_t n, ew;
+		bool stop, flip;
 
-		if (rs_w_edge(w) == s) {
-			uint32_t nw = w & ~RS_W_SETTLING;
-
-			if (!(w & RS_W_SETTLING))
+		if (rs_w_backlog(w) == 0) {
+			if (!(w & RS_W_OVERFLOW))
 				return SETTLE_DONE;
-			if (rs_w_may_run(nw))
-				nw &= ~RS_W_PARKED;
-			RS_DELAY(rs, "settle-clear");
-			/* seq_cst: pairs with the parkers' CAS that sets
-			 * RS_W_PARKED (rs_vcpu_enter()); whichever comes first
-			 * in the word's order, a parked vCPU is woken or sees
-			 * the word runnable. */
-			if (atomic_compare_exchange_strong_explicit(&rs->word, &w, nw,
-								    memory_order_seq_cst,
-								    memory_order_relaxed)) {
-#ifndef RS_PLANT_START_NO_WAKE
-				if ((w & RS_W_PARKED) && !(nw & RS_W_PARKED))
-					rs_wake_parked(rs);
-#endif
-				return SETTLE_DONE;
-			}
+			absorb(rs, w);
 			continue;
 		}
-
-		uint32_t e = rs_edge_next(s);
-		uint32_t ew;
-
-		if (rs_edge_is_stop(e)) {
-			if (block_until != NO_BLOCK && rs_edge_le(e, block_until)) {
+		/* The first entry: a coalesced run, or one edge. */
+		if (rs->synth) {
+			last = rs->synth_edge;
+			n = rs->synth_n;
+			ew = rs->synth_word;
+		} else {
+			last = s + 1;
+			n = 1;
+			ew = edge_word(rs, last);
+		}
+		stop = rs_edge_is_stop(last);
+		/* One edge always changes running; a run, if it is odd. */
+		flip = (n & 1) != 0;
+		if (flip && stop) {
+			if (block && last - block_until - 1 >= UINT32_C(1) << 31) {
+				/* last <= block_until, modulo 2^32 (both are in the
+				 * backlog's reach): wait for the vCPUs. */
 				int r = wait_stop_edge(rs, deadline);
 
 				if (r)
@@ -373,76 +555,34 @@ static int settle_locked(rs_runstate *rs, uint32_t block_until, uint64_t deadlin
 			}
 			/* Every vCPU is out: quiesce the devices, then tell
 			 * management (QEMU's order). */
-			ew = edge_word(rs, e);
 			rs_run_listeners(rs, false, ew);
-			emit_event(rs, e, ew);
-		} else {
-			/* RESUME first, then restart the devices; no vCPU
-			 * runs before RS_W_SETTLING clears below. */
-			ew = edge_word(rs, e);
-			emit_event(rs, e, ew);
-			rs_run_listeners(rs, true, ew);
 		}
-		/* Release: pairs with the acquire load of settled in
-		 * settled_through(); a caller that sees its edge settled
-		 * sees the vCPUs' acknowledgements too. */
-		atomic_store_explicit(&rs->settled, e, memory_order_release);
-	}
-}
-
-/*
- * The word made by edge e's CAS.  Its maker stores it right after the CAS
- * (note_edge()); if it has not yet, wait for it, briefly.  If 64 or more
- * edges happened since, the slot was reused: describe the edge with the
- * current word and the edge's own running flag.
- */
-static uint32_t edge_word(rs_runstate *rs, uint32_t e)
-{
-	_Atomic uint32_t *slot = &rs->edge_word[e % RS_EDGE_WORDS];
-
-	for (int spin = 0;; spin++) {
-		/* Pairs with the release store in note_edge(). */
-		uint32_t w = atomic_load_explicit(slot, memory_order_acquire);
-		uint32_t we = rs_w_edge(w);
-
-		if (we == e)
-			return w;
-		if (we != e && rs_edge_le(e, we)) {
-			w = atomic_load_explicit(&rs->word, memory_order_acquire);
-			if (rs_edge_is_stop(e) && rs_w_running(w))
-				w |= (uint32_t)RS_PAUSE_PAUSED << RS_W_PAUSE_SHIFT;
-			else if (!rs_edge_is_stop(e))
-				w &= ~RS_W_STOPPED_MASK;
-			return (w & ~RS_W_EDGE_MASK) | (e << RS_W_EDGE_SHIFT);
-		}
-		if (spin < 100)
-			rs_cpu_relax();
+		/* A start's RESUME comes before its listeners; no vCPU runs
+		 * before the claim below.  A coalesced run's edges are
+		 * reported lost (their own words are gone), with the word
+		 * that ends the run. */
+		if (rs->synth)
+			emit(rs, rs->settled_seq + 1, n, RS_EVENT_LOST, ew);
 		else
-			sched_yield();
+			emit(rs, rs->settled_seq + 1, 1, stop ? RS_EVENT_STOP : RS_EVENT_RESUME, ew);
+		if (flip && !stop)
+			rs_run_listeners(rs, true, ew);
+		/* Leave the empty mark in the slot before the claim: the next
+		 * edge that uses the slot (last + RS_EDGE_WORDS) can join the
+		 * backlog only after this claim, and its maker's CAS reads
+		 * the claim or a later RMW of the word, so its store lands
+		 * after this one (the claim's release orders them). */
+		if (!rs->synth)
+			atomic_store_explicit(&rs->edge_word[last % RS_EDGE_WORDS],
+					      edge_word_empty(last), memory_order_relaxed);
+		rs->synth = false;
+		rs->settled_seq += n;
+		claim(rs);
+		/* Release: pairs with the acquire loads of settled
+		 * (edge_unsettled()): a caller that sees its edge settled sees
+		 * the vCPUs' acknowledgements too. */
+		atomic_store_explicit(&rs->settled, last, memory_order_release);
 	}
-}
-
-/* After a CAS from old to nw: record an edge's word for the settler. */
-static void note_edge(rs_runstate *rs, uint32_t old, uint32_t nw)
-{
-	_Atomic uint32_t *slot;
-	uint32_t e = rs_w_edge(nw), cur;
-
-	if (e == rs_w_edge(old))
-		return;
-	slot = &rs->edge_word[e % RS_EDGE_WORDS];
-	cur = atomic_load_explicit(slot, memory_order_relaxed);
-	/* Never overwrite a newer edge's word (a maker 64 edges later may
-	 * have been quicker).  Release: pairs with the acquire load in
-	 * edge_word(). */
-	while (!(rs_w_edge(cur) != e && rs_edge_le(e, rs_w_edge(cur))) &&
-	       !atomic_compare_exchange_weak_explicit(slot, &cur, nw, memory_order_release,
-						      memory_order_relaxed))
-		;
-	if (rs_edge_is_stop(e))
-		RS_STAT_INC(rs, stop_edges);
-	else
-		RS_STAT_INC(rs, start_edges);
 }
 
 /* Wait until every registered vCPU is out, kicking and re-kicking. */
@@ -467,7 +607,7 @@ static int wait_stop_edge(rs_runstate *rs, uint64_t deadline)
 		if (!(p & PENDING_COUNT))
 			continue;
 		/* Announce the sleeper; the acknowledgement that brings the
-		 * count to zero wakes us (rs_vcpu_ack()). */
+		 * count to zero wakes us (pending_dec() in vcpu.c). */
 		if (!(p & PENDING_SLEEPER) &&
 		    !atomic_compare_exchange_strong_explicit(&rs->pending, &p, p | PENDING_SLEEPER,
 							     memory_order_seq_cst,
@@ -483,12 +623,6 @@ static int wait_stop_edge(rs_runstate *rs, uint64_t deadline)
 	}
 }
 
-static uint32_t load_settled(rs_runstate *rs)
-{
-	/* Pairs with the release store in settle_locked(). */
-	return atomic_load_explicit(&rs->settled, memory_order_acquire);
-}
-
 void rs_settle_help(rs_runstate *rs)
 {
 	for (;;) {
@@ -497,11 +631,11 @@ void rs_settle_help(rs_runstate *rs)
 		/* Nothing unsettled: nothing to do.  This load comes after
 		 * our caller's change (or unlock), so the argument below
 		 * holds for it as for the re-check at the end. */
-		if (!(atomic_load_explicit(&rs->word, memory_order_seq_cst) & RS_W_SETTLING))
+		if (!rs_w_settling(atomic_load_explicit(&rs->word, memory_order_seq_cst)))
 			return;
 		if (!rs_mutex_trylock(&rs->settle_mutex))
 			return; /* the holder re-checks after unlocking */
-		r = settle_locked(rs, NO_BLOCK, 0);
+		r = settle_locked(rs, 0, false, 0);
 		rs_mutex_unlock(rs, &rs->settle_mutex);
 		/*
 		 * Re-check after unlocking: a thread whose trylock failed
@@ -510,15 +644,15 @@ void rs_settle_help(rs_runstate *rs)
 		 * trylock, which precedes our unlock, which precedes these
 		 * loads in the seq_cst order, so we see it.
 		 */
-		if (!(atomic_load_explicit(&rs->word, memory_order_seq_cst) & RS_W_SETTLING))
+		if (!rs_w_settling(atomic_load_explicit(&rs->word, memory_order_seq_cst)))
 			return;
 		/* Blocked on vCPUs: if an acknowledgement is outstanding, the
 		 * vCPU that brings pending to zero does so after this load,
 		 * hence after our unlock, and helps itself.  Not "no vCPU is
 		 * active": a vCPU that announces and retreats (it saw the
-		 * settling bit) is active for a moment without being counted,
-		 * and its retreat helps nobody -- the model found this
-		 * (tests/model, design spec-recheck). */
+		 * word settling) is active for a moment without being
+		 * counted, and its retreat helps nobody -- the model found
+		 * this (tests/model, design spec-recheck). */
 		if (r == SETTLE_BLOCKED &&
 		    (atomic_load_explicit(&rs->pending, memory_order_seq_cst) & PENDING_COUNT))
 			return;
@@ -526,99 +660,128 @@ void rs_settle_help(rs_runstate *rs)
 }
 
 /*
- * Make sure edges up to `target` are settled, waiting for vCPUs until
- * deadline.  The caller is out if it is a vCPU thread.
+ * The edge a stopping call (or rs_wait()) waits for, from the word after its
+ * change (or the word it saw): the word's edge; while edges are coalesced,
+ * the end of the coalesced run (at least one past the backlog's last edge).
  */
-static int settle_through(rs_runstate *rs, uint32_t target, uint64_t deadline)
+static uint32_t wait_target(uint64_t w)
 {
-	int r;
+	return (w & RS_W_OVERFLOW) ? rs_w_edge_tail(w) + 1 : rs_w_edge(w);
+}
 
-	if (rs_edge_le(target, load_settled(rs)))
+/*
+ * Is edge t (see wait_target()) settled?  If not, the answer is true.
+ * Called with the settle mutex held, or racing with the settler (then the
+ * answer may be stale, never wrong for an edge settled before the call).
+ *
+ * The unsettled edges are those after `settled` up to the word's
+ * wait_target(): at most the backlog's bound plus 2 of them, because a
+ * coalesced run moves the counter by its net effect only.  t was one of
+ * them or older when the caller took it.  Modulo 2^32, t falls in that
+ * window only if it is still unsettled, or if some 2^32 edges settled
+ * while the caller sat between its change and this call: then it waits
+ * for a current edge as well, which exists, so it never returns early and
+ * never waits for an edge that may never come.
+ */
+static bool edge_unsettled(rs_runstate *rs, uint32_t t)
+{
+	/* Acquire: pairs with the release store in settle_locked(). */
+	uint32_t s = atomic_load_explicit(&rs->settled, memory_order_acquire);
+	uint64_t w = atomic_load_explicit(&rs->word, memory_order_acquire);
+	uint32_t off = t - s;
+
+	return rs_w_settling(w) && off != 0 && off <= wait_target(w) - s;
+}
+
+/*
+ * Make sure edges up to t (see edge_unsettled()) are settled, waiting for
+ * vCPUs until deadline.  The caller is out if it is a vCPU thread.
+ */
+static int settle_through(rs_runstate *rs, uint32_t t, uint64_t deadline)
+{
+	int r = 0;
+
+	if (!edge_unsettled(rs, t))
 		return 0;
 	r = rs_mutex_lock(rs, &rs->settle_mutex, deadline);
 	if (r)
 		return r;
-	r = settle_locked(rs, target, deadline);
+	/* Under the mutex nobody else settles: look again, exactly. */
+	if (edge_unsettled(rs, t))
+		r = settle_locked(rs, t, true, deadline);
 	rs_mutex_unlock(rs, &rs->settle_mutex);
 	/* Same re-check as rs_settle_help(): hand on what arrived. */
 	rs_settle_help(rs);
-	if (r == RS_ETIMEDOUT)
-		return r;
-	return rs_edge_le(target, load_settled(rs)) ? 0 : RS_ETIMEDOUT;
+	return r == RS_ETIMEDOUT ? r : 0;
 }
 
 int rs_wait(rs_runstate *rs, int64_t timeout_ns)
 {
-	struct rs_vcpu_impl *self;
-	uint64_t deadline;
-	int r = 0;
+	uint64_t w;
+	int r;
 
 	if (!rs)
 		return RS_EINVAL;
-	if (timeout_ns != RS_ASYNC && (r = rs_no_wait_in_listener("rs_wait")))
-		return r;
-	deadline = rs_deadline(rs, timeout_ns);
-	self = rs_call_begin(rs);
-	for (;;) {
-		uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);
-
-		if (!(w & RS_W_SETTLING))
-			break;
-		r = rs_mutex_lock(rs, &rs->settle_mutex, deadline);
-		if (r)
-			break;
-		r = settle_locked(rs, rs_w_edge(w), deadline);
-		rs_mutex_unlock(rs, &rs->settle_mutex);
+	if (timeout_ns != RS_ASYNC) {
+		if ((r = rs_no_wait_in_listener("rs_wait")))
+			return r;
+		rs_vcpu_thread_out(rs);
+	}
+	w = atomic_load_explicit(&rs->word, memory_order_acquire);
+	if (!rs_w_settling(w))
+		return 0;
+	if (timeout_ns == RS_ASYNC) {
+		/* Help without waiting, then answer. */
 		rs_settle_help(rs);
-		if (r < 0)
-			break;
-		if (timeout_ns == RS_ASYNC)
-			break;
+		r = edge_unsettled(rs, wait_target(w)) ? RS_ETIMEDOUT : 0;
+	} else {
+		r = settle_through(rs, wait_target(w), rs_deadline(rs, timeout_ns));
 	}
 	if (r == RS_ETIMEDOUT)
 		RS_STAT_INC(rs, timeouts);
-	return rs_call_end(self, r < 0 ? r : 0);
+	return r;
 }
 
 /* ---------------------------------------------------------------------------
  * Commands
  */
 
-static bool made_edge(uint32_t old, uint32_t nw)
+static bool made_edge(uint64_t old, uint64_t nw)
 {
-	return rs_w_edge(old) != rs_w_edge(nw);
+	return rs_w_running(old) != rs_w_running(nw);
 }
 
 /*
  * The early wake.  A start edge with parked vCPUs need not wait for
  * settling to wake them: a futex wake-up takes microseconds to reach a
- * sleeping thread, and the settle work (the RESUME event, the clearing CAS)
- * a fraction of one, so it is done while the wake-ups are in flight.  The
+ * sleeping thread, and the settle work (the RESUME event, the claim) a
+ * fraction of one, so it is done while the wake-ups are in flight.  The
  * start's own CAS then also clears RS_W_PARKED, and the starter wakes the
- * parked vCPUs right after it (releasing()).  A vCPU that wakes before
- * RS_W_SETTLING clears spins in park() and runs as soon as it clears; one
- * that gives up re-parks and sets RS_W_PARKED again, which the settling CAS
- * sees and wakes (settle_locked()): an early wake can cost a wasted wake-up,
- * never a lost one.  Decided per CAS attempt, on the word that attempt
- * replaces: a start whose CAS loses to a stop (or a lock) recomputes, and
- * wakes nobody if it no longer makes a start edge.
+ * parked vCPUs right after it (releasing()).  A vCPU that wakes before the
+ * claim spins in park() and runs as soon as the claim lands; one that gives
+ * up re-parks and sets RS_W_PARKED again, which the claim sees and wakes
+ * (claim()): an early wake can cost a wasted wake-up, never a lost one.
+ * Decided per CAS attempt, on the word that attempt would write: a start
+ * whose CAS loses to a stop (or a lock) recomputes, and wakes nobody if it
+ * no longer makes a start edge.
  *
  * Only when settling will be short and the wake-ups do not compete with it:
- * the edge is the next to settle, no listener is registered, and there are
- * fewer vCPUs than usable CPUs (oversubscribed, early-woken vCPUs compete
- * with the settling thread and many re-park: about half of them in a trial
- * with 4 vCPUs on 2 CPUs).  The loads are hints.
+ * the edge is the whole backlog (exact: the new word says so), no listener
+ * is registered, and there are fewer vCPUs than usable CPUs (oversubscribed,
+ * early-woken vCPUs compete with the settling thread and many re-park:
+ * about half of them in a trial with 4 vCPUs on 2 CPUs).  The last two
+ * loads are hints.
  */
-static bool wake_early(rs_runstate *rs, uint32_t old, uint32_t nw)
+static bool wake_early(rs_runstate *rs, uint64_t old, uint64_t nw)
 {
 #ifdef RS_PLANT_START_NO_WAKE
 	(void)rs, (void)old, (void)nw;
 	return false;
 #else
-	if (!made_edge(old, nw) || !(nw & RS_W_PARKED))
+	if (!made_edge(old, nw) || !(nw & RS_W_PARKED) || (nw & RS_W_OVERFLOW) ||
+	    rs_w_backlog(nw) != 1)
 		return false;
 	if (atomic_load_explicit(&rs->nlisteners, memory_order_relaxed) ||
-	    rs_edge_next(atomic_load_explicit(&rs->settled, memory_order_relaxed)) != rs_w_edge(nw) ||
 	    atomic_load_explicit(&rs->nregistered, memory_order_relaxed) >= rs->ncpus)
 		return false;
 	RS_DELAY(rs, "early-wake");
@@ -632,20 +795,20 @@ static bool wake_early(rs_runstate *rs, uint32_t old, uint32_t nw)
  * (rs_vcpu_enter()), and its release half publishes what the caller wrote
  * before the command to every thread that sees the new word.  For the
  * early wake it is also the CAS that clears RS_W_PARKED, paired like the
- * settling CAS with the parkers' CAS that sets it (park()): the wave that
- * follows wakes every vCPU that set it before.  early: NULL, or where to
- * say that the caller must start that wave.
+ * claim with the parkers' CAS that sets it (park()): the wave that follows
+ * wakes every vCPU that set it before.  early: NULL, or where to say that
+ * the caller must start that wave.
  */
-static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *oldp,
-		 uint32_t *newp, bool *early)
+static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint64_t *oldp,
+		 uint64_t *newp, bool *early)
 {
 	/* Acquire: if nothing changes, this load is the command's read. */
-	uint32_t old = atomic_load_explicit(&rs->word, memory_order_acquire);
+	uint64_t old = atomic_load_explicit(&rs->word, memory_order_acquire);
 
 	for (;;) {
-		uint32_t nw;
+		uint64_t nw;
 		bool wake = false;
-		int err = rs_transition(old, cmd, arg, arg2, &nw);
+		int err = rs_transition(old, cmd, arg, arg2, rs->backlog, &nw);
 
 		if (err)
 			return err;
@@ -654,10 +817,8 @@ static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *
 		if (early && (wake = wake_early(rs, old, nw)))
 			nw &= ~RS_W_PARKED;
 		RS_DELAY(rs, "command-cas");
-		if (atomic_compare_exchange_weak_explicit(&rs->word, &old, nw, memory_order_seq_cst,
-							  memory_order_acquire)) {
-			note_edge(rs, old, nw);
-			*oldp = old;
+		*oldp = old;
+		if (word_cas(rs, &old, nw)) {
 			*newp = nw;
 			if (early)
 				*early = wake;
@@ -669,8 +830,8 @@ static int apply(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, uint32_t *
 }
 
 /* After the CAS: kick for a stop edge, then settle (waiting or helping). */
-static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns,
-		  struct rs_vcpu_impl *self, uint64_t deadline)
+static int finish(rs_runstate *rs, uint64_t old, uint64_t nw, int64_t timeout_ns,
+		  uint64_t deadline)
 {
 	int r = 0;
 
@@ -683,40 +844,49 @@ static int finish(rs_runstate *rs, uint32_t old, uint32_t nw, int64_t timeout_ns
 	if (timeout_ns == RS_ASYNC || rs_w_running(nw))
 		rs_settle_help(rs);
 	else
-		r = settle_through(rs, rs_w_edge(nw), deadline);
+		r = settle_through(rs, wait_target(nw), deadline);
 	if (r == RS_ETIMEDOUT)
 		RS_STAT_INC(rs, timeouts);
-	return rs_call_end(self, r);
+	return r;
+}
+
+/* Before a call that may wait: refuse it inside a listener, fix its
+ * deadline, and take the calling vCPU (if any) out. */
+static int may_wait(rs_runstate *rs, int64_t timeout_ns, const char *what, uint64_t *deadline)
+{
+	int r;
+
+	*deadline = 0;
+	if (timeout_ns == RS_ASYNC)
+		return 0;
+	if ((r = rs_no_wait_in_listener(what)))
+		return r;
+	*deadline = rs_deadline(rs, timeout_ns);
+	rs_vcpu_thread_out(rs);
+	return 0;
 }
 
 /* A stopping command: the CAS, then wait or help. */
 static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t timeout_ns)
 {
-	struct rs_vcpu_impl *self = NULL;
-	uint64_t deadline = 0;
-	uint32_t old, nw;
+	uint64_t deadline, old, nw;
 	int r;
 
 	if (!rs)
 		return RS_EINVAL;
-	if (timeout_ns != RS_ASYNC) {
-		if ((r = rs_no_wait_in_listener("a synchronous stopping call")))
-			return r;
-		deadline = rs_deadline(rs, timeout_ns);
-		/* A vCPU thread that will block counts as out from here. */
-		self = rs_call_begin(rs);
-	}
+	if ((r = may_wait(rs, timeout_ns, "a synchronous stopping call", &deadline)))
+		return r;
 	r = apply(rs, cmd, arg, arg2, &old, &nw, NULL);
 	if (r)
-		return rs_call_end(self, r);
-	return finish(rs, old, nw, timeout_ns, self, deadline);
+		return r;
+	return finish(rs, old, nw, timeout_ns, deadline);
 }
 
 /* A command that cannot stop the VM: the CAS (waking early if it can),
  * then help settle. */
 static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
 {
-	uint32_t old, nw;
+	uint64_t old, nw;
 	bool early = false;
 	int r;
 
@@ -795,16 +965,17 @@ static unsigned total_lock_waiters(rs_runstate *rs)
 
 static void word_clear_lockwait(rs_runstate *rs)
 {
-	uint32_t w = atomic_load_explicit(&rs->word, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&rs->word, memory_order_relaxed);
 
+	/* seq_cst, like every CAS on the word (a change others must see). */
 	while (!atomic_compare_exchange_weak_explicit(&rs->word, &w, w & ~RS_W_LOCKWAIT,
 						      memory_order_seq_cst, memory_order_relaxed))
 		;
 }
 
 /* Take bit r waiting up to deadline; 0 or RS_EBUSY.  *oldp and *newp get the CAS. */
-static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_t *oldp,
-		     uint32_t *newp)
+static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint64_t *oldp,
+		     uint64_t *newp)
 {
 	int err = 0;
 	uint32_t g, my;
@@ -813,15 +984,12 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 		return RS_EBUSY;
 	/* Under lockq_mutex: either take the bit or, in the same CAS that
 	 * sees it held, tell every future unlock to hand it over. */
-	for (uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);;) {
-		uint32_t nw;
+	for (uint64_t w = atomic_load_explicit(&rs->word, memory_order_acquire);;) {
+		uint64_t nw;
 
 		if (!(w & RS_W_LOCK(r))) {
-			rs_transition(w, RS_CMD_LOCK, r, 0, &nw);
-			if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw,
-								  memory_order_seq_cst,
-								  memory_order_acquire)) {
-				note_edge(rs, w, nw);
+			rs_transition(w, RS_CMD_LOCK, r, 0, rs->backlog, &nw);
+			if (word_cas(rs, &w, nw)) {
 				rs_mutex_unlock(rs, &rs->lockq_mutex);
 				*oldp = w;
 				*newp = nw;
@@ -866,25 +1034,19 @@ static int lock_wait(rs_runstate *rs, enum rs_lock r, uint64_t deadline, uint32_
 
 static int lock_common(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns, bool try)
 {
-	struct rs_vcpu_impl *self = NULL;
-	uint64_t deadline = 0;
-	uint32_t old, nw;
+	uint64_t deadline, old, nw;
 	int err;
 
 	if (!rs || r < 0 || r >= RS_LOCK_COUNT)
 		return RS_EINVAL;
-	if (timeout_ns != RS_ASYNC) {
-		if ((err = rs_no_wait_in_listener("rs_lock/rs_trylock that waits")))
-			return err;
-		deadline = rs_deadline(rs, timeout_ns);
-		self = rs_call_begin(rs);
-	}
+	if ((err = may_wait(rs, timeout_ns, "rs_lock/rs_trylock that waits", &deadline)))
+		return err;
 	err = apply(rs, RS_CMD_LOCK, r, 0, &old, &nw, NULL);
 	if (err == RS_EBUSY && !try && timeout_ns != RS_ASYNC)
 		err = lock_wait(rs, r, deadline, &old, &nw);
 	if (err)
-		return rs_call_end(self, err);
-	return finish(rs, old, nw, timeout_ns, self, deadline);
+		return err;
+	return finish(rs, old, nw, timeout_ns, deadline);
 }
 
 int rs_lock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns)
@@ -901,22 +1063,20 @@ int rs_trylock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns)
  * Unlock (p == NONE) or unlock with a pause reason.  Returns 0 with the CAS
  * in *oldp and *newp, or an error with nothing changed.
  */
-static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint32_t *oldp,
-			 uint32_t *newp)
+static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint64_t *oldp,
+			 uint64_t *newp)
 {
-	uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire), nw;
+	uint64_t w = atomic_load_explicit(&rs->word, memory_order_acquire), nw;
 	int err;
 
 	for (;;) {
-		err = rs_transition(w, RS_CMD_UNLOCK, r, p, &nw);
+		err = rs_transition(w, RS_CMD_UNLOCK, r, p, rs->backlog, &nw);
 		if (err)
 			return err;
 		if (w & RS_W_LOCKWAIT)
 			break;
 		RS_DELAY(rs, "unlock-cas");
-		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
-							  memory_order_acquire)) {
-			note_edge(rs, w, nw);
+		if (word_cas(rs, &w, nw)) {
 			*oldp = w;
 			*newp = nw;
 			return 0;
@@ -928,24 +1088,21 @@ static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint3
 		rs_fatal("lockq mutex", RS_ETIMEDOUT);
 	w = atomic_load_explicit(&rs->word, memory_order_acquire);
 	for (;;) {
-		err = rs_transition(w, RS_CMD_UNLOCK, r, p, &nw);
+		err = rs_transition(w, RS_CMD_UNLOCK, r, p, rs->backlog, &nw);
 		if (err)
 			break;
 		if (rs->lock_waiters[r]) {
 			/* Hand over: the bit stays set; only the pause reason
 			 * (if any) is applied. */
 			if (p != RS_PAUSE_NONE)
-				rs_transition(w, RS_CMD_PAUSE, p, 0, &nw);
+				rs_transition(w, RS_CMD_PAUSE, p, 0, rs->backlog, &nw);
 			else
 				nw = w;
 		}
 		if (nw == w)
 			break;
-		if (atomic_compare_exchange_weak_explicit(&rs->word, &w, nw, memory_order_seq_cst,
-							  memory_order_acquire)) {
-			note_edge(rs, w, nw);
+		if (word_cas(rs, &w, nw))
 			break;
-		}
 	}
 	if (!err && rs->lock_waiters[r]) {
 		rs->lock_waiters[r]--;
@@ -964,7 +1121,7 @@ static int unlock_common(rs_runstate *rs, enum rs_lock r, enum rs_pause p, uint3
 
 int rs_unlock(rs_runstate *rs, enum rs_lock r)
 {
-	uint32_t old, nw;
+	uint64_t old, nw;
 	int err;
 
 	if (!rs)
@@ -979,23 +1136,17 @@ int rs_unlock(rs_runstate *rs, enum rs_lock r)
 
 int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p, int64_t timeout_ns)
 {
-	struct rs_vcpu_impl *self = NULL;
-	uint64_t deadline = 0;
-	uint32_t old, nw;
+	uint64_t deadline, old, nw;
 	int err;
 
 	if (!rs || p <= RS_PAUSE_NONE || p >= RS_PAUSE_COUNT)
 		return RS_EINVAL;
-	if (timeout_ns != RS_ASYNC) {
-		if ((err = rs_no_wait_in_listener("a synchronous rs_unlock_pause")))
-			return err;
-		deadline = rs_deadline(rs, timeout_ns);
-		self = rs_call_begin(rs);
-	}
+	if ((err = may_wait(rs, timeout_ns, "a synchronous rs_unlock_pause", &deadline)))
+		return err;
 	err = unlock_common(rs, r, p, &old, &nw);
 	if (err)
-		return rs_call_end(self, err);
-	return finish(rs, old, nw, timeout_ns, self, deadline);
+		return err;
+	return finish(rs, old, nw, timeout_ns, deadline);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1019,6 +1170,7 @@ int rs_get_stats(const rs_runstate *crs, struct rs_stats *st)
 	GET(events_lost);
 	GET(listener_runs);
 #undef GET
+	st->coalesced = atomic_load_explicit(&rs->coalesced_made, memory_order_relaxed);
 	return 0;
 }
 
@@ -1058,7 +1210,7 @@ int rs_dump(rs_runstate *rs, char *buf, size_t len)
 	struct dump_buf d = { .p = buf, .len = len };
 	struct rs_stats st;
 	struct rs_state s;
-	uint32_t w;
+	uint64_t w;
 	unsigned reg, out;
 
 	if (!rs || (!buf && len))
@@ -1067,27 +1219,28 @@ int rs_dump(rs_runstate *rs, char *buf, size_t len)
 		buf[0] = 0;
 	w = rs_word(rs);
 	rs_decode(w, &s);
-	dprint(&d, "word 0x%08x: %s, edge %u, locks=", w, s.running ? "running" : "stopped",
-	       s.edge);
+	dprint(&d, "word 0x%016llx: %s, edge %u, locks=", (unsigned long long)w,
+	       s.running ? "running" : "stopped", s.edge);
 	for (int i = 0; i < RS_LOCK_COUNT; i++)
 		if (s.locks & (1u << i))
 			dprint(&d, "%s,", rs_lock_name(i));
 	dprint(&d, "%s pause=%s legacy=%s%s%s%s\n", s.io_error ? "io-error" : "-",
 	       rs_pause_name(s.pause), rs_legacy_status(w), s.settling ? " settling" : "",
 	       w & RS_W_PARKED ? " parked" : "", w & RS_W_LOCKWAIT ? " lockwait" : "");
-	dprint(&d, "settled edge %u, events %llu, pending acks %u%s\n",
-	       atomic_load_explicit(&rs->settled, memory_order_acquire),
+	dprint(&d, "backlog %u%s, settled edge %llu, events %llu, pending acks %u%s\n",
+	       rs_w_backlog(w), w & RS_W_OVERFLOW ? " (coalescing)" : "",
+	       (unsigned long long)atomic_load_explicit(&rs->settled, memory_order_acquire),
 	       (unsigned long long)atomic_load_explicit(&rs->ev_head, memory_order_acquire),
 	       atomic_load_explicit(&rs->pending, memory_order_relaxed) & PENDING_COUNT,
 	       atomic_load_explicit(&rs->settle_mutex, memory_order_relaxed) ? ", settler busy" : "");
 	rs_get_stats(rs, &st);
 	dprint(&d, "stats: stop-edges %llu start-edges %llu parks %llu wakes %llu kicks %llu "
-	       "rekicks %llu timeouts %llu events-lost %llu listener-runs %llu\n",
+	       "rekicks %llu timeouts %llu events-lost %llu listener-runs %llu coalesced %llu\n",
 	       (unsigned long long)st.stop_edges, (unsigned long long)st.start_edges,
 	       (unsigned long long)st.parks, (unsigned long long)st.wakes,
 	       (unsigned long long)st.kicks, (unsigned long long)st.rekicks,
 	       (unsigned long long)st.timeouts, (unsigned long long)st.events_lost,
-	       (unsigned long long)st.listener_runs);
+	       (unsigned long long)st.listener_runs, (unsigned long long)st.coalesced);
 	rs_vcpu_count(rs, &reg, &out);
 	dprint(&d, "vcpus: %u registered, %u out\n", reg, out);
 	rs_vcpu_foreach(rs, dump_vcpu, &d);

@@ -87,24 +87,25 @@ const char *rs_strerror(int err)
 	case RS_ETIMEDOUT: return "timeout";
 	case RS_ENOMEM: return "no-memory";
 	case RS_ENOSPC: return "no-space";
+	case RS_EDEADLK: return "deadlock";
 	default: return "unknown";
 	}
 }
 
-void rs_decode(uint32_t w, struct rs_state *st)
+void rs_decode(uint64_t w, struct rs_state *st)
 {
 	if (!st)
 		return;
 	st->running = rs_w_running(w);
 	st->may_run = rs_w_may_run(w);
-	st->settling = (w & RS_W_SETTLING) != 0;
+	st->settling = rs_w_settling(w);
 	st->io_error = (w & RS_W_IO_ERROR) != 0;
-	st->locks = w & RS_W_LOCKS;
+	st->locks = (unsigned)(w & RS_W_LOCKS);
 	st->pause = (enum rs_pause)rs_w_pause(w);
 	st->edge = rs_w_edge(w);
 }
 
-const char *rs_legacy_status(uint32_t w)
+const char *rs_legacy_status(uint64_t w)
 {
 	static const char *const legacy_pause[RS_PAUSE_COUNT] = {
 		[RS_PAUSE_NONE] = "running",
@@ -134,13 +135,13 @@ const char *rs_legacy_status(uint32_t w)
 	return "running";
 }
 
-static uint32_t with_pause(uint32_t w, unsigned p)
+static uint64_t with_pause(uint64_t w, unsigned p)
 {
-	return (w & ~RS_W_PAUSE_MASK) | ((uint32_t)p << RS_W_PAUSE_SHIFT);
+	return (w & ~RS_W_PAUSE_MASK) | ((uint64_t)p << RS_W_PAUSE_SHIFT);
 }
 
 /* The rank rule: p replaces the current reason only if it ranks higher. */
-static uint32_t apply_pause(uint32_t w, unsigned p)
+static uint64_t apply_pause(uint64_t w, unsigned p)
 {
 	return pause_rank[p] > pause_rank[rs_w_pause(w)] ? with_pause(w, p) : w;
 }
@@ -156,7 +157,7 @@ static bool valid_reason(int p)
 }
 
 /* The semantic part: locks, io-error and pause reason. */
-static int semantic(uint32_t w, enum rs_cmd cmd, int arg, int arg2, uint32_t *out)
+static int semantic(uint64_t w, enum rs_cmd cmd, int arg, int arg2, uint64_t *out)
 {
 	unsigned rank = pause_rank[rs_w_pause(w)];
 
@@ -221,20 +222,42 @@ static int semantic(uint32_t w, enum rs_cmd cmd, int arg, int arg2, uint32_t *ou
 	return RS_EINVAL;
 }
 
-int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint32_t *out)
+int rs_transition(uint64_t old, enum rs_cmd cmd, int arg, int arg2, unsigned backlog,
+		  uint64_t *out)
 {
-	uint32_t w;
+	uint64_t w;
 	int err;
 
-	if (!out)
+	if (!out || backlog < 1 || backlog > RS_W_BACKLOG_MAX)
 		return RS_EINVAL;
 	err = semantic(old, cmd, arg, arg2, &w);
 	if (err)
 		return err;
-	/* An edge is numbered by the CAS that makes it; it stays unsettled
-	 * until its work (vCPUs out, events) is done. */
-	if (rs_w_running(w) != rs_w_running(old))
-		w = (w + RS_W_EDGE_ONE) | RS_W_SETTLING;
+	/*
+	 * An edge either joins the backlog, to settle on its own (its own
+	 * event and listener run), or, when the backlog is full or edges are
+	 * being coalesced already, is coalesced: counted in the word (modulo
+	 * 2^10), and accounted for as one backlog entry when the backlog has
+	 * drained (docs/protocol.md, section 5a).  A coalesced edge moves the
+	 * edge counter between the backlog's last edge and the one after it,
+	 * which keeps its parity the running flag and the counter within the
+	 * backlog's reach.  So the backlog never exceeds its bound, whatever
+	 * the vCPUs and the callers do, and no command waits or fails
+	 * because of it.
+	 */
+	if (rs_w_running(w) != rs_w_running(old)) {
+		if (!(old & RS_W_OVERFLOW) && rs_w_backlog(old) < backlog) {
+			w += RS_W_EDGE_ONE + RS_W_BACKLOG_ONE;
+		} else {
+			uint32_t tail = (old & RS_W_OVERFLOW) ? rs_w_edge_tail(old) : rs_w_edge(old);
+			uint64_t coal = (old & RS_W_OVERFLOW) ? rs_w_coal(old) + 1u : 1u;
+
+			coal &= (1u << RS_W_COAL_BITS) - 1;
+			w = (w & ~(RS_W_EDGE_MASK | RS_W_COAL_MASK)) | RS_W_OVERFLOW |
+			    coal << RS_W_COAL_SHIFT |
+			    (uint64_t)(tail + (uint32_t)(coal & 1)) << RS_W_EDGE_SHIFT;
+		}
+	}
 	/* Whoever lets vCPUs run again owns waking the parked ones. */
 	if (rs_w_may_run(w))
 		w &= ~RS_W_PARKED;

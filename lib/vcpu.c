@@ -19,6 +19,8 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -36,6 +38,18 @@ static struct rs_vcpu_impl *impl_of(rs_vcpu *v)
 static bool is_registered(struct rs_vcpu_impl *v)
 {
 	return atomic_load_explicit(&v->registered, memory_order_acquire) == VCPU_MAGIC;
+}
+
+/* The instance of a vCPU known to be registered (its own thread, or a
+ * scanner holding its slot's pin): set before the vCPU was published. */
+static struct rs_runstate *vrs(const struct rs_vcpu_impl *v)
+{
+	return atomic_load_explicit(&((struct rs_vcpu_impl *)v)->rs, memory_order_relaxed);
+}
+
+static uint32_t vslot(const struct rs_vcpu_impl *v)
+{
+	return atomic_load_explicit(&((struct rs_vcpu_impl *)v)->slot, memory_order_relaxed);
 }
 
 /* The vCPU, if pv is registered and this is its thread; else NULL. */
@@ -73,7 +87,7 @@ static void vcpu_go_out(struct rs_vcpu_impl *v)
 {
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_relaxed), ns;
 
-	RS_DELAY(v->rs, "vcpu-ack");
+	RS_DELAY(vrs(v), "vcpu-ack");
 	do
 		ns = (s & ~(VS_ACTIVE | VS_WANTED)) + VS_GEN_ONE;
 	while (!atomic_compare_exchange_weak_explicit(&v->state, &s, ns,
@@ -85,13 +99,13 @@ static void vcpu_go_out(struct rs_vcpu_impl *v)
 						       * and exit handling wrote. */
 						      memory_order_seq_cst, memory_order_relaxed));
 	{
-		uint64_t now = rs_now(v->rs) | 1;
+		uint64_t now = rs_now(vrs(v)) | 1;
 
 		atomic_store_explicit(&v->out_since_ns, now, memory_order_relaxed);
 		atomic_store_explicit(&v->last_ack_ns, now, memory_order_relaxed);
 	}
 	if (s & VS_WANTED)
-		pending_dec(v->rs);
+		pending_dec(vrs(v));
 }
 
 /* ---------------------------------------------------------------------------
@@ -328,8 +342,9 @@ void rs_wake_parked(struct rs_runstate *rs)
  * arrives.  The caller loops and re-checks. */
 static void park(struct rs_vcpu_impl *v, uint32_t reqmask)
 {
-	struct rs_runstate *rs = v->rs;
-	uint32_t s, w;
+	struct rs_runstate *rs = vrs(v);
+	uint32_t s;
+	uint64_t w;
 
 	/* Spin briefly first: a short pause must not pay a futex sleep. */
 	for (int i = 0; i < PARK_SPIN; i++) {
@@ -369,18 +384,14 @@ out:
 	/* Woken by a tree wake: pass it on before anything else. */
 	if (atomic_fetch_and_explicit(&v->state, ~(VS_PARK | VS_TREE), memory_order_seq_cst) &
 	    VS_TREE)
-		tree_wake_children(rs, v->slot);
+		tree_wake_children(rs, vslot(v));
 }
 
-/*
- * The slow path.  in_call: re-entering at the end of a blocking library
- * call; work requests stay latched and an exit request returns with the
- * vCPU out.
- */
-static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
+/* The slow path (rs_vcpu_enter()), on v's own thread. */
+static int vcpu_enter(struct rs_vcpu_impl *v)
 {
-	struct rs_runstate *rs = v->rs;
-	uint32_t reqmask = in_call ? VS_EXIT : VS_EXIT | VS_WORK;
+	struct rs_runstate *rs = vrs(v);
+	const uint32_t reqmask = VS_EXIT | VS_WORK;
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_relaxed);
 
 	if (s & VS_ACTIVE) {
@@ -392,15 +403,14 @@ static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
 		vcpu_go_out(v);
 	}
 	for (;;) {
-		uint32_t w;
+		uint64_t w;
 
 		s = atomic_load_explicit(&v->state, memory_order_acquire);
 		if (s & VS_EXIT) {
-			if (!in_call)
-				atomic_fetch_and_explicit(&v->state, ~VS_EXIT, memory_order_relaxed);
+			atomic_fetch_and_explicit(&v->state, ~VS_EXIT, memory_order_relaxed);
 			return RS_VCPU_EXIT;
 		}
-		if (s & reqmask & VS_WORK) {
+		if (s & VS_WORK) {
 			atomic_fetch_and_explicit(&v->state, ~VS_WORK, memory_order_relaxed);
 			return RS_VCPU_WORK;
 		}
@@ -436,41 +446,48 @@ static int vcpu_enter(struct rs_vcpu_impl *v, bool in_call)
 }
 
 /* ---------------------------------------------------------------------------
- * Blocking library calls made from a vCPU thread count as out.
+ * Library calls made from a vCPU thread
+ *
+ * A call that may wait, made on a registered vCPU's thread, takes that vCPU
+ * out first (its acknowledgement, if a stop wants one), so the call never
+ * waits for its own vCPU, and a stop raised from a vCPU thread never
+ * deadlocks.  The vCPU stays out when the call returns: no call parks
+ * inside itself, so every timeout is honoured, and the emulator goes back
+ * through rs_vcpu_enter() before guest code (which returns at once when the
+ * VM may run).  A call with RS_ASYNC never waits and leaves the vCPU as it
+ * was.
  */
-
-struct rs_vcpu_impl *rs_call_begin(struct rs_runstate *rs)
+void rs_vcpu_thread_out(struct rs_runstate *rs)
 {
 	struct rs_vcpu_impl *self = tls_self;
 
-	if (!self || self->rs != rs)
-		return NULL;
-	if (self->call_depth++ == 0) {
-		if (atomic_load_explicit(&self->state, memory_order_relaxed) & VS_ACTIVE)
-			vcpu_go_out(self);
-		else
-			self->call_depth |= 0x80000000u; /* was out: stay out */
-	}
-	return self;
+	if (self && vrs(self) == rs &&
+	    (atomic_load_explicit(&self->state, memory_order_relaxed) & VS_ACTIVE))
+		vcpu_go_out(self);
 }
 
-int rs_call_end(struct rs_vcpu_impl *self, int r)
+/*
+ * Checking builds: rs_may_run_func() is the fast path's check, and on a
+ * vCPU's thread it may only be asked while the vCPU is active.  Asked while
+ * the library counts the vCPU out (after a call that took it out, or after
+ * rs_vcpu_quiesce()), a true answer would let it run guest code unseen by
+ * stoppers; that is the emulator's bug, caught here.
+ */
+void rs_vcpu_check_active(const struct rs_runstate *rs)
 {
-	bool was_out;
+#ifndef NDEBUG
+	struct rs_vcpu_impl *self = tls_self;
 
-	if (!self)
-		return r;
-	was_out = self->call_depth & 0x80000000u;
-	if ((--self->call_depth & 0x7fffffffu) != 0)
-		return r;
-	self->call_depth = 0;
-	/* Become active again only when the VM may run: a lock holder that
-	 * got its lock while we were blocked must not see us come back.
-	 * An exit request ends that wait with the vCPU out: say so, so the
-	 * caller goes through rs_vcpu_enter() before any guest code. */
-	if (!was_out && vcpu_enter(self, true) == RS_VCPU_EXIT && r == 0)
-		return RS_VCPU_EXIT;
-	return r;
+	if (self && vrs(self) == rs &&
+	    !(atomic_load_explicit(&self->state, memory_order_relaxed) & VS_ACTIVE)) {
+		fprintf(stderr, "runstate: rs_may_run_func() on the thread of vCPU %u while it "
+				"is out: go through rs_vcpu_enter() before guest code\n",
+			vslot(self));
+		abort();
+	}
+#else
+	(void)rs;
+#endif
 }
 
 /* ---------------------------------------------------------------------------
@@ -487,13 +504,21 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 	v = impl_of(pv);
 	if (tls_self || is_registered(v))
 		return RS_EINVAL;
-	memset(v, 0, sizeof(*v));
-	v->rs = rs;
+	/* No memset: a rs_vcpu_request() racing with an unregistration and
+	 * this registration of the same storage may read registered, rs and
+	 * slot at any time (atomics, stored one by one); it acts only after
+	 * finding v in the slot it read, pinned (see there). */
+	atomic_store_explicit(&v->rs, rs, memory_order_relaxed);
+	atomic_store_explicit(&v->slot, UINT32_MAX, memory_order_relaxed);
 	v->kick = kickfn;
 	v->opaque = opaque;
-	atomic_init(&v->state, 0);
-	atomic_init(&v->out_since_ns, rs_now(rs) | 1);
-	atomic_init(&v->last_ack_ns, atomic_load_explicit(&v->out_since_ns, memory_order_relaxed));
+	atomic_store_explicit(&v->state, 0, memory_order_relaxed);
+	atomic_store_explicit(&v->kick_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&v->wanted_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&v->out_since_ns, rs_now(rs) | 1, memory_order_relaxed);
+	atomic_store_explicit(&v->last_ack_ns, atomic_load_explicit(&v->out_since_ns,
+								   memory_order_relaxed),
+			      memory_order_relaxed);
 	RS_DELAY(rs, "register");
 	for (i = 0; i < rs->nslots; i++) {
 		struct rs_vcpu_impl *expect = NULL;
@@ -503,7 +528,7 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 		/* Fill in the slot number before publishing: the CAS's
 		 * release half pairs with the scanners' seq_cst load of the
 		 * slot (for_each_vcpu()), so whoever finds v sees all of it. */
-		v->slot = i;
+		atomic_store_explicit(&v->slot, i, memory_order_relaxed);
 		if (atomic_compare_exchange_strong_explicit(&rs->slots[i].vcpu, &expect, v,
 							    memory_order_seq_cst,
 							    memory_order_relaxed))
@@ -539,11 +564,11 @@ int rs_vcpu_unregister(rs_vcpu *pv)
 
 	if (!(v = own_vcpu(pv)))
 		return RS_EINVAL;
-	rs = v->rs;
+	rs = vrs(v);
 	/* Unregistering counts as acknowledgement. */
 	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE)
 		vcpu_go_out(v);
-	sl = &rs->slots[v->slot];
+	sl = &rs->slots[vslot(v)];
 	/* seq_cst store, then seq_cst load of pins: see for_each_vcpu(). */
 	atomic_store_explicit(&sl->vcpu, NULL, memory_order_seq_cst);
 	while (atomic_load_explicit(&sl->pins, memory_order_seq_cst))
@@ -558,7 +583,7 @@ int rs_vcpu_enter(rs_vcpu *pv)
 {
 	struct rs_vcpu_impl *v = own_vcpu(pv);
 
-	return v ? vcpu_enter(v, false) : RS_EINVAL;
+	return v ? vcpu_enter(v) : RS_EINVAL;
 }
 
 int rs_vcpu_quiesce(rs_vcpu *pv)
@@ -575,22 +600,34 @@ int rs_vcpu_quiesce(rs_vcpu *pv)
 int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 {
 	struct rs_vcpu_impl *v;
+	struct rs_runstate *rs;
 	struct rs_slot *sl;
-	uint32_t bits = 0, old;
+	uint32_t bits = 0, old, i;
 
 	if (!pv || !req || (req & ~(RS_REQ_EXIT | RS_REQ_WORK)))
 		return RS_EINVAL;
 	v = impl_of(pv);
+	/* Acquire: pairs with the release store in rs_vcpu_register(), so
+	 * rs and slot below are at least those of that registration. */
 	if (!is_registered(v))
 		return RS_EINVAL;
 	if (req & RS_REQ_EXIT)
 		bits |= VS_EXIT;
 	if (req & RS_REQ_WORK)
 		bits |= VS_WORK;
-	/* Pin the slot as a scanner does (for_each_vcpu()): either
-	 * rs_vcpu_unregister() sees the pin and waits, or we see the slot
-	 * emptied and touch nothing. */
-	sl = &v->rs->slots[v->slot];
+	/*
+	 * The owner may be unregistering v and registering the same storage
+	 * again meanwhile, so rs and slot may belong to the old registration
+	 * or the new one, or be a mix of both.  Pin the slot they name, as a
+	 * scanner does (for_each_vcpu()), and act only if it holds v: then v
+	 * is registered there (unregistration waits for the pin), and it is
+	 * the current registration, whichever rs and slot came from.
+	 */
+	rs = atomic_load_explicit(&v->rs, memory_order_relaxed);
+	i = atomic_load_explicit(&v->slot, memory_order_relaxed);
+	if (!rs || i >= rs->nslots)
+		return RS_EINVAL;
+	sl = &rs->slots[i];
 	atomic_fetch_add_explicit(&sl->pins, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&sl->vcpu, memory_order_seq_cst) != v) {
 		atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
@@ -600,12 +637,12 @@ int rs_vcpu_request(rs_vcpu *pv, unsigned req)
 	 * so either it sees the request or we see VS_PARK and wake it. */
 	old = atomic_fetch_or_explicit(&v->state, bits, memory_order_seq_cst);
 	if (old & VS_PARK) {
-		RS_STAT_INC(v->rs, wakes);
-		rs_futex_wake(v->rs, &v->state, 1);
+		RS_STAT_INC(rs, wakes);
+		rs_futex_wake(rs, &v->state, 1);
 	} else {
 		/* Active, quiescent (halted in the emulator's own wait) or
 		 * about to enter: the kick gets it to rs_vcpu_enter(). */
-		kick(v->rs, v, rs_now(v->rs));
+		kick(rs, v, rs_now(rs));
 	}
 	atomic_fetch_sub_explicit(&sl->pins, 1, memory_order_release);
 	return 0;
@@ -628,7 +665,7 @@ static bool info_one(struct rs_runstate *rs, struct rs_vcpu_impl *v, void *arg)
 	uint64_t acked = atomic_load_explicit(&v->last_ack_ns, memory_order_relaxed);
 	struct rs_vcpu_info info = {
 		.vcpu = (const rs_vcpu *)(void *)v,
-		.index = v->slot,
+		.index = vslot(v),
 		.opaque = v->opaque,
 		.active = s & VS_ACTIVE,
 		.parked = s & VS_PARK,

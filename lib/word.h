@@ -9,36 +9,50 @@
 
 #include "runstate.h"
 
-#define RS_W_ALL_FLAGS (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_SETTLING | \
-			RS_W_PAUSE_MASK | RS_W_PARKED | RS_W_LOCKWAIT)
+#define RS_W_ALL_FLAGS (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_EXCL | RS_W_PAUSE_MASK | \
+			RS_W_RSV_NORUN | RS_W_OVERFLOW | RS_W_BACKLOG_MASK | RS_W_PARKED | \
+			RS_W_LOCKWAIT | RS_W_COAL_MASK)
 
 _Static_assert((RS_W_ALL_FLAGS & RS_W_EDGE_MASK) == 0, "edge overlaps flags");
-_Static_assert((RS_W_ALL_FLAGS | RS_W_EDGE_MASK) == 0xffffffffu, "word not fully used");
-_Static_assert(RS_W_EDGE_MASK == (((1u << RS_W_EDGE_BITS) - 1) << RS_W_EDGE_SHIFT), "edge field");
-_Static_assert(RS_W_EDGE_SHIFT + RS_W_EDGE_BITS == 32, "edge is the top field");
-_Static_assert((RS_W_LOCKS & RS_W_IO_ERROR) == 0 && (RS_W_LOCKS & RS_W_SETTLING) == 0, "flags");
-_Static_assert((RS_W_PAUSE_MASK >> RS_W_PAUSE_SHIFT) == RS_PAUSE_COUNT - 1, "pause field holds every reason");
-_Static_assert(RS_W_LOCK(RS_LOCK_RESTORE) < RS_W_IO_ERROR && RS_LOCK_COUNT <= 6, "locks fit, two spare");
-_Static_assert((RS_W_NORUN_MASK & (RS_W_PARKED | RS_W_LOCKWAIT | RS_W_EDGE_MASK)) == 0,
-	       "bookkeeping bits must not stop vCPUs");
-/* Edge parity is the running flag; wrap-around must preserve it. */
-_Static_assert(RS_W_EDGE_BITS >= 2, "edge counter wraps at an even value");
+_Static_assert((RS_W_ALL_FLAGS | RS_W_EDGE_MASK) == UINT64_MAX, "word not fully used");
+_Static_assert(RS_W_EDGE_MASK == UINT64_C(0xffffffff) << RS_W_EDGE_SHIFT, "edge: the top 32 bits");
+_Static_assert((RS_W_PAUSE_MASK >> RS_W_PAUSE_SHIFT) == RS_PAUSE_COUNT - 1,
+	       "pause field holds every reason");
+_Static_assert(RS_W_LOCK(RS_LOCK_RESTORE) < RS_W_IO_ERROR && RS_LOCK_COUNT <= 6,
+	       "locks fit, two spare");
+_Static_assert((RS_W_BACKLOG_MASK >> RS_W_BACKLOG_SHIFT) == RS_W_BACKLOG_MAX, "backlog field");
+/* The fast path's mask is exactly the low 20 bits, and exactly the bits that
+ * keep vCPUs out: the stop bits (reserved locks included), the reserved
+ * no-run bits, and settling. */
+_Static_assert(RS_W_NORUN_MASK == (RS_W_STOPPED_MASK | RS_W_EXCL | RS_W_RSV_NORUN |
+				   RS_W_SETTLING_MASK), "no-run bits");
+_Static_assert((RS_W_NORUN_MASK & (RS_W_PARKED | RS_W_LOCKWAIT | RS_W_COAL_MASK |
+				   RS_W_EDGE_MASK)) == 0, "bookkeeping bits must not stop vCPUs");
+#define RS_W_COAL_BITS 10
+_Static_assert(RS_W_COAL_MASK >> RS_W_COAL_SHIFT == (1u << RS_W_COAL_BITS) - 1, "coalesced count");
 
-/* Edges live in [0, RS_EDGE_LIMIT); arithmetic is modulo RS_EDGE_LIMIT. */
-#define RS_EDGE_LIMIT (1u << RS_W_EDGE_BITS)
-#define RS_EDGE_HALF  (RS_EDGE_LIMIT / 2)
-
-static inline uint32_t rs_w_edge(uint32_t w) { return w >> RS_W_EDGE_SHIFT; }
-static inline bool rs_w_running(uint32_t w) { return (w & RS_W_STOPPED_MASK) == 0; }
-static inline bool rs_w_may_run(uint32_t w) { return (w & RS_W_NORUN_MASK) == 0; }
-static inline unsigned rs_w_pause(uint32_t w) { return (w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT; }
-static inline uint32_t rs_edge_next(uint32_t e) { return (e + 1) & (RS_EDGE_LIMIT - 1); }
-/* a is at or before b, for edges less than half the counter apart. */
-static inline bool rs_edge_le(uint32_t a, uint32_t b)
+/* Edge numbers are 32-bit and wrap; 2^32 is even, so parity survives. */
+static inline uint32_t rs_w_edge(uint64_t w) { return (uint32_t)(w >> RS_W_EDGE_SHIFT); }
+static inline bool rs_w_running(uint64_t w) { return (w & RS_W_STOPPED_MASK) == 0; }
+static inline bool rs_w_may_run(uint64_t w) { return (w & RS_W_NORUN_MASK) == 0; }
+static inline bool rs_w_settling(uint64_t w) { return (w & RS_W_SETTLING_MASK) != 0; }
+static inline unsigned rs_w_pause(uint64_t w) { return (unsigned)((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT); }
+static inline unsigned rs_w_backlog(uint64_t w)
 {
-	return ((b - a) & (RS_EDGE_LIMIT - 1)) < RS_EDGE_HALF;
+	return (unsigned)((w & RS_W_BACKLOG_MASK) >> RS_W_BACKLOG_SHIFT);
+}
+static inline unsigned rs_w_coal(uint64_t w)
+{
+	return (unsigned)((w & RS_W_COAL_MASK) >> RS_W_COAL_SHIFT);
+}
+/* While edges are coalesced, the edge counter moves between the backlog's
+ * last edge (an even coalesced count) and the one after it (odd): the
+ * backlog's last edge, for a word with the overflow bit. */
+static inline uint32_t rs_w_edge_tail(uint64_t w)
+{
+	return rs_w_edge(w) - (rs_w_coal(w) & 1);
 }
 /* Stop edges leave the VM stopped: their number is even. */
-static inline bool rs_edge_is_stop(uint32_t e) { return (e & 1) == 0; }
+static inline bool rs_edge_is_stop(uint64_t e) { return (e & 1) == 0; }
 
 #endif

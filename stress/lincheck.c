@@ -33,16 +33,16 @@ struct lin_memo {
 
 const char *(*lin_thread_name)(unsigned thread);
 
-uint8_t lin_abstract(uint32_t w)
+uint8_t lin_abstract(uint64_t w)
 {
 	return (uint8_t)((w & 0xfu) | ((w >> 6) & 1u) << 4 |
 			 ((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT) << 5);
 }
 
-static uint32_t lin_word(uint8_t s)
+static uint64_t lin_word(uint8_t s)
 {
-	return (s & 0xfu) | (uint32_t)((s >> 4) & 1u) << 6 |
-	       (uint32_t)(s >> 5) << RS_W_PAUSE_SHIFT;
+	return (s & 0xfu) | (uint64_t)((s >> 4) & 1u) << 6 |
+	       (uint64_t)(s >> 5) << RS_W_PAUSE_SHIFT;
 }
 
 void lin_format_state(uint8_t s, char *buf, size_t n)
@@ -100,7 +100,7 @@ static bool step(const struct lin_op *op, uint8_t s, uint8_t *ns)
 {
 	enum rs_cmd cmd;
 	int arg = 0, arg2 = 0, err;
-	uint32_t nw = 0;
+	uint64_t nw = 0;
 
 	switch (op->kind) {
 	case LIN_READ:
@@ -120,7 +120,7 @@ static bool step(const struct lin_op *op, uint8_t s, uint8_t *ns)
 	default:
 		return false;
 	}
-	err = rs_transition(lin_word(s), cmd, arg, arg2, &nw);
+	err = rs_transition(lin_word(s), cmd, arg, arg2, 1, &nw);
 	if (!op->pending && !result_ok(op, err))
 		return false;
 	*ns = err ? s : lin_abstract(nw);

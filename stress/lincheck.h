@@ -65,7 +65,7 @@ struct lin_checker {
 };
 
 /* The parts of the word a result can depend on: locks 0-3, io-error, pause. */
-uint8_t lin_abstract(uint32_t word);
+uint8_t lin_abstract(uint64_t word);
 /* "locks=debug,savevm io pause=paused" */
 void lin_format_state(uint8_t s, char *buf, size_t n);
 const char *lin_kind_name(int kind);

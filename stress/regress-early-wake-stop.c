@@ -163,7 +163,7 @@ int main(void)
 		bad = 1;
 	}
 	if (!(rs_word(rs) & RS_W_PARKED)) {
-		printf("FAIL: RS_W_PARKED cleared on a stopped word (word %#x)\n", rs_word(rs));
+		printf("FAIL: RS_W_PARKED cleared on a stopped word (word %#llx)\n", (unsigned long long)rs_word(rs));
 		bad = 1;
 	}
 	if (k1 != k0 || w1 != w0) {
@@ -177,7 +177,7 @@ int main(void)
 	for (int i = 0; i < 2000 && (rs_word(rs) & RS_W_PARKED); i++)
 		sleep_ms(1);
 	if (rs_word(rs) & (RS_W_PARKED | RS_W_STOPPED_MASK)) {
-		printf("FAIL: the vCPU was not woken by the unlock (word %#x)\n", rs_word(rs));
+		printf("FAIL: the vCPU was not woken by the unlock (word %#llx)\n", (unsigned long long)rs_word(rs));
 		bad = 1;
 	}
 

@@ -483,6 +483,28 @@ static int parse_count(const char *s, int max)
 	return (int)v;
 }
 
+/*
+ * Read one line into buf (cap bytes, NUL-terminated, without the newline).
+ * A line is taken whole or not at all: one longer than cap - 1 bytes, or
+ * with a NUL byte in it, is read to its end and reported as *bad, so that
+ * no part of it is ever executed.  False at end of input.
+ */
+static bool read_line(FILE *in, char *buf, size_t cap, bool *bad)
+{
+	size_t n = 0;
+	int c;
+
+	*bad = false;
+	while ((c = getc(in)) != EOF && c != '\n') {
+		if (c == '\0' || n + 1 >= cap)
+			*bad = true;
+		else
+			buf[n++] = (char)c;
+	}
+	buf[n] = '\0';
+	return c != EOF || n || *bad;
+}
+
 int main(int argc, char **argv)
 {
 	const char *file = NULL;
@@ -550,14 +572,20 @@ int main(int argc, char **argv)
 	prompt = !file && isatty(0) && isatty(1);
 	for (;;) {
 		char *line, *tok[MAX_TOKENS];
+		bool bad;
 		int n;
 
 		if (prompt) {
 			fputs("rsctl> ", stdout);
 			fflush(stdout);
 		}
-		if (!fgets(buf, sizeof(buf), in))
+		if (!read_line(in, buf, sizeof(buf), &bad))
 			break;
+		if (bad) {
+			puts("error: invalid");
+			fflush(stdout);
+			continue;
+		}
 		line = trim(buf);
 		if (!*line || *line == '#')
 			continue;

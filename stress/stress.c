@@ -72,8 +72,7 @@
 
 #define MS ((int64_t)1000000)
 #define US ((int64_t)1000)
-#define EDGE_LIMIT (1u << RS_W_EDGE_BITS)
-#define EDGE_MASK  (EDGE_LIMIT - 1)
+#define EDGE_HALF  (UINT32_C(1) << 31)   /* edges are 32-bit and wrap */
 #define KICK_SIGNAL SIGUSR1
 #define MAX_VCPU_SLOTS 1024
 
@@ -91,6 +90,7 @@ static struct config {
 	const char *delay_point;
 	int64_t live_ns, hang_ns, storm_ns, calm_ns, rekick_ns;
 	unsigned events;
+	unsigned backlog;           /* max_backlog (0: the library's default) */
 	int round_ops;
 	bool kick_signal;
 	bool json, quiet, keep_going;
@@ -194,25 +194,30 @@ static struct rng *hook_rng(void)
 	return &hook_rng_state;
 }
 
-static uint32_t w_edge(uint32_t w)
+static uint32_t w_edge(uint64_t w)
 {
-	return w >> RS_W_EDGE_SHIFT;
+	return (uint32_t)(w >> RS_W_EDGE_SHIFT);
 }
 
 /* a < b for edges less than half the counter apart */
 static bool edge_lt(uint32_t a, uint32_t b)
 {
-	return a != b && ((b - a) & EDGE_MASK) < EDGE_LIMIT / 2;
+	return a != b && b - a < EDGE_HALF;
 }
 
-static bool w_running(uint32_t w)
+static bool w_running(uint64_t w)
 {
 	return !(w & RS_W_STOPPED_MASK);
 }
 
-static bool w_may_run(uint32_t w)
+static bool w_may_run(uint64_t w)
 {
 	return !(w & RS_W_NORUN_MASK);
+}
+
+static bool w_settling(uint64_t w)
+{
+	return (w & RS_W_SETTLING_MASK) != 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -294,6 +299,7 @@ static struct stats {
 	/* listeners */
 	_Atomic uint64_t l_calls, l_edges, l_add_out, l_add_in, l_rm_out, l_rm_in, l_rm_self;
 	_Atomic uint64_t l_stop_in, l_start_in, l_queries, l_checks, l_max_live, l_norun;
+	_Atomic uint64_t l_coalesced_runs;
 	/* event consumers: rs_events_wait() and the eventfd */
 	_Atomic uint64_t ew_calls, ew_woken, ew_timeouts, ew_events, ew_lost;
 	_Atomic uint64_t ef_polls, ef_ready, ef_events, ef_lost, ef_lost_recs, ef_naps;
@@ -394,12 +400,12 @@ static void print_replay(FILE *f)
 	fprintf(f, "  replay: %s%s --seed %" PRIu64 " --duration %g --vcpus %d --mgmt %d --holders %d "
 		   "--devices %d --slice-ns %" PRId64 " --fault-rate %g --delay-rate %g%s%s "
 		   "--kick %s --round-ops %d --events %u --live-ms %" PRId64 " --calm-ms %" PRId64
-		   " --storm-ms %" PRId64 " --listeners %d",
+		   " --storm-ms %" PRId64 " --listeners %d --backlog %u",
 		argv0, cfg.kvm ? " --kvm" : "", cfg.seed, cfg.duration, cfg.vcpus, cfg.mgmt,
 		cfg.holders, cfg.devices, cfg.slice_ns, cfg.fault_rate, cfg.delay_rate,
 		cfg.delay_point ? " --delay-point " : "", cfg.delay_point ? cfg.delay_point : "",
 		cfg.kick_signal ? "signal" : "futex", cfg.round_ops, cfg.events, cfg.live_ns / MS,
-		cfg.calm_ns / MS, cfg.storm_ns / MS, cfg.listeners);
+		cfg.calm_ns / MS, cfg.storm_ns / MS, cfg.listeners, cfg.backlog);
 	if (cfg.kvm)
 		fprintf(f, " --kvm-io-shift %u", cfg.kvm_io_shift);
 	if (cfg.plant)
@@ -721,7 +727,7 @@ struct opctx {
 	int idx;                /* gate slot, or ungated slot */
 	bool ungated;
 	struct lin_op op;
-	uint32_t w_before;      /* the word just before the call */
+	uint64_t w_before;      /* the word just before the call */
 	struct thr *t;
 };
 
@@ -930,7 +936,7 @@ static void *checker_main(void *arg)
  * before and after the scan, the VM has been stopped at that edge since
  * the change, so no vCPU may be in guest or start a slice at all.
  */
-static void stop_check(const char *what, uint32_t w_before)
+static void stop_check(const char *what, uint64_t w_before)
 {
 	uint32_t e_lo = w_edge(w_before), e1, e2;
 	uint32_t g[MAX_VCPU_SLOTS];
@@ -940,8 +946,12 @@ static void stop_check(const char *what, uint32_t w_before)
 
 	if (skipped(V_STOP))
 		return;
+	/* While edges are coalesced the counter sits at the backlog's last
+	 * edge or one past it, and the call's own edge is one of the two. */
+	if (w_before & RS_W_OVERFLOW)
+		e_lo = w_edge(w_before) - ((w_before & RS_W_COAL_MASK) >> RS_W_COAL_SHIFT & 1);
 	if (e_lo & 1)
-		e_lo = (e_lo + 1) & EDGE_MASK;
+		e_lo++;
 	INC(st.stop_checks);
 	e1 = w_edge(rs_word(rs));
 	for (int i = 0; i < nslots; i++) {
@@ -981,11 +991,13 @@ static void bad_result(const char *what, int r)
 		  rs_strerror(r));
 }
 
-static void check_word(uint32_t w, const char *where)
+static void check_word(uint64_t w, const char *where)
 {
 	if ((w_edge(w) & 1) != (uint32_t)w_running(w))
-		violation(V_WORD, "%s: edge %u parity differs from running=%d (word 0x%08x)", where,
-			  w_edge(w), w_running(w), w);
+		violation(V_WORD, "%s: edge %u parity differs from running=%d (word 0x%016" PRIx64 ")",
+			  where, w_edge(w), w_running(w), w);
+	if ((w & RS_W_OVERFLOW) && !((w & RS_W_BACKLOG_MASK) >> RS_W_BACKLOG_SHIFT) && !w_settling(w))
+		violation(V_WORD, "%s: word 0x%016" PRIx64 " overflows without settling", where, w);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1053,10 +1065,12 @@ static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
 
 /*
  * A guest panic raised during device emulation, from inside the vCPU.
- * VD_ANY: synchronous one time in five.  The synchronous form returns with
- * the vCPU out if an exit request ended its park (docs/protocol.md section
- * 7), so the caller must go back to rs_vcpu_enter() before guest code: a
- * KVM exit hook, whose loop goes back to the fast path, uses VD_ASYNC.
+ * VD_ANY: synchronous one time in five.  A call that may wait, made on a
+ * vCPU thread, returns with the vCPU out (docs/semantics.md, "Calls from a
+ * vCPU thread"), so the caller must go back to rs_vcpu_enter() before
+ * guest code; the checking build's rs_may_run_func() in the loop below
+ * aborts if it does not.  A KVM exit hook, whose loop goes back to the
+ * fast path, uses VD_ASYNC.
  */
 enum { VD_ANY, VD_ASYNC, VD_SYNC };
 
@@ -1068,18 +1082,14 @@ static bool vcpu_device(struct thr *t, int mode)
 	int r;
 
 	if (sync && atomic_load(&sync_inflight) < LIN_UNGATED / 2) {
-		/* Synchronous: by design it parks this vCPU inside the call
-		 * until the VM may run again (docs/protocol.md section 7). */
+		/* Synchronous: this vCPU counts as out from the call on, and
+		 * stays out after it: no waiting for itself, no park inside. */
 		if (!op_begin_ungated(t, &c, LIN_PAUSE, p, RS_FOREVER))
 			return false;
 		atomic_fetch_add(&sync_inflight, 1);
 		INC(st.vcpu_panic_sync);
 		set_op(t, "vcpu sync pause");
 		r = rs_pause(rs, p, RS_FOREVER);
-		/* RS_VCPU_EXIT: the pause was made and waited for, then an
-		 * exit request ended the park; for the contract that is 0. */
-		if (r == RS_VCPU_EXIT)
-			r = 0;
 		op_end(&c, r);
 		atomic_fetch_sub(&sync_inflight, 1);
 		set_op(t, "guest");
@@ -1160,7 +1170,10 @@ static void *vcpu_main(void *arg)
 			if (!atomic_load(&g_calm) && !atomic_load(&g_stop) && chance(&t->rng, p_dev) &&
 			    vcpu_device(t, VD_ANY))
 				break;
-			if (kicked || !rs_may_run(rs) ||
+			/* The fast path's check, out of line: in checking builds
+			 * it aborts if the library counts this vCPU out (a
+			 * missed rs_vcpu_enter() after a call that waited). */
+			if (kicked || !rs_may_run_func(rs) ||
 			    atomic_load_explicit(&v->exit_flag, memory_order_relaxed))
 				break;
 		}
@@ -1440,7 +1453,7 @@ static void do_read(struct thr *t, bool try)
 {
 	static _Atomic uint64_t nreads;
 	struct opctx c;
-	uint32_t w;
+	uint64_t w;
 	int res;
 
 	if (!op_begin(t, &c, LIN_READ, 0, 0, RS_ASYNC, try))
@@ -1516,7 +1529,7 @@ static void do_stopping(struct thr *t, int kind, int arg, int64_t timeout, const
 /* In calm phases one management thread keeps the VM running. */
 static void keep_running(struct thr *t)
 {
-	uint32_t w = rs_word(rs);
+	uint64_t w = rs_word(rs);
 	struct rs_state s;
 
 	set_op(t, "calm");
@@ -1584,7 +1597,7 @@ static void *mgmt_main(void *arg)
 
 /* While holding a lock that returned 0 (or settled after): no vCPU in a
  * guest slice, and no slice started. */
-static void hold_and_check(struct thr *t, enum rs_lock lk, uint32_t w_locked)
+static void hold_and_check(struct thr *t, enum rs_lock lk, uint64_t w_locked)
 {
 	uint64_t c[MAX_VCPU_SLOTS];
 	char gb[40];
@@ -1774,21 +1787,25 @@ static void *device_main(void *arg)
  * run, call the query API and, now and then, rs_stop(RS_ASYNC) or
  * rs_start().  Every call checks, for the run it belongs to:
  *
- *   - runs never overlap (one call at a time), edges come in order with
- *     none skipped, and within an edge the order is ascending priority on
- *     a start, descending on a stop (ties: the order of adding, reversed
- *     on a stop);
- *   - each listener sees consecutive edges from its first to its last: no
- *     edge twice, none missed; it sees no edge whose run began before it
- *     was added, and sees the first edge made after rs_listener_add()
- *     returned (added inside a run: exactly the next edge);
+ *   - runs never overlap (one call at a time), edges come in order, and
+ *     within an edge the order is ascending priority on a start,
+ *     descending on a stop (ties: the order of adding, reversed on a
+ *     stop); a run skips edges only when the library coalesced them (an
+ *     odd number in between, so that runs still alternate, and no more in
+ *     all than rs_get_stats() says were coalesced);
+ *   - each listener sees consecutive runs from its first to its last: no
+ *     run twice, none missed; it sees no run that began before it was
+ *     added, and sees the first run at or after the first edge made after
+ *     rs_listener_add() returned (added inside a run: exactly the next
+ *     run);
  *   - after rs_listener_remove() returned (outside a listener) it is never
  *     called again, and it was called for every run that began before the
  *     call; removed inside edge e's run, it sees no edge after e;
  *   - the state is the edge's own (running == odd edge, settling), the
  *     same for every listener of the edge, and the same as the event's;
- *     the word is still settling; RESUME e has been produced (start),
- *     STOP e has not (stop);
+ *     the word is still settling; RESUME e (or the record of the
+ *     coalesced run that ends at e) has been produced (start), STOP e has
+ *     not (stop);
  *   - stop: every vCPU is out of guest code, and no guest code runs from
  *     the stop listeners of edge e - 1 to the end of the start listeners
  *     of edge e (no vCPU in a slice; slice counters, or KVM guest
@@ -1832,6 +1849,9 @@ static _Atomic int ldyn_live;
 static _Atomic int l_inflight;
 static _Atomic uint64_t l_enter_ns;          /* a call runs since (the watchdog) */
 static _Atomic uint64_t g_ledge;             /* the last edge whose run began */
+static _Atomic uint64_t g_lprev, g_lprev2;   /* the runs before it (0: none) */
+static _Atomic uint64_t g_lruns, g_lfirst;   /* runs so far; the first run's edge */
+static _Atomic uint64_t g_lskipped;          /* edges between runs (coalesced) */
 static _Atomic int l_prev_prio;
 static _Atomic uint64_t l_prev_order;
 static _Atomic uint64_t lring[LRING];        /* (edge << 32) | enc_state() */
@@ -1841,23 +1861,33 @@ static _Atomic uint64_t l_norun;             /* a start run during which a stop 
 
 static void listener_fn(void *opaque, bool running, const struct rs_state *s);
 
-/* A decoded state as a word (without PK and LW), to compare states. */
+/* A decoded state in 32 bits, to compare states: locks, io-error,
+ * settling, pause (the edge is kept beside it). */
 static uint32_t enc_state(const struct rs_state *s)
 {
-	return (s->locks & RS_W_LOCKS) | (s->io_error ? RS_W_IO_ERROR : 0) |
-	       (s->settling ? RS_W_SETTLING : 0) | ((uint32_t)s->pause << RS_W_PAUSE_SHIFT) |
-	       ((s->edge & EDGE_MASK) << RS_W_EDGE_SHIFT);
+	return (s->locks & 0x3fu) | (s->io_error ? 1u << 6 : 0) | (s->settling ? 1u << 7 : 0) |
+	       (uint32_t)s->pause << 8;
 }
 
-/* An edge (mod 2^19) as the full count, near ref. */
+/* An edge (mod 2^32) as the full count, near ref. */
 static uint64_t unwrap_edge(uint32_t e, uint64_t ref)
 {
-	uint32_t d = (e - (uint32_t)ref) & EDGE_MASK;
+	uint32_t d = e - (uint32_t)ref;
 
-	if (d < EDGE_LIMIT / 2)
+	if (d < EDGE_HALF)
 		return ref + d;
-	d = EDGE_LIMIT - d;
+	d = -d;
 	return ref > d ? ref - d : 0;
+}
+
+/* Was there a listener run for an edge in [a, b)?  From the ring of runs,
+ * so only for ranges it still holds; else no. */
+static bool run_between(uint64_t a, uint64_t b)
+{
+	for (uint64_t x = a; x < b && x < a + LRING; x++)
+		if ((uint32_t)(atomic_load(&lring[x % LRING]) >> 32) == (uint32_t)x)
+			return true;
+	return false;
 }
 
 static void *lrec_opaque(int idx, uint32_t gen)
@@ -1961,9 +1991,9 @@ static void lrec_gone_check(struct lrec *l, int idx, uint64_t through, const cha
 		violation(V_LISTENER, "listener #%d (prio %d) %s; edges %" PRIu64 "..%" PRIu64
 				      " ran with it in their set, yet it was last called for edge %" PRIu64,
 			  idx, atomic_load(&l->prio), how, b, through, last);
-	if (first && b && first > b)
+	if (first && b && first > b && run_between(b, first))
 		violation(V_LISTENER, "listener #%d (prio %d) was first called for edge %" PRIu64
-				      ", but edge %" PRIu64 "'s run had it in its set",
+				      ", but a run at or after edge %" PRIu64 " had it in its set",
 			  idx, atomic_load(&l->prio), first, b);
 }
 
@@ -2058,24 +2088,29 @@ static void listener_command(int kind)
 }
 
 /* The vCPUs, from a listener of edge e (unwrapped u); w: the word now. */
-static void listener_vcpus(uint64_t u, uint32_t e, bool running, uint32_t w)
+static void listener_vcpus(uint64_t u, uint32_t e, bool running, uint64_t w)
 {
 	uint64_t se = atomic_load(&snap_edge);
+	uint64_t prev = atomic_load(&g_lprev), prev2 = atomic_load(&g_lprev2);
 	/*
 	 * Counters to compare with: on a start, the ones the stop listeners
 	 * of the edge before left; on a stop, those of this run's earlier
 	 * calls, or, if the stop edge came while the start listeners before
 	 * it ran, those of the stop before that: the start never let a vCPU
 	 * run ("a stop made during a start's listeners waits its turn").
-	 * Before edge 1 no guest code ever ran: all zero.
+	 * Before edge 1 no guest code ever ran: all zero.  ("Before" is the
+	 * previous run: edges coalesced in between ran none.  But a stop edge
+	 * that came during a start's run may have been coalesced away, with
+	 * no net change, and then vCPUs ran: that case is only this stop
+	 * edge coming right after the start.)
 	 */
-	bool have = running ? se == u - 1
-			    : se == u || (se == u - 2 && atomic_load(&l_norun) == u - 1);
+	bool norun = atomic_load(&l_norun) == prev && u == prev + 1;
+	bool have = running ? se == prev : se == u || (se == prev2 && norun);
 	char gb[40];
 
 	if (running && edge_lt(e, w_edge(w)))
 		atomic_store(&l_norun, u);
-	if (!running && se == u - 2 && atomic_load(&l_norun) == u - 1)
+	if (!running && se == prev2 && norun)
 		INC(st.l_norun);
 
 	INC(st.l_checks);
@@ -2114,11 +2149,24 @@ static void listener_vcpus(uint64_t u, uint32_t e, bool running, uint32_t w)
 		atomic_store(&snap_edge, u);
 }
 
+/* The edge counter (unwrapped near ref) of the newest event or record of
+ * coalesced edges, or UINT64_MAX if there is none (or it is a reader-side
+ * record). */
+static uint64_t newest_record_edge(uint64_t ref)
+{
+	struct rs_event ev;
+	uint64_t cursor = rs_events_cursor(rs) - 1;
+
+	if (!cursor || rs_events_read(rs, &cursor, &ev, 1, NULL) != 1 || !ev.word)
+		return UINT64_MAX;
+	return unwrap_edge(w_edge(ev.word), ref);
+}
+
 static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 {
 	uintptr_t o = (uintptr_t)opaque;
 	int idx = (int)(o & 0xffff);
-	uint32_t gen = (uint32_t)(o >> 16), e = s->edge & EDGE_MASK;
+	uint32_t gen = (uint32_t)(o >> 16), e = s->edge;
 	struct lrec *l = idx < atomic_load(&lrec_hi) ? &lrecs[idx] : NULL;
 	uint64_t t0 = now_ns(), gl, u;
 	int prio = l ? atomic_load(&l->prio) : 0;
@@ -2133,8 +2181,22 @@ static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 	/* The run this call belongs to. */
 	gl = atomic_load(&g_ledge);
 	u = unwrap_edge(e, gl);
-	if (u == gl + 1) {
+	if (u > gl) {
+		/* A new run.  Edges in between were coalesced: an odd jump,
+		 * so that runs alternate (totals checked at the end). */
+		if (u != gl + 1) {
+			if (!((u - gl) & 1))
+				violation(V_LISTENER, "a listener ran for edge %" PRIu64 " right after "
+						      "the run of edge %" PRIu64 ": runs no longer "
+						      "alternate", u, gl);
+			atomic_fetch_add(&g_lskipped, u - gl - 1);
+			INC(st.l_coalesced_runs);
+		}
+		atomic_store(&g_lprev2, atomic_load(&g_lprev));
+		atomic_store(&g_lprev, gl);
 		atomic_store(&g_ledge, u);
+		if (!atomic_fetch_add(&g_lruns, 1))
+			atomic_store(&g_lfirst, u);
 		INC(st.l_edges);
 		atomic_store(&lring[u % LRING], (u << 32) | enc_state(s));
 	} else if (u == gl && gl) {
@@ -2154,10 +2216,7 @@ static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 					      "0x%08x)", e, (uint32_t)rv, enc_state(s));
 	} else {
 		violation(V_LISTENER, "a listener ran for edge %" PRIu64 " right after the run of "
-				      "edge %" PRIu64 ": %s",
-			  u, gl, u > gl ? "edges without a run" : "out of order or twice");
-		if (u > gl)
-			atomic_store(&g_ledge, u);
+				      "edge %" PRIu64 ": out of order or twice", u, gl);
 	}
 	atomic_store(&l_prev_prio, prio);
 	atomic_store(&l_prev_order, order);
@@ -2171,7 +2230,7 @@ static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 		int lst = atomic_load_explicit(&l->state, memory_order_acquire);
 		uint64_t last = atomic_load(&l->last), da = atomic_load(&l->dead_after);
 		uint64_t lo = atomic_load(&l->lo), mf = atomic_load(&l->must_first);
-		uint64_t hf = atomic_load(&l->hi_first);
+		uint64_t hf = atomic_load(&l->hi_first), prev = atomic_load(&g_lprev);
 
 		if (lst == LR_REMOVED || lst == LR_FREE)
 			violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
@@ -2183,18 +2242,19 @@ static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 			if (u < lo)
 				violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
 						      ", whose run began before it was added", idx, prio, u);
-			else if (mf && u != mf)
+			else if (mf && prev != mf - 1)
 				violation(V_LISTENER, "listener #%d (prio %d) first called for edge %"
-						      PRIu64 ", expected edge %" PRIu64, idx, prio, u, mf);
-			else if (hf && u > hf)
+						      PRIu64 ", not in the run right after edge %" PRIu64
+						      "'s, where it was added", idx, prio, u, mf - 1);
+			else if (hf && prev >= hf)
 				violation(V_LISTENER, "listener #%d (prio %d) first called for edge %"
-						      PRIu64 ": edge %" PRIu64 ", made after it was "
-						      "added, did not call it", idx, prio, u, hf);
+						      PRIu64 ": the run of edge %" PRIu64 ", made after it "
+						      "was added, did not call it", idx, prio, u, prev);
 			atomic_store(&l->first, u);
-		} else if (u != last + 1) {
+		} else if (last != prev) {
 			violation(V_LISTENER, "listener #%d (prio %d) called for edge %" PRIu64
 					      " after edge %" PRIu64 ": %s",
-				  idx, prio, u, last, u <= last ? "twice or out of order" : "edges missed");
+				  idx, prio, u, last, u <= last ? "twice or out of order" : "runs missed");
 		}
 		atomic_store(&l->last, u);
 		INC(l->calls);
@@ -2206,20 +2266,26 @@ static void listener_fn(void *opaque, bool running, const struct rs_state *s)
 				      "settling=%d may_run=%d",
 			  e, running, s->running, s->settling, s->may_run);
 	{
-		uint32_t w = rs_word(rs);
-		uint64_t newest = rs_events_cursor(rs) - 1;
-		uint32_t want = running ? e : (e - 1) & EDGE_MASK;
+		uint64_t w = rs_word(rs);
+		uint64_t newest = newest_record_edge(u);
+		uint64_t prev = atomic_load(&g_lprev);
 
-		if (!(w & RS_W_SETTLING) || edge_lt(w_edge(w), e))
-			violation(V_LISTENER, "a listener of edge %u runs while the word is 0x%08x "
-					      "(edge %u, %s)", e, w, w_edge(w),
-				  w & RS_W_SETTLING ? "settling" : "settled");
-		/* RESUME comes before the start listeners, STOP after the stop
-		 * listeners. */
-		if ((uint32_t)(newest & EDGE_MASK) != want)
+		if (!w_settling(w) || edge_lt(w_edge(w) + ((w & RS_W_OVERFLOW) ? 1 : 0), e))
+			violation(V_LISTENER, "a listener of edge %u runs while the word is 0x%016" PRIx64
+					      " (edge %u, %s)", e, w, w_edge(w),
+				  w_settling(w) ? "settling" : "settled");
+		/* RESUME (or the record of the coalesced run ending here)
+		 * comes before the start listeners; STOP (or that record)
+		 * after the stop listeners, and every edge before this run's
+		 * has its event or record.  (The newest record cannot change
+		 * meanwhile: records are produced by the settler, which is
+		 * running this listener.) */
+		if (newest != UINT64_MAX &&
+		    (running ? newest != u : newest < prev || newest >= u))
 			violation(V_LISTENER, "a %s listener of edge %u runs when the newest event is "
-					      "%" PRIu64 " (expected edge %u's)",
-				  running ? "start" : "stop", e, newest, want);
+					      "at edge %" PRIu64 " (expected %s)",
+				  running ? "start" : "stop", e, newest,
+				  running ? "this edge" : "between the previous run and this edge");
 		listener_vcpus(u, e, running, w);
 	}
 
@@ -2317,6 +2383,7 @@ static _Atomic bool g_cons_exit;   /* the consumers drain once more and end */
 struct evr {
 	const char *name;
 	uint64_t cursor, expect, last_time, last_seq;
+	uint64_t last_edge;        /* the edge counter of the last record, unwrapped */
 	_Atomic uint64_t *n_events, *n_lost;
 };
 
@@ -2328,6 +2395,26 @@ static void evr_init(struct evr *r, const char *name, uint64_t cursor, _Atomic u
 	r->cursor = r->expect = cursor ? cursor : 1;
 	r->n_events = n_events;
 	r->n_lost = n_lost;
+}
+
+/* A record of coalesced edges (lost, with the word that ended the run): the
+ * run changed running exactly when it has an odd number of edges, and the
+ * edge counter went up by one then, by two if not. */
+static void lost_run_check(struct evr *r, const struct rs_event *e)
+{
+	uint64_t ue = unwrap_edge(w_edge(e->word), r->last_edge);
+	bool odd = e->lost & 1;
+
+	if ((w_edge(e->word) & 1) != (uint32_t)w_running(e->word) ||
+	    ((e->seq + e->lost - 1) & 1) != (uint32_t)w_running(e->word))
+		violation(V_EVENTS, "%s: a run of %" PRIu64 " coalesced edges from %" PRIu64
+				    " ends with word 0x%016" PRIx64 ", whose edge counter or running "
+				    "flag does not fit", r->name, e->lost, e->seq, e->word);
+	if (r->last_edge && r->last_seq + 1 == e->seq && ue != r->last_edge + (odd ? 1 : 2))
+		violation(V_EVENTS, "%s: a run of %" PRIu64 " coalesced edges moved the edge counter "
+				    "from %" PRIu64 " to %" PRIu64, r->name, e->lost, r->last_edge, ue);
+	r->last_seq = e->seq + e->lost - 1;
+	r->last_edge = ue;
 }
 
 /* What one rs_events_read() returned: n records from cursor `before`, and
@@ -2358,6 +2445,8 @@ static void evr_check(struct evr *r, const struct rs_event *buf, int n, uint64_t
 			atomic_fetch_add(r->n_lost, e->lost);
 			INC(st.ef_lost_recs);
 			r->expect = e->seq + e->lost;
+			if (e->word)
+				lost_run_check(r, e);
 			continue;
 		}
 		if (e->seq != r->expect)
@@ -2367,11 +2456,16 @@ static void evr_check(struct evr *r, const struct rs_event *buf, int n, uint64_t
 			violation(V_EVENTS, "%s: event %" PRIu64 " is %s: edge %" PRIu64 " is a %s edge",
 				  r->name, e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq,
 				  want == RS_EVENT_STOP ? "stop" : "start");
-		/* The word just after the edge's CAS: its edge numbers the
-		 * event and its running flag says which kind. */
-		if (w_edge(e->word) != (uint32_t)(e->seq & EDGE_MASK) ||
-		    w_running(e->word) != (e->kind == RS_EVENT_RESUME)) {
-			violation(V_EVENTS, "%s: event %" PRIu64 " (%s) carries word 0x%08x (edge %u, %s)",
+		/* The word just after the edge's CAS: its running flag says
+		 * which kind, its edge counter's parity too, and the counter
+		 * goes up by one from the event before (when no record came in
+		 * between). */
+		if (w_running(e->word) != (e->kind == RS_EVENT_RESUME) ||
+		    (w_edge(e->word) & 1) != (e->seq & 1) ||
+		    (r->last_edge && r->expect == e->seq && r->last_seq + 1 == e->seq &&
+		     w_edge(e->word) != (uint32_t)(r->last_edge + 1))) {
+			violation(V_EVENTS, "%s: event %" PRIu64 " (%s) carries word 0x%016" PRIx64
+					    " (edge %u, %s)",
 				  r->name, e->seq, e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->word,
 				  w_edge(e->word), w_running(e->word) ? "running" : "stopped");
 		} else {
@@ -2382,23 +2476,24 @@ static void evr_check(struct evr *r, const struct rs_event *buf, int n, uint64_t
 			    d.locks != e->state.locks || d.pause != e->state.pause ||
 			    d.io_error != e->state.io_error)
 				violation(V_EVENTS, "%s: event %" PRIu64 ": state differs from its decoded "
-						    "word 0x%08x", r->name, e->seq, e->word);
+						    "word 0x%016" PRIx64, r->name, e->seq, e->word);
 		}
 		if (e->time_ns < r->last_time)
 			violation(V_EVENTS, "%s: event %" PRIu64 " is older than the one before it",
 				  r->name, e->seq);
 		if (cfg.listeners) {
-			/* STOP comes after the stop listeners, RESUME after the
-			 * run of the stop edge before it; both carry the state
-			 * the listeners got. */
+			/* STOP comes after the stop listeners; both kinds carry
+			 * the state the listeners got.  (Listener runs go by
+			 * the edge counter.) */
 			uint64_t gl = atomic_load(&g_ledge);
-			uint64_t rv = atomic_load(&lring[e->seq % LRING]);
+			uint64_t ue = unwrap_edge(w_edge(e->word), gl);
+			uint64_t rv = atomic_load(&lring[ue % LRING]);
 
-			if (gl < e->seq - (e->kind == RS_EVENT_RESUME))
+			if (e->kind == RS_EVENT_STOP && gl < ue)
 				violation(V_LISTENER, "%s: %s event %" PRIu64 " read, but the listeners "
 						      "have run only up to edge %" PRIu64, r->name,
 					  e->kind == RS_EVENT_STOP ? "STOP" : "RESUME", e->seq, gl);
-			if ((uint32_t)(rv >> 32) == (uint32_t)e->seq &&
+			if ((uint32_t)(rv >> 32) == (uint32_t)ue &&
 			    (uint32_t)rv != enc_state(&e->state))
 				violation(V_LISTENER, "%s: event %" PRIu64 " carries state 0x%08x, its "
 						      "listeners got 0x%08x", r->name, e->seq,
@@ -2407,15 +2502,18 @@ static void evr_check(struct evr *r, const struct rs_event *buf, int n, uint64_t
 		r->last_time = e->time_ns;
 		r->expect = e->seq + 1;
 		r->last_seq = e->seq;
+		r->last_edge = unwrap_edge(w_edge(e->word), r->last_edge);
 		atomic_fetch_add(r->n_events, 1);
 	}
 	if (n > 0 || lost) {
-		uint32_t we = w_edge(rs_word(rs)), s = (uint32_t)(r->last_seq & EDGE_MASK);
+		uint64_t w = rs_word(rs);
+		uint32_t we = w_edge(w), s = (uint32_t)r->last_edge;
 
 		/* An event is produced after its edge: the word's edge is at
-		 * or beyond it. */
-		if (r->last_seq && edge_lt(we, s))
-			violation(V_EVENTS, "%s: event %" PRIu64 " (edge %u mod 2^19) seen before the word "
+		 * or beyond it (while edges are coalesced, the counter may sit
+		 * one below the last edge that joined the backlog). */
+		if (r->last_seq && (w & RS_W_OVERFLOW ? edge_lt(we + 1, s) : edge_lt(we, s)))
+			violation(V_EVENTS, "%s: event %" PRIu64 " (edge counter %u) seen before the word "
 					    "reached it (edge %u)", r->name, r->last_seq, s, we);
 	}
 }
@@ -2631,7 +2729,8 @@ static uint32_t live_edge;
 
 static void liveness(uint64_t now)
 {
-	uint32_t w = rs_word(rs), e = w_edge(w);
+	uint64_t w = rs_word(rs);
+	uint32_t e = w_edge(w);
 
 	check_word(w, "monitor");
 	if (!w_may_run(w)) {
@@ -2670,7 +2769,7 @@ static void liveness(uint64_t now)
 		}
 		if (now - v->lv_since > (uint64_t)cfg.live_ns) {
 			violation(V_LIVENESS, "vCPU slot %d (%s) made no progress for %.0f ms while the VM "
-					      "was runnable (edge %u, word 0x%08x)",
+					      "was runnable (edge %u, word 0x%016" PRIx64 ")",
 				  i, cfg.kvm ? "kvm" : v->blocking ? "blocking" : "busy",
 				  (double)(now - v->lv_since) / 1e6, e, w);
 			v->lv_since = now;
@@ -2708,7 +2807,7 @@ static void print_vcpu_info(const struct rs_vcpu_info *info, void *arg)
 
 static void dump_state(const char *why)
 {
-	uint32_t w = rs_word(rs);
+	uint64_t w = rs_word(rs);
 	struct rs_state s;
 	uint64_t now = now_ns();
 	char locks[64] = "";
@@ -2720,7 +2819,7 @@ static void dump_state(const char *why)
 				 locks[0] ? "," : "", rs_lock_name(r));
 	pthread_mutex_lock(&report_lock);
 	fprintf(stderr, "runstate-stress: state dump (%s) at %.3f s\n", why, (double)(now - g_t0) / 1e9);
-	fprintf(stderr, "  word 0x%08x: %s%s%s io-error=%d locks=%s pause=%s edge=%u%s%s (%s)\n", w,
+	fprintf(stderr, "  word 0x%016" PRIx64 ": %s%s%s io-error=%d locks=%s pause=%s edge=%u%s%s (%s)\n", w,
 		s.running ? "running" : "stopped", s.may_run ? " may-run" : "",
 		s.settling ? " settling" : "", s.io_error, locks[0] ? locks : "-",
 		rs_pause_name(s.pause), s.edge, w & RS_W_PARKED ? " PK" : "",
@@ -2896,20 +2995,22 @@ static void print_summary(FILE *f, double elapsed)
 	}
 	fprintf(f, "library counters: parks %" PRIu64 ", wakes %" PRIu64 ", kicks %" PRIu64
 		   ", timed re-kicks %" PRIu64 ", stop edges %" PRIu64 ", start edges %" PRIu64
-		   ", timeouts %" PRIu64 ", listener runs %" PRIu64 ", events lost %" PRIu64 "\n",
+		   ", timeouts %" PRIu64 ", listener runs %" PRIu64 ", events lost %" PRIu64
+		   ", edges coalesced %" PRIu64 "\n",
 		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
-		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost);
+		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost,
+		lstats.coalesced);
 	fprintf(f, "listeners: %d persistent; calls %" PRIu64 " over %" PRIu64 " edges; added %"
 		   PRIu64 " outside, %" PRIu64 " inside; removed %" PRIu64 " outside, %" PRIu64
 		   " inside (%" PRIu64 " themselves); at most %" PRIu64 " others at once; from "
 		   "listeners: %" PRIu64 " stops, %" PRIu64 " starts, %" PRIu64 " vCPU counts; "
 		   "stop runs checked against the stop before (stop edge during the start's run): %"
-		   PRIu64 "\n",
+		   PRIu64 "; runs after coalesced edges: %" PRIu64 "\n",
 		cfg.listeners, atomic_load(&st.l_calls), atomic_load(&st.l_edges),
 		atomic_load(&st.l_add_out), atomic_load(&st.l_add_in), atomic_load(&st.l_rm_out),
 		atomic_load(&st.l_rm_in), atomic_load(&st.l_rm_self), atomic_load(&st.l_max_live),
 		atomic_load(&st.l_stop_in), atomic_load(&st.l_start_in), atomic_load(&st.l_queries),
-		atomic_load(&st.l_norun));
+		atomic_load(&st.l_norun), atomic_load(&st.l_coalesced_runs));
 	fprintf(f, "event readers: rs_events_wait %" PRIu64 " calls (%" PRIu64 " woken, %" PRIu64
 		   " timed out), read %" PRIu64 ", lost %" PRIu64 "; eventfd %" PRIu64 " polls (%"
 		   PRIu64 " readable), read %" PRIu64 ", lost %" PRIu64 " in %" PRIu64
@@ -3024,18 +3125,21 @@ static void print_json(FILE *f, double elapsed)
 	fprintf(f, "  \"library\": {\"parks\": %" PRIu64 ", \"wakes\": %" PRIu64 ", \"kicks\": %" PRIu64
 		   ", \"rekicks\": %" PRIu64 ", \"stop_edges\": %" PRIu64 ", \"start_edges\": %" PRIu64
 		   ", \"timeouts\": %" PRIu64 ", \"listener_runs\": %" PRIu64 ", \"events_lost\": %"
-		   PRIu64 "},\n",
+		   PRIu64 ", \"coalesced\": %" PRIu64 "},\n",
 		lstats.parks, lstats.wakes, lstats.kicks, lstats.rekicks, lstats.stop_edges,
-		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost);
+		lstats.start_edges, lstats.timeouts, lstats.listener_runs, lstats.events_lost,
+		lstats.coalesced);
 	fprintf(f, "  \"listeners\": {\"persistent\": %d, \"calls\": %" PRIu64 ", \"edges\": %" PRIu64
 		   ", \"added_outside\": %" PRIu64 ", \"added_inside\": %" PRIu64
 		   ", \"removed_outside\": %" PRIu64 ", \"removed_inside\": %" PRIu64
 		   ", \"removed_self\": %" PRIu64 ", \"max_others\": %" PRIu64 ", \"stops\": %" PRIu64
-		   ", \"starts\": %" PRIu64 ", \"vcpu_counts\": %" PRIu64 "},\n",
+		   ", \"starts\": %" PRIu64 ", \"vcpu_counts\": %" PRIu64
+		   ", \"after_coalesced\": %" PRIu64 "},\n",
 		cfg.listeners, atomic_load(&st.l_calls), atomic_load(&st.l_edges),
 		atomic_load(&st.l_add_out), atomic_load(&st.l_add_in), atomic_load(&st.l_rm_out),
 		atomic_load(&st.l_rm_in), atomic_load(&st.l_rm_self), atomic_load(&st.l_max_live),
-		atomic_load(&st.l_stop_in), atomic_load(&st.l_start_in), atomic_load(&st.l_queries));
+		atomic_load(&st.l_stop_in), atomic_load(&st.l_start_in), atomic_load(&st.l_queries),
+		atomic_load(&st.l_coalesced_runs));
 	fprintf(f, "  \"event_readers\": {\"wait_calls\": %" PRIu64 ", \"wait_woken\": %" PRIu64
 		   ", \"wait_timeouts\": %" PRIu64 ", \"wait_read\": %" PRIu64 ", \"wait_lost\": %" PRIu64
 		   ", \"fd_polls\": %" PRIu64 ", \"fd_readable\": %" PRIu64 ", \"fd_read\": %" PRIu64
@@ -3108,6 +3212,8 @@ static void usage(int status)
 		"                       futex under ThreadSanitizer)\n"
 		"  --round-ops N        operations per linearizability round (default 32, max 48)\n"
 		"  --events N           event ring capacity (default 64)\n"
+		"  --backlog N          edges settled one by one before coalescing, 1-127\n"
+		"                       (default: the library's, 64)\n"
 		"  --live-ms N          liveness bound (default 250; x4 under sanitizers)\n"
 		"  --hang-ms N          watchdog bound for one operation (default 10000; x3)\n"
 		"  --storm-ms N, --calm-ms N   phase lengths (default 1000 and 2*live+150)\n"
@@ -3243,6 +3349,8 @@ static void parse_args(int argc, char **argv)
 			cfg.round_ops = (int)parse_int(need(argc, argv, &i), 1, 48);
 		else if (!strcmp(a, "--events"))
 			cfg.events = (unsigned)parse_int(need(argc, argv, &i), 1, 1 << 20);
+		else if (!strcmp(a, "--backlog"))
+			cfg.backlog = (unsigned)parse_int(need(argc, argv, &i), 1, RS_W_BACKLOG_MAX);
 		else if (!strcmp(a, "--live-ms"))
 			live_ms = parse_int(need(argc, argv, &i), 1, 3600000);
 		else if (!strcmp(a, "--hang-ms"))
@@ -3347,26 +3455,35 @@ static int expect_status(void)
 
 /* After the run: every listener left is removed from outside (with the
  * removal checks), and the runs add up. */
-static void listeners_final(uint32_t w)
+static void listeners_final(uint64_t w)
 {
-	uint64_t u = unwrap_edge(w_edge(w), atomic_load(&g_ledge));
+	uint64_t u = unwrap_edge(w_edge(w), atomic_load(&g_ledge)), gl = atomic_load(&g_ledge);
+	uint64_t runs = atomic_load(&g_lruns);
+	struct rs_stats ls;
 	rs_listener *gone = NULL;
 	int hi = atomic_load(&lrec_hi), r;
 
-	if (atomic_load(&g_ledge) != u)
+	/* The last run is for the word's edge, or a coalesced run with no
+	 * net change came after it. */
+	if (gl > u || ((u - gl) & 1))
 		violation(V_LISTENER, "the last listener run was for edge %" PRIu64 ", but the word is "
-				      "at edge %" PRIu64, atomic_load(&g_ledge), u);
+				      "at edge %" PRIu64, gl, u);
+	if (rs_get_stats(rs, &ls) == 0 &&
+	    atomic_load(&g_lskipped) + (u - gl) > ls.coalesced)
+		violation(V_LISTENER, "%" PRIu64 " edges had no listener run, but the library "
+				      "coalesced only %" PRIu64, atomic_load(&g_lskipped) + (u - gl),
+			  ls.coalesced);
 	for (int i = 0; i < hi; i++) {
 		struct lrec *l = &lrecs[i];
 
 		if (atomic_load(&l->state) != LR_LIVE)
 			continue;
 		if (atomic_load(&l->persistent) &&
-		    (atomic_load(&l->first) != 1 || atomic_load(&l->calls) != u))
+		    (atomic_load(&l->first) != atomic_load(&g_lfirst) || atomic_load(&l->calls) != runs))
 			violation(V_LISTENER, "persistent listener #%d saw edges %" PRIu64 "..%" PRIu64
-					      " in %" PRIu64 " calls; there were %" PRIu64 " edges",
+					      " in %" PRIu64 " calls; there were %" PRIu64 " runs",
 				  i, atomic_load(&l->first), atomic_load(&l->last),
-				  atomic_load(&l->calls), u);
+				  atomic_load(&l->calls), runs);
 		gone = atomic_load(&l->h);
 		listener_remove(i);
 	}
@@ -3377,12 +3494,19 @@ static void listeners_final(uint32_t w)
 				    "RS_EINVAL", r);
 }
 
-static void final_reader(const struct evr *r, uint32_t w)
+static void final_reader(const struct evr *r, uint64_t w)
 {
-	if ((uint32_t)(r->last_seq & EDGE_MASK) != w_edge(w))
-		violation(V_EVENTS, "%s: last event seq %" PRIu64 " (mod 2^19: %u) differs from the "
-				    "word's edge %u", r->name, r->last_seq,
-			  (uint32_t)(r->last_seq & EDGE_MASK), w_edge(w));
+	struct rs_stats ls;
+
+	/* Every edge has its event or is covered by a record of loss, and
+	 * the last event is at the word's edge counter. */
+	if (rs_get_stats(rs, &ls) == 0 && r->expect - 1 != ls.stop_edges + ls.start_edges)
+		violation(V_EVENTS, "%s: the events end at seq %" PRIu64 ", but %" PRIu64 " edges "
+				    "were made", r->name, r->expect - 1,
+			  ls.stop_edges + ls.start_edges);
+	if (r->last_seq == r->expect - 1 && (uint32_t)r->last_edge != w_edge(w))
+		violation(V_EVENTS, "%s: the last event's edge counter is %u, the word's %u",
+			  r->name, (uint32_t)r->last_edge, w_edge(w));
 }
 
 int main(int argc, char **argv)
@@ -3393,7 +3517,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int nroles, r;
 	uint64_t deadline, kicks;
-	uint32_t w;
+	uint64_t w;
 	double elapsed;
 
 	argv0 = argv[0];
@@ -3474,6 +3598,7 @@ int main(int argc, char **argv)
 	rcfg.ops = &stress_ops;
 	rcfg.rekick_ns = cfg.rekick_ns;
 	rcfg.event_capacity = cfg.events;
+	rcfg.max_backlog = cfg.backlog;
 	rcfg.max_vcpus = (unsigned)nslots;
 	r = rs_create(&rcfg, &rs);
 	if (r) {
@@ -3646,8 +3771,9 @@ int main(int argc, char **argv)
 	} else {
 		violation(V_FINAL, "rs_get_stats failed");
 	}
-	if (w & (RS_W_SETTLING | RS_W_LOCKWAIT | RS_W_LOCKS))
-		violation(V_FINAL, "final word 0x%08x still has settling, lock-wait or a lock bit", w);
+	if (w & (RS_W_SETTLING_MASK | RS_W_LOCKWAIT | RS_W_LOCKS))
+		violation(V_FINAL, "final word 0x%016" PRIx64 " still has settling, lock-wait or a lock "
+				   "bit", w);
 	final_reader(&mon_reader, w);
 	final_reader(&ew_reader, w);
 	final_reader(&ef_reader, w);

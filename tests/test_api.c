@@ -52,7 +52,7 @@ static int t_futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout
 
 /* Set by test_early_wake: the word at the first FUTEX_WAKE after it. */
 static rs_runstate *_Atomic watch_rs;
-static _Atomic uint32_t first_wake_word;
+static _Atomic uint64_t first_wake_word;
 static _Atomic int first_wake_seen;
 
 static int t_futex_wake(void *ctx, uint32_t *addr, int n)
@@ -107,7 +107,7 @@ static void test_bad_input(void)
 	uint64_t cursor = 0, lost = 99;
 	struct rs_event ev[4];
 	rs_vcpu v;
-	uint32_t w0;
+	uint64_t w0;
 
 	CHECK_EQ(rs_create(NULL, NULL), RS_EINVAL);
 	CHECK_EQ(rs_create(&bad, &other), RS_EINVAL);
@@ -131,8 +131,10 @@ static void test_bad_input(void)
 	CHECK_EQ(rs_wait(NULL, 0), RS_EINVAL);
 	CHECK_EQ(rs_events_read(rs, NULL, ev, 4, &lost), RS_EINVAL);
 	CHECK_EQ(rs_events_read(rs, &cursor, NULL, 4, &lost), RS_EINVAL);
-	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, NULL), RS_EINVAL);
-	CHECK_EQ(rs_transition(w0, (enum rs_cmd)RS_CMD_COUNT, 0, 0, &w0), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, 64, NULL), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, (enum rs_cmd)RS_CMD_COUNT, 0, 0, 64, &w0), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, 0, &w0), RS_EINVAL);
+	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, RS_W_BACKLOG_MAX + 1, &w0), RS_EINVAL);
 	CHECK_EQ(rs_word(rs), w0);
 
 	/* vCPU calls on a vCPU that is not registered. */
@@ -250,7 +252,7 @@ static void test_lock_handover(void)
 	uint64_t cursor, lost;
 	struct rs_event ev[4];
 	pthread_t t;
-	uint32_t w;
+	uint64_t w;
 
 	CHECK_EQ(rs_start(rs, 0), 0);
 	cursor = rs_events_cursor(rs);
@@ -358,10 +360,15 @@ static void *tvcpu_main(void *arg)
 			atomic_store(&t->in_guest, 1);
 			if (atomic_load(&t->stop_from_vcpu)) {
 				/* A guest panic raised during device emulation:
-				 * the synchronous form must not deadlock. */
+				 * the synchronous form must not deadlock.  It
+				 * leaves this vCPU out: back through
+				 * rs_vcpu_enter() before any guest code. */
 				atomic_store(&t->stop_from_vcpu, false);
 				atomic_store(&t->stop_result,
 					     rs_pause(t->rs, RS_PAUSE_PANICKED, RS_FOREVER));
+				atomic_fetch_add(&t->slices, 1);
+				atomic_store(&t->in_guest, 0);
+				break;
 			}
 			while (atomic_load(&t->stuck))
 				atomic_store(&t->is_stuck, true);
@@ -534,13 +541,13 @@ static uint64_t early_wake_round(rs_runstate *rs, bool expect_early)
 	atomic_store(&watch_rs, NULL);
 	CHECK(atomic_load(&first_wake_seen));
 	if (expect_early)
-		CHECK(atomic_load(&first_wake_word) & RS_W_SETTLING);
+		CHECK(atomic_load(&first_wake_word) & RS_W_SETTLING_MASK);
 	else
-		CHECK(!(atomic_load(&first_wake_word) & RS_W_SETTLING));
+		CHECK(!(atomic_load(&first_wake_word) & RS_W_SETTLING_MASK));
 	/* Every parked vCPU at least once; an early-woken vCPU that re-parked
 	 * before settling finished costs one more. */
 	CHECK(atomic_load(&n_wake) >= (long)ew_n);
-	CHECK(!(rs_word(rs) & (RS_W_PARKED | RS_W_SETTLING)));
+	CHECK(!(rs_word(rs) & (RS_W_PARKED | RS_W_SETTLING_MASK)));
 	return sum + 1;
 }
 
@@ -707,7 +714,7 @@ static void test_async_stop_settles(void)
 	}
 	CHECK_EQ(n, 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
-	CHECK(!(rs_word(rs) & RS_W_SETTLING));
+	CHECK(!(rs_word(rs) & RS_W_SETTLING_MASK));
 	CHECK_EQ(atomic_load(&t.in_guest), 0);
 	reap(&t);
 	rs_destroy(rs);
@@ -733,7 +740,7 @@ static void test_edges_in_order(void)
 	before = atomic_load(&t[1].slices);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	/* Running again, but settling: vCPU 1 must stay out. */
-	CHECK(rs_word(rs) & RS_W_SETTLING);
+	CHECK(rs_word(rs) & RS_W_SETTLING_MASK);
 	CHECK(!rs_may_run(rs));
 	tu_sleep_ms(30);
 	CHECK_EQ(atomic_load(&t[1].slices), before);
@@ -746,12 +753,14 @@ static void test_edges_in_order(void)
 }
 
 /* A synchronous stop raised from inside a vCPU's slice does not deadlock:
- * the calling vCPU counts as out; the call returns once the VM runs. */
+ * the calling vCPU counts as out, the call returns once every vCPU is out,
+ * and the caller stays out until rs_vcpu_enter() lets it run. */
 static void test_stop_from_vcpu(void)
 {
 	rs_runstate *rs = make(0, 0);
 	struct tvcpu t[2];
 	struct rs_state st;
+	uint64_t before;
 
 	for (int i = 0; i < 2; i++)
 		spawn(&t[i], rs);
@@ -763,12 +772,15 @@ static void test_stop_from_vcpu(void)
 	rs_decode(rs_word(rs), &st);
 	CHECK_EQ(st.pause, RS_PAUSE_PANICKED);
 	CHECK_EQ(atomic_load(&t[1].in_guest), 0);
-	/* The panicking vCPU is blocked inside rs_pause until the VM runs. */
+	/* The call returned without waiting for a start, and the panicking
+	 * vCPU is parked in rs_vcpu_enter(), out. */
+	WAIT_FOR(atomic_load(&t[0].stop_result) == 0);
+	before = atomic_load(&t[0].slices);
 	tu_sleep_ms(10);
-	CHECK_EQ(atomic_load(&t[0].stop_result), 99);
+	CHECK_EQ(atomic_load(&t[0].slices), before);
 	CHECK_EQ(rs_start(rs, 0), RS_ENEEDFORCE);
 	CHECK_EQ(rs_start(rs, RS_START_FORCE), 0);
-	WAIT_FOR(atomic_load(&t[0].stop_result) == 0);
+	WAIT_FOR(atomic_load(&t[0].slices) > before);
 	for (int i = 0; i < 2; i++)
 		reap(&t[i]);
 	rs_destroy(rs);

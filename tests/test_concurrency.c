@@ -33,13 +33,13 @@ static _Atomic int in_guest;
 static _Atomic long violations;
 static _Atomic long n_ops[RS_CMD_COUNT];
 
-static void violation(const char *what, uint32_t w)
+static void violation(const char *what, uint64_t w)
 {
 	atomic_fetch_add(&violations, 1);
-	fprintf(stderr, "violation: %s (word 0x%08x)\n", what, w);
+	fprintf(stderr, "violation: %s (word 0x%016llx)\n", what, (unsigned long long)w);
 }
 
-static void check_word(uint32_t w)
+static void check_word(uint64_t w)
 {
 	struct rs_state st;
 
@@ -58,7 +58,7 @@ static uint32_t xorshift(uint32_t *s)
 
 /* Exclusion: while we hold a lock bit the guest slice count must not move
  * and no vCPU may be in a slice. */
-static void check_exclusion(uint32_t w)
+static void check_exclusion(uint64_t w)
 {
 	uint64_t before = atomic_load(&guest_slices);
 
@@ -189,15 +189,16 @@ static void read_events(void)
 
 static void *observer_main(void *arg)
 {
-	uint32_t last = rs_word(rs) >> RS_W_EDGE_SHIFT;
+	uint32_t last = tu_edge(rs_word(rs));
 
 	(void)arg;
 	while (!atomic_load(&done)) {
 		read_events();
-		uint32_t w = rs_word(rs), e = w >> RS_W_EDGE_SHIFT;
+		uint64_t w = rs_word(rs);
+		uint32_t e = tu_edge(w);
 
 		check_word(w);
-		if (((e - last) & ((1u << RS_W_EDGE_BITS) - 1)) >= (1u << (RS_W_EDGE_BITS - 1)))
+		if (e - last >= UINT32_C(1) << 31)
 			violation("edge counter went backwards", w);
 		last = e;
 	}
@@ -244,7 +245,7 @@ int main(int argc, char **argv)
 	struct vcpu vc[NVCPU];
 	uint64_t seq;
 	long total = 0;
-	uint32_t w;
+	uint64_t w;
 
 	printf("test_concurrency: %ld ms, seed %u\n", ms, seed);
 	CHECK_EQ(rs_create(&cfg, &rs), 0);
@@ -271,7 +272,7 @@ int main(int argc, char **argv)
 	CHECK_EQ(rs_wait(rs, 10000 * MS), 0);
 	w = rs_word(rs);
 	check_word(w);
-	CHECK(!(w & RS_W_SETTLING));
+	CHECK(!(w & RS_W_SETTLING_MASK));
 	CHECK(!(w & RS_W_LOCKWAIT));
 	CHECK(!(w & RS_W_LOCKS));
 	CHECK(rs_may_run(rs));
@@ -284,7 +285,12 @@ int main(int argc, char **argv)
 	/* Events: every edge has one, the last numbers the word's edge. */
 	read_events();
 	seq = ev_seq;
-	CHECK_EQ(seq % (1u << RS_W_EDGE_BITS), rs_word(rs) >> RS_W_EDGE_SHIFT);
+	{
+		struct rs_stats lst;
+
+		CHECK_EQ(rs_get_stats(rs, &lst), 0);
+		CHECK_EQ(seq, lst.stop_edges + lst.start_edges);
+	}
 	printf("test_concurrency: %ld commands, %llu edges (%llu events lost by the reader), "
 	       "%llu guest slices, %ld violations\n",
 	       total, (unsigned long long)seq, (unsigned long long)ev_lost,

@@ -3,9 +3,18 @@
 #ifndef RS_TESTUTIL_H
 #define RS_TESTUTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "runstate.h"
+
+/* The edge counter of a word. */
+static inline uint32_t tu_edge(uint64_t w)
+{
+	return (uint32_t)(w >> RS_W_EDGE_SHIFT);
+}
 
 static int tu_checks, tu_failures;
 

@@ -66,41 +66,62 @@ enum rs_pause {
 #define RS_PAUSE_COUNT 8
 
 /* ---------------------------------------------------------------------------
- * The word.  This layout is the design; lib/word.h asserts it.
+ * The word.  This layout is the design; lib/word.h asserts it.  One 64-bit
+ * word, changed only by compare-and-swap:
  *
- *  31                     13  12   11   10..8   7    6    5..0
- * +-------------------------+----+----+-------+----+----+------+
- * |  edge counter (19 bits) | LW | PK | pause | ST | IO | locks|
- * +-------------------------+----+----+-------+----+----+------+
+ *  63            32 31    22  21   20  19    13  12   11   10..8   7    6    5..0
+ * +----------------+--------+----+----+--------+----+----+-------+----+----+------+
+ * | edge (32 bits) | coal.  | LW | PK | backlog| OV | RV | pause | EX | IO | locks|
+ * +----------------+--------+----+----+--------+----+----+-------+----+----+------+
  *
- * locks  internal lock bits (enum rs_lock; 4 and 5 reserved)
- * IO     io-error
- * ST     settling: the last edge's work (waiting for vCPUs, listeners) is
- *        not complete; keeps vCPUs out even when the VM is running
- * pause  enum rs_pause
- * PK     some vCPU is parked (or about to park): a start must wake
- * LW     some thread waits for a held lock bit: unlock hands over
- * edge   number of running<->stopped edges so far, modulo 2^19; odd while
- *        the VM is running, even while it is stopped (2^19 is even, so the
- *        parity survives wrap-around)
+ * locks   internal lock bits (enum rs_lock; 4 and 5 reserved)
+ * IO      io-error
+ * EX      reserved: keeps vCPUs out without stopping the VM
+ * pause   enum rs_pause
+ * RV      reserved: keeps vCPUs out
+ * OV      the backlog is full: edges made now are coalesced
+ * backlog entries not yet settled (0..127): edges that each settle on their
+ *         own (a stop waits for every vCPU to be out, then emits STOP; a
+ *         start emits RESUME) and at most one run of coalesced edges.
+ *         Nonzero keeps vCPUs out even when the VM is running ("settling")
+ * PK      some vCPU is parked (or about to park): a start must wake
+ * LW      some thread waits for a held lock bit: unlock hands over
+ * coal.   edges coalesced while OV is set, modulo 2^10
+ * edge    the edge counter, modulo 2^32: +1 per edge that settles on its
+ *         own; a run of coalesced edges adds 1 if it changed running and 2
+ *         if not, so the counter is odd exactly while the VM is running
+ *         (events count every edge: see struct rs_event)
+ *
+ * Bits 0 to 19 are exactly the ones that keep vCPUs out (RS_W_NORUN_MASK),
+ * reserved ones included, so the inline fast path below never changes.
  */
-#define RS_W_LOCK(r)        (1u << (r))
-#define RS_W_LOCKS          0x0000003fu
-#define RS_W_IO_ERROR       0x00000040u
-#define RS_W_SETTLING       0x00000080u
+#define RS_W_LOCK(r)        ((uint64_t)1 << (r))
+#define RS_W_LOCKS          UINT64_C(0x000000000000003f)
+#define RS_W_IO_ERROR       UINT64_C(0x0000000000000040)
+#define RS_W_EXCL           UINT64_C(0x0000000000000080)
 #define RS_W_PAUSE_SHIFT    8
-#define RS_W_PAUSE_MASK     0x00000700u
-#define RS_W_PARKED         0x00000800u
-#define RS_W_LOCKWAIT       0x00001000u
-#define RS_W_EDGE_SHIFT     13
-#define RS_W_EDGE_BITS      19
-#define RS_W_EDGE_MASK      0xffffe000u
-#define RS_W_EDGE_ONE       (1u << RS_W_EDGE_SHIFT)
+#define RS_W_PAUSE_MASK     UINT64_C(0x0000000000000700)
+#define RS_W_RSV_NORUN      UINT64_C(0x0000000000000800)
+#define RS_W_OVERFLOW       UINT64_C(0x0000000000001000)
+#define RS_W_BACKLOG_SHIFT  13
+#define RS_W_BACKLOG_MASK   UINT64_C(0x00000000000fe000)
+#define RS_W_BACKLOG_ONE    (UINT64_C(1) << RS_W_BACKLOG_SHIFT)
+#define RS_W_BACKLOG_MAX    127
+#define RS_W_PARKED         UINT64_C(0x0000000000100000)
+#define RS_W_LOCKWAIT       UINT64_C(0x0000000000200000)
+#define RS_W_COAL_SHIFT     22
+#define RS_W_COAL_MASK      UINT64_C(0x00000000ffc00000)
+#define RS_W_COAL_ONE       (UINT64_C(1) << RS_W_COAL_SHIFT)
+#define RS_W_EDGE_SHIFT     32
+#define RS_W_EDGE_MASK      UINT64_C(0xffffffff00000000)
+#define RS_W_EDGE_ONE       (UINT64_C(1) << RS_W_EDGE_SHIFT)
 
 /* The VM is stopped while any of these is set. */
 #define RS_W_STOPPED_MASK   (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_PAUSE_MASK)
+/* Settling: edges not yet settled, one by one or coalesced. */
+#define RS_W_SETTLING_MASK  (RS_W_BACKLOG_MASK | RS_W_OVERFLOW)
 /* A vCPU may execute guest code only while none of these is set. */
-#define RS_W_NORUN_MASK     (RS_W_STOPPED_MASK | RS_W_SETTLING)
+#define RS_W_NORUN_MASK     UINT64_C(0x00000000000fffff)
 
 struct rs_runstate;
 typedef struct rs_runstate rs_runstate;
@@ -110,7 +131,7 @@ typedef struct rs_runstate rs_runstate;
  * word.  Everything else is private to the library.
  */
 struct rs_runstate_head {
-	uint32_t word;
+	uint64_t word;
 };
 
 /*
@@ -143,10 +164,11 @@ RS_API bool rs_may_run_func(const rs_runstate *rs);
 #define RS_ETIMEDOUT  (-ETIMEDOUT)        /* change made; a vCPU not out yet */
 #define RS_ENOMEM     (-ENOMEM)
 #define RS_ENOSPC     (-ENOSPC)           /* vCPU table full */
+#define RS_EDEADLK    (-EDEADLK)          /* a wait from inside a listener */
 
 /* Short name of an error: "invalid", "busy", "not-held", "needs-force",
- * "needs-reset", "timeout", "no-memory", "no-space", "ok" for 0, or
- * "unknown". */
+ * "needs-reset", "timeout", "no-memory", "no-space", "deadlock", "ok" for 0,
+ * or "unknown". */
 RS_API const char *rs_strerror(int err);
 
 /* ---------------------------------------------------------------------------
@@ -180,6 +202,13 @@ struct rs_config {
 	int64_t rekick_ns;
 	/* Capacity of the event ring, a power of two (default 256). */
 	unsigned event_capacity;
+	/* Edges settled one by one, each with its own event and listener
+	 * run, when several are made before the first of them has settled
+	 * (1 to RS_W_BACKLOG_MAX, default 64).  Edges made beyond it are
+	 * coalesced until the backlog drains: their events are reported as
+	 * RS_EVENT_LOST, and the listeners run once for their net effect
+	 * (docs/semantics.md, "Coalesced edges"). */
+	unsigned max_backlog;
 	const struct rs_ops *ops;
 };
 
@@ -254,20 +283,20 @@ RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
 struct rs_state {
 	bool running;        /* no lock, no io-error, pause reason none */
 	bool may_run;        /* running and not settling */
-	bool settling;
+	bool settling;       /* edges not yet settled */
 	bool io_error;
 	unsigned locks;      /* bit (1u << enum rs_lock) per held lock */
 	enum rs_pause pause;
-	uint32_t edge;       /* edge counter, modulo 2^19 */
+	uint32_t edge;       /* the edge counter (see "The word") */
 };
 
 /* Load the word (acquire); 0 for NULL. */
-RS_API uint32_t rs_word(const rs_runstate *rs);
-/* Decode a word; works on any 32-bit value. */
-RS_API void rs_decode(uint32_t word, struct rs_state *st);
+RS_API uint64_t rs_word(const rs_runstate *rs);
+/* Decode a word; works on any 64-bit value. */
+RS_API void rs_decode(uint64_t word, struct rs_state *st);
 /* QEMU query-status string for a word: finish-migrate, restore-vm, save-vm,
  * debug, the pause reason (guest-panicked for panicked), io-error, running. */
-RS_API const char *rs_legacy_status(uint32_t word);
+RS_API const char *rs_legacy_status(uint64_t word);
 
 /* Names used by rsctl and the docs: "debug", "savevm", "pre-migrate",
  * "restore"; "none", "prelaunch", "paused", "watchdog", "panicked",
@@ -300,13 +329,19 @@ enum rs_cmd {
 #define RS_CMD_COUNT 9
 
 /*
- * Compute the word after cmd.  Returns 0 and stores the new word (equal to
- * old when nothing changes), or a negative error and leaves *out untouched.
- * A running<->stopped edge advances the edge counter and sets settling.
- * A word that lets vCPUs run never keeps the parked flag (only the
- * settler's clearing of settling produces one, and it wakes the parked).
+ * Compute the word after cmd, for an instance whose max_backlog is
+ * `backlog` (1..RS_W_BACKLOG_MAX).  Returns 0 and stores the new word (equal
+ * to old when nothing changes), or a negative error and leaves *out
+ * untouched.  A running<->stopped edge either joins the backlog (edge
+ * counter and backlog +1) or, when the backlog is full or edges are already
+ * being coalesced, is coalesced: the overflow bit is set, the coalesced
+ * count +1, and the edge counter moves between the backlog's last edge and
+ * the one after it, so that its parity stays the running flag.  A word that
+ * lets vCPUs run never keeps the parked flag (only the settler's last claim
+ * makes one, and it wakes the parked).
  */
-RS_API int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint32_t *out);
+RS_API int rs_transition(uint64_t old, enum rs_cmd cmd, int arg, int arg2, unsigned backlog,
+			 uint64_t *out);
 
 /* ---------------------------------------------------------------------------
  * Events: one per running<->stopped edge, in edge order.
@@ -314,7 +349,8 @@ RS_API int rs_transition(uint32_t old, enum rs_cmd cmd, int arg, int arg2, uint3
 enum rs_event_kind {
 	RS_EVENT_STOP = 1,
 	RS_EVENT_RESUME = 2,
-	RS_EVENT_LOST = 3,   /* a record of events the reader lost */
+	RS_EVENT_LOST = 3,   /* a record of events the reader lost, or of
+			      * coalesced edges that never had one */
 };
 
 struct rs_event {
@@ -323,7 +359,9 @@ struct rs_event {
 	uint64_t time_ns;    /* CLOCK_MONOTONIC when the event was produced */
 	enum rs_event_kind kind;
 	uint64_t lost;       /* RS_EVENT_LOST: how many; else 0 */
-	uint32_t word;       /* the word just after the edge's CAS */
+	uint64_t word;       /* the word just after the edge's CAS; for
+			      * RS_EVENT_LOST: the word that ended a run of
+			      * coalesced edges, or 0 for a reader's loss */
 	struct rs_state state; /* that word, decoded */
 };
 
@@ -396,6 +434,7 @@ struct rs_stats {
 	uint64_t timeouts;       /* calls that returned RS_ETIMEDOUT */
 	uint64_t events_lost;    /* events readers were told they lost */
 	uint64_t listener_runs;
+	uint64_t coalesced;      /* edges made while the backlog overflowed */
 };
 RS_API int rs_get_stats(const rs_runstate *rs, struct rs_stats *st);
 /*

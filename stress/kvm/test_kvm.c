@@ -889,6 +889,32 @@ static void usage(void)
 	exit(2);
 }
 
+/* An option's value, whole: a number up to max, or a usage error (never
+ * its leading digits only). */
+static uint64_t num(const char *v, uint64_t max)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(v, &end, 0);
+	if (errno || end == v || *end || *v == '-' || x > max)
+		usage();
+	return x;
+}
+
+static double seconds(const char *v)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(v, &end);
+	if (errno || end == v || *end || !(x > 0 && x <= 86400))
+		usage();
+	return x;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {
@@ -919,23 +945,23 @@ int main(int argc, char **argv)
 		else if (!v)
 			usage();
 		else if (!strcmp(a, "--vcpus"))
-			o.vcpus = (unsigned)strtoul(v, NULL, 0), i++;
+			o.vcpus = (unsigned)num(v, RK_MAX_VCPUS), i++;
 		else if (!strcmp(a, "--seconds"))
-			o.seconds = strtod(v, NULL), i++;
+			o.seconds = seconds(v), i++;
 		else if (!strcmp(a, "--iters"))
-			o.iters = strtoul(v, NULL, 0), i++;
+			o.iters = num(v, UINT32_MAX), i++;
 		else if (!strcmp(a, "--window-ns"))
-			o.window_ns = strtoull(v, NULL, 0), i++;
+			o.window_ns = num(v, UINT64_MAX / 2), i++;
 		else if (!strcmp(a, "--io-shift"))
-			o.io_shift = (unsigned)strtoul(v, NULL, 0), i++;
+			o.io_shift = (unsigned)num(v, 32), i++;
 		else if (!strcmp(a, "--hlt-every"))
-			o.hlt_every = (unsigned)strtoul(v, NULL, 0), i++;
+			o.hlt_every = (unsigned)num(v, UINT32_MAX), i++;
 		else if (!strcmp(a, "--seed"))
-			o.seed = strtoull(v, NULL, 0), i++;
+			o.seed = num(v, UINT64_MAX), i++;
 		else if (!strcmp(a, "--hlt-us"))
-			o.hlt_ns = strtoull(v, NULL, 0) * 1000, i++;
+			o.hlt_ns = num(v, UINT64_MAX / 1000) * 1000, i++;
 		else if (!strcmp(a, "--rekick-us"))
-			o.rekick_ns = (int64_t)strtoll(v, NULL, 0) * 1000, i++;
+			o.rekick_ns = (int64_t)num(v, INT64_MAX / 1000) * 1000, i++;
 		else if (!strcmp(a, "--kind")) {
 			for (int k = RK_EXIT_OUT; k <= RK_EXIT_MMIO_READ; k++)
 				if (!strcmp(v, kind_name(k)))
