@@ -175,14 +175,15 @@ struct rs_runstate {
 	 * stop edge.  settled is the edge counter of the last entry settled
 	 * (written under the mutex, read anywhere).  The rest is the
 	 * settler's own, under the mutex: settled_seq, the event number of
-	 * that entry's last edge; coalesced, the coalesced edges accounted
-	 * for so far (absorb()); synth_*, the run of coalesced edges that is
+	 * that entry's last edge; coalesced[g], the coalesced edges of
+	 * generation g accounted for so far (absorb()); synth_*, the run of
+	 * coalesced edges that is
 	 * the backlog's first entry after an absorb: its edge counter, its
 	 * number of edges, the word at the absorb. */
 	_Alignas(RS_LINE) _Atomic uint32_t settle_mutex;
 	_Atomic uint32_t settled;
 	uint64_t settled_seq;
-	uint64_t coalesced;
+	uint64_t coalesced[2];
 	bool synth;
 	uint32_t synth_edge;
 	uint64_t synth_n, synth_word;
@@ -190,11 +191,11 @@ struct rs_runstate {
 	/* edge_word is written by edge makers and read by the settler,
 	 * usually the same thread. */
 	_Alignas(RS_LINE) _Atomic uint64_t edge_word[RS_EDGE_WORDS];
-	/* Coalesced edges: their makers count themselves in flight before
-	 * their CAS, and made after it (word_cas()); only while the backlog
-	 * overflows. */
-	_Alignas(RS_LINE) _Atomic uint64_t coalesced_made;
-	_Atomic uint32_t coalesce_inflight;
+	/* Coalesced edges, by generation (RS_W_COAL_GEN): their makers count
+	 * themselves in flight before their CAS, and made after it
+	 * (word_cas()); only while the backlog overflows. */
+	_Alignas(RS_LINE) _Atomic uint64_t coalesced_made[2];
+	_Atomic uint32_t coalesce_inflight[2];
 
 	/* Number of active vCPUs with VS_WANTED set, plus PENDING_SLEEPER
 	 * while the settler sleeps on it: written by the stopper (counting)

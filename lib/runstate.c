@@ -407,27 +407,29 @@ static void note_edge(rs_runstate *rs, uint64_t old, uint64_t nw)
  * unlock's.  seq_cst, for the reasons apply() gives.  *old is the expected
  * word, updated on failure as by the CAS.
  *
- * A coalesced edge counts itself: in flight from before its CAS until after
- * it bumped coalesced_made, which absorb() relies on to count the run
- * exactly.  The increment of coalesce_inflight is seq_cst so that it comes
- * before the CAS in the single total order (pairs with absorb()'s load
- * after its own CAS); the decrement is a release, so that a settler that
- * reads it sees the bump of coalesced_made before it.
+ * A coalesced edge counts itself, under its generation (the word's
+ * RS_W_COAL_GEN): in flight from before its CAS until after it bumped
+ * coalesced_made, which absorb() relies on to count the run exactly.  The
+ * increment of coalesce_inflight is seq_cst so that it comes before the CAS
+ * in the single total order (pairs with absorb()'s load after its own CAS);
+ * the decrement is a release, so that a settler that reads it sees the bump
+ * of coalesced_made before it.
  */
 static bool word_cas(rs_runstate *rs, uint64_t *old, uint64_t nw)
 {
 	uint64_t was = *old;
 	bool coal = (nw & RS_W_OVERFLOW) && rs_w_running(was) != rs_w_running(nw);
+	unsigned g = rs_w_coal_gen(nw);
 	bool ok;
 
 	if (coal)
-		atomic_fetch_add_explicit(&rs->coalesce_inflight, 1, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&rs->coalesce_inflight[g], 1, memory_order_seq_cst);
 	ok = atomic_compare_exchange_weak_explicit(&rs->word, old, nw, memory_order_seq_cst,
 						   memory_order_acquire);
 	if (coal) {
 		if (ok)
-			atomic_fetch_add_explicit(&rs->coalesced_made, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&rs->coalesce_inflight, 1, memory_order_release);
+			atomic_fetch_add_explicit(&rs->coalesced_made[g], 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&rs->coalesce_inflight[g], 1, memory_order_release);
 	}
 	if (ok)
 		note_edge(rs, was, nw);
@@ -467,40 +469,44 @@ static void claim(rs_runstate *rs)
  * The backlog is empty and edges were coalesced: make them one entry (the
  * "coalesced run") in a CAS that ends the overflow, so that edges made from
  * now on join the backlog again, after it.  The run's edge counter ends 1
- * after the last settled edge if the run changed running, 2 if not.  False
- * if the CAS lost a race.
+ * after the last settled edge if the run changed running, 2 if not.  The
+ * same CAS flips the generation.  False if the CAS lost a race (then the
+ * caller reloads the word).
  *
- * How many edges the run has: the word counts them modulo 2^10 (it was
- * reset by the previous absorb), and coalesced_made, which each of them
- * bumps after its CAS, counts them all but lags by the bumps not landed
- * yet.  Those belong to makers still counted in coalesce_inflight, read
- * after the CAS: every maker of this run made its CAS before ours, so it
- * is either counted there or has landed its bump (release, acquire).  So
- * with fewer than 2^10 in flight, the count is the only value congruent to
- * the word's count between the landed bumps and 2^10 above them; with
- * more (never in practice), wait until fewer are.
+ * How many edges the run has: the word counted them modulo 2^9 (the
+ * previous absorb reset the count), and coalesced_made[g] counts every
+ * edge of generation g, bumped by its maker after its CAS, so it lags by
+ * the bumps not landed yet.  Read after our CAS, it holds none of the next
+ * run's (those have the other generation, and generation g comes back only
+ * with the next absorb, which is ours to make), and a bump not landed
+ * belongs to a maker still counted in coalesce_inflight[g], read before it
+ * (a maker's decrement releases its bump; the seq_cst load acquires).  So
+ * with fewer than 2^9 in flight, the count is the only value congruent to
+ * the word's count between the landed bumps and 2^9 above them; with more
+ * (never in practice), wait until fewer are.
  */
 static bool absorb(rs_runstate *rs, uint64_t w)
 {
-	unsigned coal = rs_w_coal(w);
+	unsigned coal = rs_w_coal(w), g = rs_w_coal_gen(w);
 	uint32_t tail = rs_w_edge_tail(w);
 	uint32_t end = tail + ((coal & 1) ? 1u : 2u);
-	uint64_t nw = (w & ~(RS_W_OVERFLOW | RS_W_COAL_MASK | RS_W_EDGE_MASK)) |
-		      (uint64_t)end << RS_W_EDGE_SHIFT | RS_W_BACKLOG_ONE;
+	uint64_t nw = (w & ~(RS_W_OVERFLOW | RS_W_COAL_MASK | RS_W_EDGE_MASK)) ^ RS_W_COAL_GEN;
 	uint64_t landed;
 
+	nw |= (uint64_t)end << RS_W_EDGE_SHIFT | RS_W_BACKLOG_ONE;
 	/* seq_cst: a CAS on the word like any claim (see claim()). */
 	if (!atomic_compare_exchange_strong_explicit(&rs->word, &w, nw, memory_order_seq_cst,
 						     memory_order_relaxed))
 		return false;
-	while (atomic_load_explicit(&rs->coalesce_inflight, memory_order_seq_cst) >=
+	while (atomic_load_explicit(&rs->coalesce_inflight[g], memory_order_seq_cst) >=
 	       1u << RS_W_COAL_BITS)
 		sched_yield();
-	/* Acquire (via the seq_cst load above, then this one): pairs with
-	 * the makers' release of coalesce_inflight in word_cas(). */
-	landed = atomic_load_explicit(&rs->coalesced_made, memory_order_acquire) - rs->coalesced;
+	/* Acquire: pairs with the makers' release of coalesce_inflight (their
+	 * bump comes before it), seen through the load above. */
+	landed = atomic_load_explicit(&rs->coalesced_made[g], memory_order_acquire) -
+		 rs->coalesced[g];
 	rs->synth_n = landed + ((coal - landed) & ((1u << RS_W_COAL_BITS) - 1));
-	rs->coalesced += rs->synth_n;
+	rs->coalesced[g] += rs->synth_n;
 	rs->synth = true;
 	rs->synth_edge = end;
 	rs->synth_word = nw;
@@ -1170,7 +1176,8 @@ int rs_get_stats(const rs_runstate *crs, struct rs_stats *st)
 	GET(events_lost);
 	GET(listener_runs);
 #undef GET
-	st->coalesced = atomic_load_explicit(&rs->coalesced_made, memory_order_relaxed);
+	st->coalesced = atomic_load_explicit(&rs->coalesced_made[0], memory_order_relaxed) +
+			atomic_load_explicit(&rs->coalesced_made[1], memory_order_relaxed);
 	return 0;
 }
 

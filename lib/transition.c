@@ -237,7 +237,7 @@ int rs_transition(uint64_t old, enum rs_cmd cmd, int arg, int arg2, unsigned bac
 	 * An edge either joins the backlog, to settle on its own (its own
 	 * event and listener run), or, when the backlog is full or edges are
 	 * being coalesced already, is coalesced: counted in the word (modulo
-	 * 2^10), and accounted for as one backlog entry when the backlog has
+	 * 2^9), and accounted for as one backlog entry when the backlog has
 	 * drained (docs/protocol.md, section 5a).  A coalesced edge moves the
 	 * edge counter between the backlog's last edge and the one after it,
 	 * which keeps its parity the running flag and the counter within the

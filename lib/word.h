@@ -11,7 +11,7 @@
 
 #define RS_W_ALL_FLAGS (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_EXCL | RS_W_PAUSE_MASK | \
 			RS_W_RSV_NORUN | RS_W_OVERFLOW | RS_W_BACKLOG_MASK | RS_W_PARKED | \
-			RS_W_LOCKWAIT | RS_W_COAL_MASK)
+			RS_W_LOCKWAIT | RS_W_COAL_GEN | RS_W_COAL_MASK)
 
 _Static_assert((RS_W_ALL_FLAGS & RS_W_EDGE_MASK) == 0, "edge overlaps flags");
 _Static_assert((RS_W_ALL_FLAGS | RS_W_EDGE_MASK) == UINT64_MAX, "word not fully used");
@@ -26,9 +26,10 @@ _Static_assert((RS_W_BACKLOG_MASK >> RS_W_BACKLOG_SHIFT) == RS_W_BACKLOG_MAX, "b
  * no-run bits, and settling. */
 _Static_assert(RS_W_NORUN_MASK == (RS_W_STOPPED_MASK | RS_W_EXCL | RS_W_RSV_NORUN |
 				   RS_W_SETTLING_MASK), "no-run bits");
-_Static_assert((RS_W_NORUN_MASK & (RS_W_PARKED | RS_W_LOCKWAIT | RS_W_COAL_MASK |
-				   RS_W_EDGE_MASK)) == 0, "bookkeeping bits must not stop vCPUs");
-#define RS_W_COAL_BITS 10
+_Static_assert((RS_W_NORUN_MASK & (RS_W_PARKED | RS_W_LOCKWAIT | RS_W_COAL_GEN |
+				   RS_W_COAL_MASK | RS_W_EDGE_MASK)) == 0,
+	       "bookkeeping bits must not stop vCPUs");
+#define RS_W_COAL_BITS 9
 _Static_assert(RS_W_COAL_MASK >> RS_W_COAL_SHIFT == (1u << RS_W_COAL_BITS) - 1, "coalesced count");
 
 /* Edge numbers are 32-bit and wrap; 2^32 is even, so parity survives. */
@@ -44,6 +45,10 @@ static inline unsigned rs_w_backlog(uint64_t w)
 static inline unsigned rs_w_coal(uint64_t w)
 {
 	return (unsigned)((w & RS_W_COAL_MASK) >> RS_W_COAL_SHIFT);
+}
+static inline unsigned rs_w_coal_gen(uint64_t w)
+{
+	return (w & RS_W_COAL_GEN) != 0;
 }
 /* While edges are coalesced, the edge counter moves between the backlog's
  * last edge (an even coalesced count) and the one after it (odd): the

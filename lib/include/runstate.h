@@ -6,13 +6,26 @@
  * taken and released by the emulator (debug, savevm, pre-migrate, restore),
  * an io-error flag that only management clears, and one pause reason that
  * start/cont clear.  The VM runs only when all of them are clear.  Everything
- * lives in one 32-bit word changed only by compare-and-swap; a vCPU asks
+ * lives in one 64-bit word changed only by compare-and-swap; a vCPU asks
  * "may I run?" with one load and one compare (rs_may_run()).
  *
  * Conventions: functions return 0 or a negative errno (RS_E* below name the
- * ones with a runstate-specific meaning); an invalid call changes nothing.
- * Timeouts are relative, in nanoseconds: RS_FOREVER waits without limit,
- * RS_ASYNC does not wait at all.
+ * ones with a runstate-specific meaning; each call lists every value it can
+ * return); a call that fails changes nothing, except RS_ETIMEDOUT, whose
+ * change stays made.  Timeouts are relative, in nanoseconds: RS_FOREVER
+ * waits without limit, RS_ASYNC does not wait at all.
+ *
+ * Thread context, for every call: any thread may make it, unless its entry
+ * says otherwise.  A call "may wait" when it is given a timeout other than
+ * RS_ASYNC (and rs_listener_remove() outside a listener, which waits for a
+ * grace period).  Such a call, made on a registered vCPU's thread, takes
+ * that vCPU out first (its acknowledgement, so it never waits for itself)
+ * and leaves it out: that thread goes back through rs_vcpu_enter() before
+ * any guest code (rs_vcpu_enter() returns at once when the VM may run).
+ * Every timeout is honoured; no call parks the calling vCPU inside itself.
+ * A call with RS_ASYNC never waits and leaves the calling vCPU as it was.
+ * From inside a listener, a call that may wait returns RS_EDEADLK and
+ * changes nothing.
  *
  * This header compiles alone as C11 and as C++11 or later; it uses the
  * compiler's __atomic builtins, never <stdatomic.h>, in its inline code.
@@ -69,10 +82,10 @@ enum rs_pause {
  * The word.  This layout is the design; lib/word.h asserts it.  One 64-bit
  * word, changed only by compare-and-swap:
  *
- *  63            32 31    22  21   20  19    13  12   11   10..8   7    6    5..0
- * +----------------+--------+----+----+--------+----+----+-------+----+----+------+
- * | edge (32 bits) | coal.  | LW | PK | backlog| OV | RV | pause | EX | IO | locks|
- * +----------------+--------+----+----+--------+----+----+-------+----+----+------+
+ *  63          32 31    23  22   21   20  19    13  12   11  10..8   7    6   5..0
+ * +--------------+--------+----+----+----+--------+----+----+-------+----+----+-----+
+ * | edge (32)    | coal.  | GN | LW | PK | backlog| OV | RV | pause | EX | IO |locks|
+ * +--------------+--------+----+----+----+--------+----+----+-------+----+----+-----+
  *
  * locks   internal lock bits (enum rs_lock; 4 and 5 reserved)
  * IO      io-error
@@ -86,7 +99,9 @@ enum rs_pause {
  *         Nonzero keeps vCPUs out even when the VM is running ("settling")
  * PK      some vCPU is parked (or about to park): a start must wake
  * LW      some thread waits for a held lock bit: unlock hands over
- * coal.   edges coalesced while OV is set, modulo 2^10
+ * GN      generation of the coalesced edges: flips when a run of them is
+ *         taken up, so that their makers' counts never mix across runs
+ * coal.   edges coalesced while OV is set, modulo 2^9
  * edge    the edge counter, modulo 2^32: +1 per edge that settles on its
  *         own; a run of coalesced edges adds 1 if it changed running and 2
  *         if not, so the counter is odd exactly while the VM is running
@@ -109,8 +124,9 @@ enum rs_pause {
 #define RS_W_BACKLOG_MAX    127
 #define RS_W_PARKED         UINT64_C(0x0000000000100000)
 #define RS_W_LOCKWAIT       UINT64_C(0x0000000000200000)
-#define RS_W_COAL_SHIFT     22
-#define RS_W_COAL_MASK      UINT64_C(0x00000000ffc00000)
+#define RS_W_COAL_GEN       UINT64_C(0x0000000000400000)
+#define RS_W_COAL_SHIFT     23
+#define RS_W_COAL_MASK      UINT64_C(0x00000000ff800000)
 #define RS_W_COAL_ONE       (UINT64_C(1) << RS_W_COAL_SHIFT)
 #define RS_W_EDGE_SHIFT     32
 #define RS_W_EDGE_MASK      UINT64_C(0xffffffff00000000)
@@ -150,7 +166,9 @@ static inline bool rs_may_run(const rs_runstate *rs)
 	const struct rs_runstate_head *h = (const struct rs_runstate_head *)rs;
 	return (__atomic_load_n(&h->word, __ATOMIC_RELAXED) & RS_W_NORUN_MASK) == 0;
 }
-/* Out-of-line twin of rs_may_run() for FFI users. */
+/* Out-of-line twin of rs_may_run() for FFI users.  On a registered vCPU's
+ * thread, only while that vCPU is active: checking builds abort otherwise
+ * (see "Calls from a vCPU thread"). */
 RS_API bool rs_may_run_func(const rs_runstate *rs);
 
 /* ---------------------------------------------------------------------------
@@ -214,42 +232,58 @@ struct rs_config {
 
 /*
  * Create an instance, stopped in `prelaunch`, with no event.  cfg may be NULL.
- * Returns 0, RS_EINVAL (NULL out, bad capacity) or RS_ENOMEM.
+ * Returns 0, RS_EINVAL (NULL out; event_capacity not a power of two or over
+ * 2^20; max_vcpus over 2^20; rekick_ns negative; max_backlog over
+ * RS_W_BACKLOG_MAX) or RS_ENOMEM.
  */
 RS_API int rs_create(const struct rs_config *cfg, rs_runstate **out);
 /* Destroy an instance.  No vCPU may be registered and no call in flight. */
 RS_API void rs_destroy(rs_runstate *rs);
 
 /* ---------------------------------------------------------------------------
- * Management commands.  Each is one compare-and-swap on the word.
+ * Management commands.  Each is one compare-and-swap on the word, with a
+ * full barrier (seq_cst): what the caller wrote before it is visible to
+ * every thread that sees the new state, and to every vCPU that runs after it.
  *
  * Stopping calls (rs_stop, rs_lock, rs_trylock, rs_io_error, rs_pause,
  * rs_unlock_pause) take timeout_ns: with RS_ASYNC they return once the change
  * is made; otherwise they also wait until every registered vCPU has been out
- * of guest code since the change (RS_ETIMEDOUT: the change stays made).
+ * of guest code since the change (RS_ETIMEDOUT: the change stays made, and
+ * the vCPUs are kept out until it settles).  When one returns 0 after
+ * waiting, the caller sees everything the vCPUs wrote in guest code and
+ * exit handling before they went out.
  */
 
-/* Apply `paused` under the rank rule (replaces only `none`).  Never fails
- * except RS_ETIMEDOUT (stop made, vCPUs not all out) and RS_EINVAL (NULL). */
+/* Apply `paused` under the rank rule (replaces only `none`).
+ * Returns 0, RS_ETIMEDOUT (stop made, vCPUs not all out), RS_EDEADLK (from a
+ * listener, with a timeout), RS_EINVAL (NULL). */
 RS_API int rs_stop(rs_runstate *rs, int64_t timeout_ns);
 
 #define RS_START_FORCE 1u
 /* Clear the pause reason: rank 1 always; rank 2-3 only with RS_START_FORCE
- * (else RS_ENEEDFORCE); rank 4 never (RS_ENEEDRESET).  On error nothing
- * changes.  Lock bits and io-error are untouched: the VM runs when they clear. */
+ * (else RS_ENEEDFORCE); rank 4 never (RS_ENEEDRESET).  Lock bits and
+ * io-error are untouched: the VM runs when they clear.  Never waits (a
+ * start's settling may be left to another thread: rs_wait()).
+ * Returns 0, RS_ENEEDFORCE, RS_ENEEDRESET, RS_EINVAL (NULL, unknown flag). */
 RS_API int rs_start(rs_runstate *rs, unsigned flags);
-/* Clear io-error; never touches the pause reason. */
+/* Clear io-error; never touches the pause reason.  Never waits.
+ * Returns 0, RS_EINVAL (NULL). */
 RS_API int rs_retry(rs_runstate *rs);
-/* rs_retry plus forced rs_start in one compare-and-swap.  On rank 4 fails
- * with RS_ENEEDRESET and changes nothing (io-error stays too). */
+/* rs_retry plus forced rs_start in one compare-and-swap.  Never waits.
+ * Returns 0, RS_ENEEDRESET (rank 4: nothing changes, io-error stays too),
+ * RS_EINVAL (NULL). */
 RS_API int rs_cont(rs_runstate *rs);
-/* Replace any pause reason other than `none` with `prelaunch`. */
+/* Replace any pause reason other than `none` with `prelaunch`.  Never waits.
+ * Returns 0, RS_EINVAL (NULL). */
 RS_API int rs_reset(rs_runstate *rs);
 
-/* Set io-error (idempotent).  A stopping call. */
+/* Set io-error (idempotent).  A stopping call.
+ * Returns 0, RS_ETIMEDOUT, RS_EDEADLK, RS_EINVAL (NULL). */
 RS_API int rs_io_error(rs_runstate *rs, int64_t timeout_ns);
 /* Apply pause reason p (not RS_PAUSE_NONE) under the rank rule: it replaces
- * the current reason only if it ranks strictly higher.  A stopping call. */
+ * the current reason only if it ranks strictly higher.  A stopping call.
+ * Returns 0, RS_ETIMEDOUT, RS_EDEADLK, RS_EINVAL (NULL, p out of range or
+ * none). */
 RS_API int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns);
 
 /*
@@ -260,21 +294,30 @@ RS_API int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns);
  * RS_ETIMEDOUT if the bit was taken but a vCPU is not out yet (the bit stays
  * held: unlock it or call rs_wait()).  rs_trylock fails with RS_EBUSY at once
  * if the bit is held, else takes it and waits for the vCPUs within timeout_ns.
+ * With RS_ASYNC both are try forms.  A holder that a waiter's unlock handed
+ * the bit to sees what the unlocking thread wrote before its unlock.
+ * Returns 0, RS_EBUSY, RS_ETIMEDOUT, RS_EDEADLK, RS_EINVAL (NULL, r not one
+ * of the four locks).
  */
 RS_API int rs_lock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns);
 RS_API int rs_trylock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns);
-/* Release a bit; RS_ENOTHELD if it is not held.  If another thread waits for
- * the same bit, the bit passes to it directly: the VM does not run in
- * between and no event is produced. */
+/* Release a bit.  If another thread waits for the same bit, the bit passes
+ * to it directly: the VM does not run in between and no event is produced.
+ * Never waits (beyond a short critical section shared with lock waiters).
+ * Returns 0, RS_ENOTHELD (not held), RS_EINVAL (NULL, r unknown). */
 RS_API int rs_unlock(rs_runstate *rs, enum rs_lock r);
 /* Release a bit and apply pause reason p in the same compare-and-swap, so the
  * VM cannot run in between.  A stopping call (p keeps the VM stopped).  A
- * waiter for the bit, if any, gets the bit and p is applied all the same. */
+ * waiter for the bit, if any, gets the bit and p is applied all the same.
+ * Returns 0, RS_ENOTHELD (p not applied either), RS_ETIMEDOUT, RS_EDEADLK,
+ * RS_EINVAL (NULL, r unknown, p none or out of range). */
 RS_API int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p,
 			   int64_t timeout_ns);
 
-/* Wait until the last edge has settled and, if the VM is stopped, every
- * vCPU is out.  0, RS_ETIMEDOUT or RS_EINVAL. */
+/* Wait until every edge made before the call has settled and, if the VM was
+ * stopped, every vCPU is out.  With RS_ASYNC: help settle without waiting,
+ * then answer.  Changes no state (but a vCPU's own, as any call that may
+ * wait).  Returns 0, RS_ETIMEDOUT (still settling), RS_EDEADLK, RS_EINVAL. */
 RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
 
 /* ---------------------------------------------------------------------------
@@ -354,7 +397,8 @@ enum rs_event_kind {
 };
 
 struct rs_event {
-	uint64_t seq;        /* 1 for the first edge, then consecutive; for
+	uint64_t seq;        /* 1 for the first edge, then consecutive: edge
+			      * n is event n, coalesced edges included; for
 			      * RS_EVENT_LOST the first seq lost */
 	uint64_t time_ns;    /* CLOCK_MONOTONIC when the event was produced */
 	enum rs_event_kind kind;
@@ -377,12 +421,17 @@ RS_API uint64_t rs_events_cursor(const rs_runstate *rs);
  * comes before the first event copied (a loss found after some were copied
  * ends this call and is reported by the next).  Returns the number of
  * records copied, or RS_EINVAL.  Any thread may read; each reader keeps its
- * own cursor.  Producing an event never waits for readers.
+ * own cursor.  Producing an event never waits for readers.  Edges that were
+ * coalesced (see rs_config.max_backlog) never had events: they come as an
+ * RS_EVENT_LOST record too (its word is the one that ended them).  Reading
+ * acquires: a reader sees what the settler wrote before producing the
+ * record.  Never waits.
  */
 RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor,
 			  struct rs_event *buf, size_t n, uint64_t *lost);
-/* Wait until an event with seq >= cursor exists: 0, RS_ETIMEDOUT, or
- * RS_EINVAL.  The cursor is not advanced. */
+/* Wait until an event with seq >= cursor exists.  The cursor is not
+ * advanced.  Returns 0, RS_ETIMEDOUT (none by the deadline; with RS_ASYNC:
+ * none now), RS_EDEADLK (from a listener, with a timeout), RS_EINVAL. */
 RS_API int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns);
 /*
  * An eventfd (EFD_NONBLOCK) that becomes readable when an event is
@@ -406,28 +455,37 @@ RS_API int rs_events_fd(rs_runstate *rs);
  * produced after the stop listeners, the RESUME event before the start
  * listeners (as QEMU does).
  *
+ * Edges that were coalesced run no listeners of their own: a run of them
+ * runs the listeners once, with the word that ended it, if it changed
+ * running (an odd number of edges), and not at all otherwise.
+ *
  * A listener may call the query API and the asynchronous commands, and add
  * or remove listeners (effective from the next edge).  It must not wait:
- * no synchronous stopping call, rs_lock that waits, or rs_wait (these
- * return -EDEADLK from a listener, and abort in debug builds).
+ * a call that may wait returns RS_EDEADLK from a listener, and changes
+ * nothing.  Listeners run without any lock of the emulator's and with the
+ * settle lock held: the settling thread sees everything the listeners
+ * wrote, and so does every vCPU that runs after a start's listeners.
  */
 typedef void rs_listener_fn(void *opaque, bool running, const struct rs_state *st);
 typedef struct rs_listener rs_listener;
 
-/* Add a listener; *out gets its handle.  RS_EINVAL, RS_ENOMEM. */
+/* Add a listener; *out gets its handle.  Never waits (beyond a short
+ * critical section shared with other adders and removers).
+ * Returns 0, RS_EINVAL (NULL rs, fn or out), RS_ENOMEM. */
 RS_API int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int priority,
 			   rs_listener **out);
 /* Remove it.  From outside a listener, returns once no run can still call
- * it; from inside a listener, the current edge may still call it.  RS_EINVAL
- * if l is not a current listener of rs (the handle is not dereferenced
- * then; after a successful remove it is freed). */
+ * it (it may wait: a grace period); from inside a listener, the current
+ * edge may still call it.  Returns 0, RS_EINVAL (NULL, or l is not a
+ * current listener of rs: the handle is not dereferenced then; after a
+ * successful remove it is freed), RS_ENOMEM. */
 RS_API int rs_listener_remove(rs_runstate *rs, rs_listener *l);
 
 /* ---------------------------------------------------------------------------
  * Introspection: the first thing to read when a VM will not stop.
  */
 struct rs_stats {
-	uint64_t stop_edges, start_edges;
+	uint64_t stop_edges, start_edges;   /* coalesced ones included */
 	uint64_t parks;          /* vCPU futex sleeps */
 	uint64_t wakes;          /* vCPU futex wakes (start, requests) */
 	uint64_t kicks, rekicks;
@@ -436,12 +494,14 @@ struct rs_stats {
 	uint64_t listener_runs;
 	uint64_t coalesced;      /* edges made while the backlog overflowed */
 };
+/* Relaxed counters.  Returns 0, RS_EINVAL (NULL). */
 RS_API int rs_get_stats(const rs_runstate *rs, struct rs_stats *st);
 /*
  * Describe the instance in text: the decoded word, the counters, and every
  * vCPU's state with the time since its last acknowledgement.  Writes at
  * most len bytes (NUL-terminated) and returns the length the whole text
- * needs, like snprintf, or a negative errno.
+ * needs, like snprintf, or RS_EINVAL (NULL rs; NULL buf with len > 0).
+ * Never waits.
  */
 RS_API int rs_dump(rs_runstate *rs, char *buf, size_t len);
 
@@ -459,14 +519,13 @@ RS_API int rs_dump(rs_runstate *rs, char *buf, size_t len);
  */
 
 /*
- * Blocking calls from a vCPU thread (a synchronous stopping call, rs_lock
- * that waits, rs_wait, rs_events_wait, rs_listener_remove): the vCPU counts
- * as out while the call blocks, so stops raised from vCPU threads never
- * deadlock.  The call returns once the VM may run again, with the vCPU
- * active.  If an exit request ends that wait instead, the vCPU stays out
- * and the call returns RS_VCPU_EXIT (positive) where it would have
- * returned 0.  So after any nonzero return from such a call, go through
- * rs_vcpu_enter() before running guest code.
+ * Calls from a vCPU thread (see the thread context at the top): a call that
+ * may wait takes the calling vCPU out, so stops raised from vCPU threads
+ * never deadlock, and leaves it out.  The rule for the emulator: after any
+ * call that may wait, go through rs_vcpu_enter() before guest code; never
+ * poll rs_may_run() instead (a start between the call and the poll would
+ * let an out vCPU run unseen).  Checking builds (assertions enabled) abort
+ * when rs_may_run_func() is asked on the thread of a vCPU that is out.
  */
 
 /* Caller-owned storage for a vCPU, embeddable in the emulator's own vCPU
@@ -481,35 +540,46 @@ typedef struct rs_vcpu {
  * returned. */
 typedef void rs_kick_fn(rs_vcpu *v, void *opaque);
 
-/* Register v, out, from the thread that will run it.  RS_EINVAL (NULL, v
- * already registered, thread already runs a vCPU), RS_ENOSPC. */
+/* Register v, out, from the thread that will run it.  Never waits.  The
+ * storage must be zeroed or previously unregistered.  Returns 0, RS_EINVAL
+ * (NULL, v already registered, the thread already runs a vCPU), RS_ENOSPC
+ * (max_vcpus registered). */
 RS_API int rs_vcpu_register(rs_runstate *rs, rs_vcpu *v, rs_kick_fn *kick, void *opaque);
 /* Unregister from its own thread (counts as acknowledgement).  Returns once
- * no other thread can touch v; RS_EINVAL if v is not registered or this is
- * not its thread. */
+ * no other thread can touch v (it may wait for a scan or a request in
+ * flight on v, a few instructions).  Returns 0, RS_EINVAL (v is not
+ * registered, or this is not its thread). */
 RS_API int rs_vcpu_unregister(rs_vcpu *v);
 
 #define RS_VCPU_EXIT 1   /* an exit request: unregister */
 #define RS_VCPU_WORK 2   /* a work request: do it, call rs_vcpu_enter again */
 /*
- * The slow path.  Returns 0 once v is active and may run guest code (at
- * once if it already is); parks while the VM may not run.  Returns
- * RS_VCPU_EXIT or RS_VCPU_WORK, with v out, when a request is pending
- * (exit before work).  RS_EINVAL if v is not registered to this thread.
+ * The slow path, on v's own thread only.  Returns 0 once v is active and
+ * may run guest code (at once if it already is); parks while the VM may not
+ * run (without limit: an exit request ends it).  Returns RS_VCPU_EXIT or
+ * RS_VCPU_WORK, with v out, when a request is pending (exit before work).
+ * RS_EINVAL if v is not registered to this thread.  Returning 0, it acquires
+ * the word: the vCPU sees everything written before the change that let it
+ * run (device state restored by start listeners, for example).  Going out,
+ * it releases: a stopper that sees it out sees what its guest code wrote.
  */
 RS_API int rs_vcpu_enter(rs_vcpu *v);
 /* Declare v quiescent (halted, or blocked in a host call that touches no
  * guest or device state): it counts as out until rs_vcpu_enter().  Only when
- * no exit is pending. */
+ * no exit is pending, on v's own thread.  Never waits.
+ * Returns 0, RS_EINVAL (not registered to this thread). */
 RS_API int rs_vcpu_quiesce(rs_vcpu *v);
 #define RS_REQ_EXIT 1u
 #define RS_REQ_WORK 2u
 /* Post a request to v from any thread, waking it if it is parked, else
  * kicking it (an active or quiescent vCPU must reach rs_vcpu_enter(); the
- * kick should also end a halt in the emulator's own wait).  RS_EINVAL if v
- * is not registered or req is unknown.  It may race with v's
- * unregistration (then RS_EINVAL, and no kick after the unregistration
- * returned), but v's storage must stay allocated during the call. */
+ * kick should also end a halt in the emulator's own wait).  Never waits.
+ * It may race with v's unregistration and a new registration of the same
+ * storage: it then acts on whichever registration holds the slot it finds
+ * (or returns RS_EINVAL), and never kicks after the unregistration
+ * returned; v's storage must stay allocated during the call.  A request
+ * seen by rs_vcpu_enter() comes with what the requester wrote before it.
+ * Returns 0, RS_EINVAL (v not registered, req 0 or unknown). */
 RS_API int rs_vcpu_request(rs_vcpu *v, unsigned req);
 
 struct rs_vcpu_info {
@@ -524,10 +594,12 @@ struct rs_vcpu_info {
 	uint64_t since_ack_ns;    /* time since its last acknowledgement */
 };
 /* Call fn for every registered vCPU (a diagnosis of a stop that will not
- * complete).  Returns the number of vCPUs visited. */
+ * complete), on the calling thread.  Never waits.  Returns the number of
+ * vCPUs visited, RS_EINVAL (NULL rs). */
 RS_API int rs_vcpu_foreach(rs_runstate *rs,
 			   void (*fn)(const struct rs_vcpu_info *info, void *arg), void *arg);
-/* Number of registered vCPUs and how many of them are out. */
+/* Number of registered vCPUs and how many of them are out (nothing for NULL
+ * rs).  Never waits. */
 RS_API void rs_vcpu_count(rs_runstate *rs, unsigned *registered, unsigned *out);
 
 #ifdef __cplusplus

@@ -5,7 +5,7 @@
 #
 #   run-model.sh [bounded]        the quick exhaustive checks (README.md)
 #   run-model.sh full             the larger exhaustive checks (minutes)
-#   run-model.sh mutant NAME      a seeded bug, a..f: spin must find an error
+#   run-model.sh mutant NAME      a seeded bug, a..h: spin must find an error
 #   run-model.sh design NAME      the protocol as first written, spec-kick or
 #                                 spec-recheck: spin must find an error
 #   run-model.sh one KIND FLAGS.. one run; KIND safety|liveness; -D flags
@@ -149,10 +149,13 @@ worst() {
 # management threads together (the lock holder unlocks with a pause: the
 # start after it then makes the edge and the early wake; the plain unlock
 # is in `full`), then each pair of them with a spurious wake-up and a lost
-# kick, then progress.  One run at a time: the machine is shared.
+# kick, then an asynchronous stop/start pair before the start, which with a
+# backlog of 1 coalesces edges and wraps the 2-bit counters, then progress.
+# One run at a time: the machine is shared.
 bounded() {
 	rc=0
 	run safety   bounded-safety        25 '' $B -DUNLOCKP=1;  rc=$(worst $rc $?)
+	run safety   bounded-toggles       25 '' $B -DHOLDER=0 -DTOGGLES=1; rc=$(worst $rc $?)
 	copt=-O0
 	run safety   bounded-nolock-faults 22 '' $F -DHOLDER=0;   rc=$(worst $rc $?)
 	run safety   bounded-nostop-faults 22 '' $F -DSTOPS=0;    rc=$(worst $rc $?)
@@ -181,6 +184,9 @@ full() {
 	run safety   full-3vcpu-async     26 '' $B -DNV=3 -DHOLDER=0 -DASYNC_STOP=2
 	rc=$(worst $rc $?)
 	run liveness full-liveness        26 '' $B;                         rc=$(worst $rc $?)
+	run safety   full-toggles-lostkick 26 '' -DCOARSE -DSPURIOUS=0 -DLOSTKICKS=1 -DHOLDER=0 -DTOGGLES=1
+	rc=$(worst $rc $?)
+	run safety   full-backlog2        26 '' $B -DBMAX=2 -DUNLOCKP=1;     rc=$(worst $rc $?)
 	return $rc
 }
 
@@ -203,17 +209,27 @@ mutant() {
 	f|F) # the early wake's wave before its CAS: a vCPU that re-parks in
 	     # between sleeps on a runnable word, nobody wakes it
 		run safety mutant-f-early-wave 25 'invalid end state|slp\[i\]' $B -DMUTANT_F ;;
-	*) echo "run-model: mutant a|b|c|d|e|f" >&2; return 99 ;;
+	g|G) # no backlog bound (every edge joins the backlog, as before the
+	     # bound): with a stop unsettled, toggles wrap the backlog and an
+	     # edge makes the word runnable (or a stop returns early)
+		run safety mutant-g-no-bound 24 'nw&\(\(\(1\|2\)\|4\)\|24\)|nsettled|inguest|holding' \
+			$B -DHOLDER=0 -DTOGGLES=2 -DMUTANT_G ;;
+	h|H) # a coalesced run counted by its makers' landed bumps alone: one
+	     # still in flight is missed
+		run safety mutant-h-count 25 'synth_n==gsn' $B -DUNLOCKP=1 -DMUTANT_H ;;
+	*) echo "run-model: mutant a|b|c|d|e|f|g|h" >&2; return 99 ;;
 	esac
 }
 
 design() {
 	case ${1:-} in
 	spec-kick) # a stop needs the re-kick timer although no kick was lost
-		run safety design-spec-kick 24 'assertion violated \(lostk\[0\]\|\|lostk\[1\]\)' \
+		# (or, found first, the quiet state keeps a stop unsettled
+		# although no kick was lost)
+		run safety design-spec-kick 24 'lostk\[0\]\|\|lostk\[1\]' \
 			-DSPEC_KICK -DHOLDER=0 -DASYNC_STOP=2 -DSPURIOUS=0 -DLOSTKICKS=0 ;;
-	spec-recheck) # nobody settles: SETTLING stays in the quiet state
-		run safety design-spec-recheck 24 'word&4' \
+	spec-recheck) # nobody settles: the word stays settling in the quiet state
+		run safety design-spec-recheck 24 'word&\(4\|24\)' \
 			-DRECHECK_SPEC -DCOARSE -DHOLDER=0 -DSTOPS=0 -DASYNC_STOP=1 \
 			-DSPURIOUS=1 -DLOSTKICKS=0 ;;
 	*) echo "run-model: design spec-kick|spec-recheck" >&2; return 99 ;;

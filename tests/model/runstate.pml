@@ -6,14 +6,22 @@
  *
  * Modelled:
  *   - the word W (the variable is `word`: spin's LTL reads W as "weak
- *     until"): pause bit, one lock bit, SETTLING, PARKED and the edge
- *     counter modulo 4 (odd while running); every change is one atomic step
- *     (a compare-and-swap loop collapsed into its successful CAS);
+ *     until"): pause bit, one lock bit, the backlog (0..3, bounded by
+ *     BMAX), the overflow bit and the coalesced count modulo 4, PARKED and
+ *     the edge counter modulo 4 (8 with BMAX 2; odd while running); every change is one
+ *     atomic step (a compare-and-swap loop collapsed into its successful
+ *     CAS).  The counters are far narrower than the library's (32 and 10
+ *     bits), so that they wrap within the runs: the design must not rely on
+ *     them not wrapping;
  *   - per-vCPU words S[i]: ACTIVE, WANTED, PARKED, generation modulo 2;
  *   - `pending` (outstanding acknowledgements) and its futex;
  *   - the settler role (a mutex: blocking acquire for synchronous stopping
  *     calls, try-acquire for asynchronous commands and the last acking
- *     vCPU), edge-by-edge settling, the re-kick timer, lost kicks and
+ *     vCPU), settling entry by entry (an edge, or a run of coalesced edges
+ *     taken up by absorb once the backlog has drained, counted from the
+ *     word's count and the makers' bumps of `made`, which land a step after
+ *     their CAS), a synchronous caller's wait for its own edge by the
+ *     modular window check, the re-kick timer, lost kicks and
  *     spurious futex wake-ups (each with a budget, so that a lost wake-up
  *     is a real hang);
  *   - management: a synchronous stop, an asynchronous start, a lock holder
@@ -27,8 +35,10 @@
  *     settle.
  *
  * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 2 or 3 [2];
- * SPURIOUS, LOSTKICKS budgets [1, 1]; STOPS synchronous stops [1]; STARTS
- * asynchronous starts [1]; ASYNC_STOP: the starter also makes an
+ * BMAX the instance's max_backlog, 1 or 2 [1]; SPURIOUS, LOSTKICKS budgets
+ * [1, 1]; STOPS synchronous stops [1]; STARTS asynchronous starts [1];
+ * TOGGLES: the starter first makes that many asynchronous stop/start pairs
+ * [0]; ASYNC_STOP: the starter also makes an
  * asynchronous stop, 1 before its starts, 2 after them [0]; HOLDER: run the
  * lock holder [1]; UNLOCKP: its unlock, 0 plain, 1 with pause, 2 either [2];
  * COARSE: a scan of all vCPUs and a wake of all vCPUs are one step each
@@ -39,11 +49,17 @@
  * wake without its "next to settle" condition (that condition is a hint:
  * the protocol is safe without it).
  * The protocol as first written (README, findings): SPEC_KICK, RECHECK_SPEC.
- * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_F.
+ * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_H.
  */
 
 #ifndef NV
 #define NV 2
+#endif
+#ifndef BMAX
+#define BMAX 1
+#endif
+#ifndef TOGGLES
+#define TOGGLES 0
 #endif
 #ifndef SPURIOUS
 #define SPURIOUS 1
@@ -70,15 +86,41 @@
 /* ---- The word W (`word`) ---------------------------------------------- */
 #define W_PAUSE	1	/* a pause reason is set (rank rules abstracted) */
 #define W_LOCK	2	/* the one internal lock bit */
-#define W_ST	4	/* SETTLING */
-#define W_PK	8	/* PARKED: some vCPU is parked or about to park */
-#define W_E1	16	/* edge counter, bits 4..5: modulo 4 */
-#define W_EMASK	48
+#define W_OV	4	/* the backlog is full: edges are coalesced */
+#define W_BL1	8	/* backlog, bits 3..4: entries not settled (0..3) */
+#define W_BLMASK	24
+#define W_PK	32	/* PARKED: some vCPU is parked or about to park */
+#define W_CC1	64	/* coalesced count, bits 6..7: modulo 4 */
+#define W_CCMASK	192
+/* The edge counter, from bit 8: modulo EMOD, 4 with BMAX 1, 8 with BMAX 2
+ * (its window is BMAX + 2 edges, which must stay below the modulus). */
+#if BMAX == 1
+#define EMOD	4
+#else
+#define EMOD	8
+#endif
+#define EM	(EMOD - 1)
+#define W_E1	256
+#define W_EMASK	(EM * 256)
+#define W_GN	(EMOD * 256)	/* the coalesced edges' generation */
+
+#if BMAX < 1 || BMAX > 2
+#error "BMAX must be 1 or 2 (the edge counter wraps at 4; the window is BMAX + 2)"
+#endif
 
 #define STOPPED(w)	(((w) & (W_PAUSE | W_LOCK)) != 0)
-#define MAYRUN(w)	(((w) & (W_PAUSE | W_LOCK | W_ST)) == 0)
-#define EDGE(w)		(((w) & W_EMASK) >> 4)
-#define NEXTE(e)	(((e) + 1) & 3)
+#define SETTLING(w)	(((w) & (W_OV | W_BLMASK)) != 0)
+#define MAYRUN(w)	(((w) & (W_PAUSE | W_LOCK | W_OV | W_BLMASK)) == 0)
+#define EDGE(w)		(((w) & W_EMASK) >> 8)
+#define BL(w)		(((w) & W_BLMASK) >> 3)
+#define CC(w)		(((w) & W_CCMASK) >> 6)
+#define GN(w)		(((w) & W_GN) != 0)
+#define WITHE(w, e)	(((w) & ~W_EMASK) | (((e) & EM) << 8))
+/* While edges are coalesced, the counter is the backlog's last edge (an
+ * even count) or the one after it (odd). */
+#define TAIL(w)		((EDGE(w) - (CC(w) & 1)) & EM)
+/* The edge a synchronous caller waits for (wait_target()). */
+#define TARGET(w)	(((w) & W_OV) -> ((TAIL(w) + 1) & EM) : EDGE(w))
 #define ISSTOP(e)	(((e) & 1) == 0)	/* even edge: the VM stopped */
 
 /* ---- Per-vCPU word S[i] ---------------------------------------------- */
@@ -95,11 +137,18 @@
 #define C_UNLOCK_PAUSE	4
 
 /* ---- Shared state ------------------------------------------------------ */
-byte word = W_E1;			/* running, edge 1, settled */
+short word = W_E1;		/* running, edge 1, settled */
 byte S[NV] = S_ACT;		/* every vCPU active, generation 0 */
 byte pending;			/* outstanding acknowledgements */
 bit role;			/* the settler role (a mutex) */
-byte settled = 1;		/* last settled edge, mod 4 (under role) */
+byte settled = 1;		/* the last settled edge counter, mod EMOD (under role) */
+/* The coalesced run absorbed and not yet settled (under role): its end on
+ * the edge counter and its number of edges. */
+bit synth;
+byte synth_end, synth_n;
+byte made[2];			/* coalesced edges by generation, bumped after
+				 * their CAS */
+byte coal_acc[2];		/* made as accounted by the absorbs (under role) */
 
 bit slp[NV];			/* vCPU i sleeps in futex_wait(&S[i]) */
 bit slp_p;			/* the settler sleeps in futex_wait(&pending) */
@@ -116,6 +165,11 @@ bit exited[NV];
 bit holding;			/* the lock holder is inside its critical region */
 byte nedge = 1;			/* edges so far, not wrapped */
 byte nsettled = 1;		/* edges settled so far, not wrapped */
+byte grun;			/* edges in the current coalesced run */
+byte gE = 1, gS = 1, gtail;	/* the edge counter, the settled one and the
+				 * run's tail, not wrapped */
+byte gsend;			/* the absorbed run's end, not wrapped */
+byte gsn;			/* the absorbed run's number of edges */
 
 #if NV == 2
 #define NONE_INGUEST	(!inguest[0] && !inguest[1])
@@ -135,14 +189,19 @@ byte nsettled = 1;		/* edges settled so far, not wrapped */
 /* Locals of every thread that may settle (the inlines use them by name).
  * Every inline leaves them 0 when done, so that they do not split states. */
 #define SETTLE_LOCALS \
-	byte w, nw, s, e, i; \
+	short w, nw; \
+	byte s, e, i, t, cc, tg; \
+	byte coal; \
 	bit ok, allout, rekick, got, gaveup, blk, early
 
 /* ======================================================================= */
 /* The pure transition function (rs_transition): what a command does to a
- * word.  A change of running-ness advances the edge counter and sets
- * SETTLING; a word that lets vCPUs run has PARKED cleared (the caller
- * wakes). */
+ * word.  A change of running-ness either joins the backlog (counter and
+ * backlog + 1) or, when the backlog is full or edges are being coalesced,
+ * is coalesced (overflow bit, count + 1, the counter moves between the
+ * backlog's last edge and the one after it); a word that lets vCPUs run has
+ * PARKED cleared (the caller wakes).  Seeded bug G: no bound, every edge
+ * joins the backlog (the design before the bound), whose field wraps. */
 inline transition(c, w, nw)
 {
 	nw = w;
@@ -155,7 +214,23 @@ inline transition(c, w, nw)
 	fi;
 	if
 	:: STOPPED(w) != STOPPED(nw) ->
-		nw = (nw & ~W_EMASK) | ((nw + W_E1) & W_EMASK) | W_ST
+		if
+#ifndef MUTANT_G
+		:: !(w & W_OV) && BL(w) < BMAX ->
+			nw = WITHE(nw, EDGE(w) + 1) + W_BL1
+		:: else ->
+			if
+			:: w & W_OV -> t = TAIL(w); cc = (CC(w) + 1) & 3
+			:: else -> t = EDGE(w); cc = 1
+			fi;
+			nw = WITHE((nw & ~W_CCMASK) | W_OV | (cc << 6), t + (cc & 1));
+			t = 0;
+			cc = 0
+#else
+		:: true ->
+			nw = WITHE(nw & ~W_BLMASK, EDGE(w) + 1) | (((BL(w) + 1) & 3) << 3)
+#endif
+		fi
 	:: else
 	fi;
 	if
@@ -168,16 +243,31 @@ inline transition(c, w, nw)
 inline note_edge(w, nw)
 {
 	if
-	:: EDGE(w) != EDGE(nw) ->
+	:: STOPPED(w) != STOPPED(nw) ->
 		nedge++;
-		/* the mod-4 counter never laps the settled counter */
-		assert(nedge - nsettled < 4)
+		if
+		:: nw & W_OV ->
+			if
+			:: !(w & W_OV) -> gtail = gE
+			:: else
+			fi;
+			grun++;
+			gE = gtail + (grun & 1)
+		:: else -> gE++
+		fi;
+		/* The counter stays within the backlog's reach of the
+		 * settled one (at most the bound plus 2 edges), so the
+		 * modulo-4 comparisons never alias, however many edges are
+		 * coalesced. */
+#ifndef MUTANT_G
+		assert(gE - gS <= BMAX + 2 && BMAX + 2 < EMOD && EDGE(nw) == (gE & EM))
+#endif
 	:: else
 	fi;
-	/* Every change of running-ness sets SETTLING, so no command makes
-	 * the word runnable: only the clearing of SETTLING does, and it wakes
-	 * the parked vCPUs (the early wake wakes them sooner, on a word that
-	 * is not runnable yet; they park again until SETTLING clears). */
+	/* Every change of running-ness leaves the word settling, so no
+	 * command makes it runnable: only the settler's last claim does, and
+	 * it wakes the parked vCPUs (the early wake wakes them sooner, on a
+	 * word that is not runnable yet; they park again until the claim). */
 	assert(MAYRUN(w) || !MAYRUN(nw))
 }
 
@@ -192,13 +282,11 @@ inline note_edge(w, nw)
 #error "NO_EARLY_WAKE and EARLY_SECOND_CAS exclude each other"
 #endif
 
-/* wake_early(): is this start edge the next to settle?  e and mine hold what
- * EARLY_READ loaded: rs_edge_next(settled) modulo 4, and the same unwrapped
- * (the ghost nsettled + 1; settled == nsettled modulo 4 always).  The
- * library's counter has 19 bits; the model's wraps at 4, so the ghost rules
- * out a false match.  nedge + 1 is the number of the edge being made. */
+/* wake_early(): is this start edge the whole backlog?  The new word says so
+ * (its backlog is 1, with no overflow): an exact test on the word alone, no
+ * load of `settled`.  -DEARLY_ALWAYS drops it (a hint in the library). */
 #ifndef EARLY_ALWAYS
-#define NEXT_TO_SETTLE(nw)	(EDGE(nw) == e && nedge + 1 == mine)
+#define NEXT_TO_SETTLE(nw)	(BL(nw) == 1 && !((nw) & W_OV))
 #else
 #define NEXT_TO_SETTLE(nw)	1
 #endif
@@ -208,23 +296,7 @@ inline note_edge(w, nw)
  * does "fewer vCPUs than CPUs" (with as many vCPUs as CPUs or more, the
  * library runs the protocol of NO_EARLY_WAKE). */
 #define EARLY_OK(c, w, nw) \
-	((c) == C_START && EDGE(w) != EDGE(nw) && ((nw) & W_PK) && NEXT_TO_SETTLE(nw))
-
-/* The load of settled, before the command step of a releasing command.  In
- * the library it comes between the load of the word and the CAS of each
- * attempt, and only the successful attempt's counts; the model merges that
- * load of the word into the CAS (see do_cmd), so the load of settled comes
- * first, as its own step.  Made for every C_START, needed or not (a load
- * without effect). */
-#ifdef EARLY_CAS
-#define EARLY_READ(c) \
-	if \
-	:: (c) == C_START -> d_step { e = NEXTE(settled); mine = nsettled + 1 } \
-	:: else \
-	fi;
-#else
-#define EARLY_READ(c)
-#endif
+	((c) == C_START && STOPPED(w) != STOPPED(nw) && ((nw) & W_PK) && NEXT_TO_SETTLE(nw))
 
 /* A management command: one CAS on the word (then see cmd_flags).  With
  * the early wake (EARLY_CAS), an attempt that passes EARLY_OK also clears
@@ -239,8 +311,6 @@ inline do_cmd(c)
 		:: EARLY_OK(c, w, nw) -> nw = nw & ~W_PK; early = 1
 		:: else
 		fi;
-		e = 0;
-		mine = 0;
 #endif
 		word = nw;
 		note_edge(w, nw);
@@ -249,18 +319,32 @@ inline do_cmd(c)
 	}
 }
 
+/* A coalesced edge's maker bumps `made` of its generation a step after its
+ * CAS (the library's word_cas()): absorb() must count it even while the
+ * bump is in flight.  coal is 1 + the generation. */
+inline coal_bump()
+{
+	if
+	:: coal -> d_step { made[coal - 1]++; coal = 0 }
+	:: else
+	fi
+}
+
 /* After command c: ok = it made a stop edge (kick), got = the new word is
- * settling (settle); w is dropped.  nw is dropped too, unless the second
- * CAS of EARLY_SECOND_CAS may follow (a start or cont, C_START here, that
- * made an edge and whose new word has PARKED): then nw stays, and mine is
- * the edge's number (the ghost; see early_wake_second_cas). */
+ * settling (settle), tg = the edge a synchronous caller waits for, coal = it
+ * coalesced an edge (then its coal_bump() step follows); w is dropped.  nw
+ * is dropped too, unless the second CAS of EARLY_SECOND_CAS may follow (a
+ * start or cont, C_START here, that made an edge and whose new word has
+ * PARKED): then nw stays. */
 inline cmd_flags(c)
 {
-	ok = EDGE(w) != EDGE(nw) && ISSTOP(EDGE(nw));
-	got = (nw & W_ST) != 0;
+	ok = STOPPED(w) != STOPPED(nw) && STOPPED(nw);
+	got = SETTLING(nw);
+	tg = TARGET(nw);
+	coal = (STOPPED(w) != STOPPED(nw) && (nw & W_OV)) * (1 + GN(nw));
 #ifdef EARLY_SECOND_CAS
 	if
-	:: c == C_START && EDGE(w) != EDGE(nw) && (nw & W_PK) -> mine = nedge
+	:: c == C_START && STOPPED(w) != STOPPED(nw) && (nw & W_PK) -> skip
 	:: else -> nw = 0
 	fi;
 #else
@@ -344,19 +428,13 @@ inline early_wake_second_cas()
 	if
 	:: nw != 0 ->
 		d_step {
-			/* rs_edge_next(settled) == edge(nw) in the library's 19-bit
-			 * counter.  settled wraps at 4 here, so the unwrapped
-			 * ghosts (which move with it) rule out a false match. */
+			/* The same test as the library's (on the word alone);
+			 * the second CAS is what differs. */
 			if
-#ifndef EARLY_ALWAYS
-			:: NEXTE(settled) == EDGE(nw) && nsettled + 1 == mine -> w = nw
-#else
-			:: true -> w = nw
-#endif
+			:: NEXT_TO_SETTLE(nw) -> w = nw
 			:: else
 			fi;
-			nw = 0;
-			mine = 0
+			nw = 0
 		};
 #ifdef MUTANT_F
 		/* Seeded bug F (this variant): the wave before the CAS. */
@@ -528,94 +606,153 @@ inline wait_out(blocking)
 	allout = 0
 }
 
-/* The private start of each round of processing, with w just loaded:
- * settle a start edge at once (it needs no vCPU), and set e if the next edge
- * is a stop edge.  With COARSE, that edge's first scan is part of the same
- * step: the load only says that a stop edge is pending, which stays true
- * until the role holder settles it. */
-inline process_head(blocking)
+/* Is edge t (mod EMOD) unsettled (edge_unsettled())?  The unsettled edges
+ * are those after `settled` up to the word's TARGET: at most BMAX + 2 of
+ * them, so the modular window is exact. */
+#define UNSETTLED(t) \
+	(SETTLING(word) && (((t) - settled) & EM) != 0 && \
+	 (((t) - settled) & EM) <= ((TARGET(word) - settled) & EM))
+
+/* The backlog's first entry, with the role held and w just loaded: e = the
+ * entry needs every vCPU out first (a stop edge, or a coalesced run that
+ * ends stopped after changing running); got = there is an entry (else the
+ * backlog is empty: absorb a coalesced run, or done). */
+inline entry_kind()
 {
-	assert((w & W_ST) || settled == EDGE(w));
+	got = BL(w) > 0;
 	if
-	:: settled != EDGE(w) && !ISSTOP(NEXTE(settled)) ->
-		settled = NEXTE(settled);
-		nsettled++
-	:: else
-	fi;
-	e = (settled != EDGE(w));
-#ifdef COARSE
-	if
-	:: e -> w = 0; scan_and_sleep(blocking)
-	:: else
+	:: got && synth -> e = (synth_n & 1) && ISSTOP(synth_end)
+	:: got && !synth -> e = ISSTOP((settled + 1) & EM)
+	:: else -> e = 0
 	fi
-#endif
 }
 
-/* Process pending edges in order while holding the role (entered with w
- * loaded and process_head done); then clear SETTLING with a CAS that fails
- * if the word changed (a new edge), reloading it.  The CAS that makes the
- * word runnable clears PARKED and, if it was set, wakes. */
+/* Claim the first entry: the CAS that takes it off the backlog (PARKED
+ * cleared, and the parked woken, when it makes the word runnable); then
+ * the settled counters.  Seeded bug A: the claim that makes the word
+ * runnable forgets to wake the parked vCPUs. */
+inline claim_entry()
+{
+	atomic {
+		w = word;
+		nw = w - W_BL1;
+		if
+		:: MAYRUN(nw) -> nw = nw & ~W_PK
+		:: else
+		fi;
+		word = nw;
+		if
+		:: synth -> settled = synth_end; nsettled = nsettled + synth_n; gS = gsend; gsn = 0
+		:: else -> settled = (settled + 1) & EM; nsettled++; gS++
+		fi;
+		synth = 0;
+		synth_n = 0;
+		synth_end = 0
+	};
+#ifndef MUTANT_A
+	if
+	:: MAYRUN(nw) && (w & W_PK) -> wake_all()
+	:: else
+	fi;
+#endif
+	w = 0;
+	nw = 0
+}
+
+/* The backlog is empty and edges were coalesced: take them up as one entry
+ * (the library's absorb()), in a CAS that also flips the generation; then
+ * count them from the word's count modulo 4 and the bumps of their
+ * generation that have landed (the others are still in flight: fewer than
+ * 4 threads make edges; the next run's bumps go to the other generation).
+ * Seeded bug H: only the landed bumps. */
+inline absorb_run()
+{
+	atomic {
+		if
+		:: word == w ->
+			t = (TAIL(w) + ((CC(w) & 1) -> 1 : 2)) & EM;
+			word = (WITHE(w & ~(W_OV | W_CCMASK), t) + W_BL1) ^ W_GN;
+			cc = CC(w);
+			e = GN(w);
+			gtail = gtail + ((grun & 1) -> 1 : 2);
+			gE = gtail;
+			gsend = gtail;
+			gsn = grun;
+			grun = 0;
+			synth_end = t;
+			synth = 1;
+			ok = 1
+		:: else -> ok = 0
+		fi;
+		t = 0;
+		w = 0
+	};
+	if
+	:: ok ->
+		d_step {
+			/* The count: a separate step from the CAS, as in the
+			 * library (bumps may land in between). */
+			t = made[e] - coal_acc[e];
+#ifndef MUTANT_H
+			synth_n = t + ((cc - t) & 3);
+#else
+			synth_n = t;
+#endif
+			coal_acc[e] = coal_acc[e] + synth_n;
+			assert(synth_n == gsn);
+			ok = 0;
+			t = 0;
+			e = 0;
+			cc = 0
+		}
+	:: else
+	fi
+}
+
+/* Process the backlog in order while holding the role, entered with w
+ * loaded.  A stop entry waits for the vCPUs (blocking: while the caller's
+ * edge tg is unsettled; seeded bug G's callers wait the same way) or gives
+ * up (gaveup); a start entry is claimed at once. */
 inline process(blocking)
 {
 	do
-	:: e ->
-		e = 0;
+	:: BL(w) == 0 && !(w & W_OV) ->
+		/* all settled: the settled counter had caught up with the
+		 * word loaded (both are the role holder's to change) */
+		assert(settled == EDGE(w) && !synth);
 		w = 0;
-		wait_out(blocking);
+		break
+	:: BL(w) == 0 && (w & W_OV) ->
+		absorb_run();
+		atomic { w = word }
+	:: BL(w) > 0 ->
+		entry_kind();
+		got = 0;
+		w = 0;
 		if
-		:: gaveup -> break
-		:: else ->
-			atomic {
-				/* settled through a stop edge: every vCPU has
-				 * been out of guest code since it */
-				assert(NONE_INGUEST);
-				settled = NEXTE(settled);
-				nsettled++;
-#ifdef COARSE
-				/* a private step: the reload goes with it */
-				w = word;
-				process_head(blocking)
-#endif
-			};
-#ifndef COARSE
-			atomic { w = word; process_head(blocking) }
-#endif
-		fi
-	:: !e && (w & W_ST) ->
-		atomic {
+		:: e ->
+			e = 0;
+			/* wait for the caller's edge only while it is unsettled */
 			if
-			:: word == w ->
-				nw = w & ~W_ST;
-				if
-				:: MAYRUN(nw) -> nw = nw & ~W_PK
-				:: else
-				fi;
-				word = nw;
-				ok = 1
-			:: else ->
-				/* the failed CAS returns the new word */
-				w = word;
-				process_head(blocking);
-				ok = 0
-			fi
-		};
-		if
-		:: ok ->
-			ok = 0;
-#ifndef MUTANT_A
-			if
-			:: MAYRUN(nw) && (w & W_PK) -> wake_all()
+			:: blocking && !UNSETTLED(tg) -> blocking = 0
 			:: else
 			fi;
-#else
-			/* Seeded bug A: the settle that makes the word
-			 * runnable (a start's) forgets to wake parked vCPUs. */
+#ifdef COARSE
+			/* the first scan (wait_out() goes on from its result) */
+			atomic { scan_and_sleep(blocking) };
 #endif
-			w = 0; nw = 0;
-			break
+			wait_out(blocking);
+			if
+			:: gaveup -> break
+			:: else ->
+				/* every vCPU has been out of guest code since
+				 * the entry's edge */
+				atomic { assert(NONE_INGUEST); skip }
+			fi
 		:: else
-		fi
-	:: !e && !(w & W_ST) -> w = 0; break
+		fi;
+		claim_entry();
+		atomic { w = word }
 	od
 }
 
@@ -625,13 +762,14 @@ inline process(blocking)
 inline recheck()
 {
 	/* As first written: "settle work whose vCPUs are now all out": the
-	 * next edge needs no vCPU (a start edge, or only the clearing of
-	 * SETTLING is left), or no vCPU is ACTIVE.  (settled is read without
-	 * the role here.) */
+	 * first entry needs no vCPU (a start, or an absorb), or no vCPU is
+	 * ACTIVE.  (The entry is read without the role here.) */
 	d_step {
 		w = word;
-		ok = (w & W_ST) && (settled == EDGE(w) || !ISSTOP(NEXTE(settled)));
-		e = (w & W_ST) != 0;
+		entry_kind();
+		ok = SETTLING(w) && !e;
+		e = SETTLING(w);
+		got = 0;
 		w = 0
 	};
 	if
@@ -660,36 +798,42 @@ inline recheck()
 	:: else -> break \
 	fi
 #else
-/* SETTLING is set and no acknowledgement is outstanding.  If one is, the
- * vCPU that brings pending to 0 does so after this load, hence after our
+/* Settling and no acknowledgement is outstanding.  If one is, the vCPU
+ * that brings pending to 0 does so after this load, hence after our
  * release, and then tries the role itself. */
 #define RECHECK_THEN_BREAK_UNLESS_OK \
 	atomic { \
 		if \
-		:: (word & W_ST) && pending == 0 -> skip \
+		:: SETTLING(word) && pending == 0 -> skip \
 		:: else -> break \
 		fi \
 	}
 #endif
 
-/* Settling.  blk = 1 (a synchronous stopping call): acquire the role,
- * blocking, and process edges waiting for vCPUs.  blk = 0 (an asynchronous
- * command, the last acknowledging vCPU): try-acquire the role and process
- * edges without waiting.  Either way: release, recheck, and go again if
- * needed, with try-acquire and without waiting. */
+/* Settling.  blk = 1 (a synchronous stopping call, waiting for its edge
+ * tg): unless tg is settled already, acquire the role, blocking, look
+ * again, and process waiting for vCPUs while tg is unsettled.  blk = 0 (an
+ * asynchronous command, the last acknowledging vCPU): try-acquire the role
+ * and process without waiting.  Either way: release, recheck, and go again
+ * if needed, with try-acquire and without waiting. */
 inline settle(blk)
 {
+	if
+	:: blk -> atomic { blk = UNSETTLED(tg) }
+	:: else
+	fi;
 	do
 	:: atomic {
 			if
-			:: role == 0 -> role = 1; w = word; process_head(blk)
+			:: role == 0 -> role = 1; w = word
 			:: role == 1 && !blk -> break
 			fi	/* blk and role held: block */
 		};
 		process(blk);
 		atomic { gaveup = 0; blk = 0; role = 0 };
 		RECHECK_THEN_BREAK_UNLESS_OK
-	od	/* blk is 0 again */
+	od;	/* blk is 0 again */
+	tg = 0
 }
 
 /* The stop-edge kick by the edge's maker, before it waits for anything. */
@@ -715,7 +859,7 @@ inline then_settle(b)
 {
 	if
 	:: got -> got = 0; blk = b; settle(blk)
-	:: else
+	:: else -> tg = 0
 	fi
 }
 
@@ -926,6 +1070,7 @@ finished:
  * two steps (README, finding 1 lives in between). */
 #define CMD_THEN_KICK(c, sync) \
 	d_step { do_cmd(c); if :: sync -> mine = nedge :: else fi }; \
+	coal_bump(); \
 	kick_all_if_stop_edge()
 
 /* A synchronous stop (rs_stop with a timeout), STOPS times: CAS, kick on a
@@ -945,47 +1090,54 @@ proctype stopper()
 	od
 }
 
-/* Asynchronous commands: STARTS starts, with an asynchronous stop before
- * them (ASYNC_STOP 1) or after them (2): each a CAS, a kick on a stop edge,
- * then an attempt to settle. */
-#define NSTARTER (STARTS + (ASYNC_STOP != 0))
+/* Asynchronous commands: TOGGLES stop/start pairs, then STARTS starts, with
+ * an asynchronous stop before them (ASYNC_STOP 1) or after them (2): each a
+ * CAS, a kick on a stop edge, then an attempt to settle. */
+#define NSTARTER (2 * TOGGLES + STARTS + (ASYNC_STOP != 0))
 #define STARTER_CMD(n) \
-	(((ASYNC_STOP == 1 && (n) == 0) || \
+	(((ASYNC_STOP == 1 && (n) == 2 * TOGGLES) || \
 	  (ASYNC_STOP == 2 && (n) == NSTARTER - 1)) -> C_STOP : C_START)
 proctype starter()
 {
 	SETTLE_LOCALS;
-	byte mine, n;	/* mine: for the early wake (EARLY_READ) */
+	byte mine, n, cmdc;
 
 	do
 	:: n < NSTARTER ->
-		EARLY_READ(STARTER_CMD(n))
-		MUTANT_F_WAVE(STARTER_CMD(n))
+		/* (a variable: spin takes no nested conditional as an inline's
+		 * argument) */
+		d_step {
+			if
+			:: n < 2 * TOGGLES -> cmdc = n & 1	/* stop, start, ... */
+			:: else -> cmdc = STARTER_CMD(n)
+			fi
+		};
+		MUTANT_F_WAVE(cmdc)
 #ifndef MUTANT_C
-		CMD_THEN_KICK(STARTER_CMD(n), 0);
+		CMD_THEN_KICK(cmdc, 0);
 #else
 		/* Seeded bug C: a stale plain store: the word is loaded, the
 		 * new value computed from that load and written back later
 		 * with a plain store, clobbering whatever changed between. */
 		w = word;
-		transition(STARTER_CMD(n), w, nw);
+		transition(cmdc, w, nw);
 		d_step {
 #ifdef EARLY_CAS
 			if
-			:: EARLY_OK(STARTER_CMD(n), w, nw) -> nw = nw & ~W_PK; early = 1
+			:: EARLY_OK(cmdc, w, nw) -> nw = nw & ~W_PK; early = 1
 			:: else
 			fi;
-			e = 0;
-			mine = 0;
 #endif
 			word = nw;
 			note_edge(w, nw);
-			cmd_flags(STARTER_CMD(n))
+			cmd_flags(cmdc)
 		};
+		coal_bump();
 		kick_all_if_stop_edge();
 #endif
 		EARLY_WAVE()	/* only after a start (releasing()) */
 		then_settle(0);
+		cmdc = 0;
 		n++
 	:: else -> break
 	od
@@ -1029,13 +1181,12 @@ proctype holder()
 proctype finisher()
 {
 	SETTLE_LOCALS;
-	byte mine;	/* for the early wake (EARLY_READ) */
 
 	atomic {
 		timeout && !slp_p ->
 #ifndef LIVENESS
 		/* every edge settled, unless a kick was lost and nobody waits */
-		assert(!(word & W_ST) || ANY_LOST);
+		assert(!SETTLING(word) || ANY_LOST);
 		/* every outstanding acknowledgement has its WANTED bit */
 		assert(pending == NWANTED);
 		/* runnable: PARKED clear and every vCPU in guest code */
@@ -1053,9 +1204,9 @@ proctype finisher()
 		skip
 #endif
 	};
-	EARLY_READ(C_START)
 	MUTANT_F_WAVE(C_START)
 	do_cmd(C_START);	/* cont (releasing()) */
+	coal_bump();
 	EARLY_WAVE()
 	then_settle(0);
 	i = 0;
@@ -1085,8 +1236,8 @@ init {
 #ifdef LIVENESS
 /* Property 4: the word never stays runnable while a vCPU (not exited) stays out
  * of guest code forever. */
-/* word % 8 == 0 is MAYRUN(word) (the LTL parser takes no bitwise and) */
-#define STUCK(j)	(word % 8 == 0 && !inguest[j] && !exited[j])
+/* word % 32 == 0 is MAYRUN(word) (the LTL parser takes no bitwise and) */
+#define STUCK(j)	(word % 32 == 0 && !inguest[j] && !exited[j])
 #if NV == 2
 ltl progress { []<> !STUCK(0) && []<> !STUCK(1) }
 #else
