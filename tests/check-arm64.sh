@@ -20,8 +20,18 @@
 # Usage: check-arm64.sh [BUILD-DIR]   (default: build-arm64 in the source tree)
 # CROSS_PREFIX (default aarch64-linux-gnu-) names the toolchain of the direct
 # compiles and objdump; the meson build uses tests/cross-aarch64.txt.
-# Exit status: 0 all present, 1 something missing (the disassembly is
-# printed), 77 skipped (no aarch64-linux-gnu-gcc or objdump).
+#
+# Exit status:
+#   0   every check passed;
+#   1   the project's aarch64 build or a check failed (the disassembly is
+#       printed): a real failure, possibly a code-generation regression;
+#   77  cannot run here (a skip; the reason is printed): a tool is missing,
+#       or the cross toolchain cannot compile and link a trivial C file
+#       (typically gcc-aarch64-linux-gnu without libc6-dev-arm64-cross,
+#       which it only Recommends).
+# With RS_REQUIRE_TOOLCHAINS=1 (tests/run-all sets it: tests/deps.sh has
+# installed the toolchain), "cannot run here" is a failure: exit 1, with
+# the same reason.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-arm64}
@@ -29,15 +39,63 @@ prefix=${CROSS_PREFIX:-aarch64-linux-gnu-}
 CC=${prefix}gcc
 OBJDUMP=${prefix}objdump
 
-for t in $CC $OBJDUMP meson ninja; do
+# cannot_run REASON: this machine cannot run the check.  That is a skip,
+# never a failure that looks like a code-generation regression, except
+# where the caller promised the toolchain (RS_REQUIRE_TOOLCHAINS=1).
+cannot_run() {
+	if [ "${RS_REQUIRE_TOOLCHAINS:-0}" = 1 ]; then
+		echo "FAIL: arm64-codegen cannot run here: $1"
+		echo "FAIL: RS_REQUIRE_TOOLCHAINS=1 (tests/run-all): tests/deps.sh installs this toolchain, so it must work; this is an installation problem, not a code-generation result"
+		exit 1
+	fi
+	echo "SKIP: arm64-codegen cannot run here: $1"
+	exit 77
+}
+
+for t in $CC $OBJDUMP meson ninja pkg-config; do
 	if ! command -v "$t" >/dev/null 2>&1; then
-		echo "SKIP: $t not found (apt-get install gcc-aarch64-linux-gnu)"
-		exit 77
+		cannot_run "$t not found (apt-get install gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross meson ninja-build pkg-config)"
 	fi
 done
 
-# --- Build -----------------------------------------------------------------
 mkdir -p "$build"
+
+# --- Is the cross toolchain usable? -----------------------------------------
+# Before anything of the project's: compile a trivial C file that includes
+# C library headers, and link it into a shared object with -pthread, as the
+# library's build does.  If this fails, the toolchain is incomplete (no
+# arm64 libc headers or start files), and the project is not to blame.
+# meson's own sanity check of a cross compiler only compiles a file with no
+# #include, so it would let such a toolchain through to a failed build.
+probe=$build/toolchain-probe
+rm -rf "$probe"
+mkdir -p "$probe"
+cat >"$probe/probe.c" <<'EOF'
+#include <stdint.h>
+#include <stdlib.h>
+#include <pthread.h>
+uint32_t probe(void);
+uint32_t probe(void)
+{
+	return (uint32_t)(getenv("PROBE") != NULL) + (uint32_t)sizeof(pthread_t);
+}
+EOF
+if ! $CC -std=c11 -O2 -fPIC -c "$probe/probe.c" -o "$probe/probe.o" >"$probe/log" 2>&1 ||
+   ! $CC -shared -pthread "$probe/probe.o" -o "$probe/probe.so" >>"$probe/log" 2>&1; then
+	sed 's/^/   /' "$probe/log"
+	cannot_run "toolchain unusable: $CC cannot compile and link a trivial C file with <stdint.h> and <stdlib.h> (apt-get install libc6-dev-arm64-cross)"
+fi
+if ! $OBJDUMP -f "$probe/probe.so" 2>/dev/null | grep -q 'elf64-littleaarch64'; then
+	cannot_run "toolchain unusable: $CC does not produce aarch64 objects that $OBJDUMP reads"
+fi
+
+# xcc ARGS...: a direct compile of the project's code.  The toolchain
+# passed the probe above, so a failure here is the project's: exit 1.
+xcc() {
+	$CC "$@" || { echo "FAIL: $CC failed on the project's code: $*"; exit 1; }
+}
+
+# --- Build -----------------------------------------------------------------
 if [ ! -f "$build/build.ninja" ]; then
 	cross="--cross-file $root/tests/cross-aarch64.txt"
 	extra=
@@ -51,8 +109,7 @@ if [ ! -f "$build/build.ninja" ]; then
 		# the shared library (-Db_lundef=false).
 		hinc=$(pkg-config --variable=includedir liburcu-bp 2>/dev/null || true)
 		if [ -z "$hinc" ] || [ ! -d "$hinc/urcu" ]; then
-			echo "SKIP: liburcu-bp headers not found for the stub"
-			exit 77
+			cannot_run "liburcu-bp headers not found for the stub (apt-get install liburcu-dev)"
 		fi
 		stub=$build/urcu-stub
 		mkdir -p "$stub/include" "$stub/pkgconfig"
@@ -110,7 +167,7 @@ void fast_loop(rs_runstate *rs)
 	while (rs_may_run(rs));
 }
 EOF
-$CC -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath.c" -o "$build/fastpath.o"
+xcc -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath.c" -o "$build/fastpath.o"
 
 # --- Helpers ---------------------------------------------------------------
 # func FILE REGEX: the disassembly of the functions whose name matches
@@ -135,7 +192,9 @@ fail() {
 check_fastpath() {
 	# The loop: from the call to run_slice to the conditional branch back.
 	loop=$(echo "$1" | awk '/\tbl\t/ && /run_slice/ { on = 1; next } on { print } on && /\tb\.(eq|ne|none|any)|\tcbn?z\t|\ttbn?z\t/ { exit }')
-	echo "$loop" | grep -Eq '	ldr	w[0-9]+, \[x[0-9]+\]' || { echo "   no plain LDR of the word"; return 1; }
+	# W or X: the word is as wide as struct rs_runstate_head says (32
+	# bits before the 64-bit word, 64 since).
+	echo "$loop" | grep -Eq '	ldr	[wx][0-9]+, \[x[0-9]+\]' || { echo "   no plain LDR of the word"; return 1; }
 	echo "$loop" | grep -Eq '	(tst|ands)	' || { echo "   no TST/ANDS against RS_W_NORUN_MASK"; return 1; }
 	echo "$loop" | grep -Eq '	b\.(eq|ne|none|any)	' || { echo "   no conditional branch back"; return 1; }
 	if echo "$1" | grep -Eq '	(ldar|ldapr|ldaxr|ldxr|stlr|dmb|dsb|isb|ldset|cas)|__aarch64_'; then
@@ -224,7 +283,7 @@ echo
 echo "== 2 and 3 again, lib/vcpu.c compiled with inline atomics"
 for mode in -march=armv8.1-a -mno-outline-atomics; do
 	o="$build/vcpu$mode.o"
-	$CC -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" \
+	xcc -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" \
 		-c "$root/lib/vcpu.c" -o "$o"
 	echo "-- $mode"
 	check_enter "$(func "$o" "$enter_re")" || fail "vcpu_enter() with $mode"
@@ -247,20 +306,21 @@ fi
 # --- The checks must catch planted bugs ---------------------------------------
 echo
 echo "== planted bugs (each must be caught)"
-# 1': a fast path with an acquire load.
+# 1': a fast path with an acquire load: rs_may_run() with __ATOMIC_ACQUIRE,
+# on the header's own word (whatever its width).
 cat >"$build/fastpath-acquire.c" <<'EOF'
 #include <runstate.h>
 void run_slice(void);
 void fast_loop(rs_runstate *rs);
 void fast_loop(rs_runstate *rs)
 {
+	const struct rs_runstate_head *h = (const struct rs_runstate_head *)rs;
 	do
 		run_slice();
-	while ((__atomic_load_n((const uint32_t *)(const void *)rs, __ATOMIC_ACQUIRE) &
-		RS_W_NORUN_MASK) == 0);
+	while ((__atomic_load_n(&h->word, __ATOMIC_ACQUIRE) & RS_W_NORUN_MASK) == 0);
 }
 EOF
-$CC -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath-acquire.c" -o "$build/fastpath-acquire.o"
+xcc -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath-acquire.c" -o "$build/fastpath-acquire.o"
 if check_fastpath "$(func "$build/fastpath-acquire.o" '^fast_loop$')" >/dev/null; then
 	fail "check 1 accepted a fast path with an acquire load"
 else
@@ -287,7 +347,7 @@ if cmp -s "$root/lib/vcpu.c" "$build/vcpu-relaxed-or.c"; then
 	fail "could not plant the relaxed OR in vcpu_enter() (update this script)"
 fi
 for mode in "" -march=armv8.1-a -mno-outline-atomics; do
-	$CC -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
+	xcc -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
 		-c "$build/vcpu-relaxed-or.c" -o "$build/vcpu-relaxed-or.o"
 	if check_enter "$(func "$build/vcpu-relaxed-or.o" "$enter_re")" >/dev/null; then
 		fail "check 2 accepted a relaxed announcement OR ${mode:-(outline atomics)}"
@@ -304,7 +364,7 @@ awk '/^bool rs_scan_out\(/ { f = 1 }
      { print }
      END { if (n != 1) exit 1 }' "$root/lib/vcpu.c" >"$build/vcpu-nofence.c" ||
 	fail "could not plant the missing fence in rs_scan_out() (update this script)"
-$CC -std=c11 -O2 -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
+xcc -std=c11 -O2 -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
 	-c "$build/vcpu-nofence.c" -o "$build/vcpu-nofence.o"
 if check_scan "$(func "$build/vcpu-nofence.o" '^rs_scan_out$')" >/dev/null; then
 	fail "check 3 accepted rs_scan_out() without its fence"
