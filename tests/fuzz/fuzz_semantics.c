@@ -7,11 +7,16 @@
  * string, the edge counter and its parity, the events (kinds, sequence
  * numbers, count, their word and state, losses of a lagging reader in both
  * reporting forms), one listener's calls and the counters of rs_get_stats().
- * rs_transition() is also called directly on arbitrary words, with the
- * names, ranks and error strings.
+ * rs_transition() is also called directly on arbitrary 64-bit words and
+ * max_backlog values, with the names, ranks and error strings: that is
+ * where the backlog and the coalescing rules are checked, since with one
+ * thread every edge settles before the call that made it returns, so the
+ * instance never coalesces an edge (checked: rs_get_stats().coalesced
+ * stays 0, and the edge counter stays the count of edges made).
  *
  * Input format (tests/fuzz/README.md has the table):
- *   byte 0      event ring capacity selector
+ *   byte 0      event ring capacity selector (bits 0-2) and max_backlog
+ *               selector (bits 3-4)
  *   then        commands: an opcode byte (mod 16) and its operand bytes;
  *               missing operand bytes read as 0.
  *
@@ -53,6 +58,18 @@ static const unsigned special_flags[16] = {
 };
 /* Valid event capacities, selected by byte 0 (0: the default, 256). */
 static const unsigned capacities[8] = { 0, 1, 2, 4, 8, 16, 64, 256 };
+/* Valid max_backlog values, selected by bits 3-4 of the same byte (0: the
+ * default, 64).  With one thread every edge settles before the next is
+ * made, so the backlog never holds more than one: any of them must give
+ * the same results. */
+static const unsigned max_backlogs[4] = { 0, 1, 2, RS_W_BACKLOG_MAX };
+/* max_backlog operands of OP_TRANSITION, bytes 0xf0..0xff: the invalid ones
+ * (0, above 127, some that truncation to 7 or 8 bits makes valid), then
+ * the edges of the valid range. */
+static const unsigned special_backlog[16] = {
+	0, 128, 129, 255, 256, 0x17f, 1000, 0x80000000u, 0x80000001u, 0xffffffffu,
+	1, 2, 63, 64, 126, 127,
+};
 
 struct fz {
 	const uint8_t *p, *end;
@@ -70,10 +87,12 @@ struct fz {
 	struct rs_state call_st;
 	/* The model side. */
 	struct m_tuple m;
-	uint64_t edges;           /* edges since creation (unbounded) */
+	uint64_t edges;           /* edges since creation (unbounded), each
+				   * settled on its own: none is coalesced */
 	unsigned cap;             /* effective ring capacity */
 	uint64_t lost;            /* losses reported to the lagging reader */
-	uint32_t hist[512];       /* the word of edge n, at [n % 512] */
+	unsigned max_backlog;     /* as configured (0: the default) */
+	uint64_t hist[512];       /* the word of edge n, at [n % 512] */
 	/* The last few commands, printed on failure. */
 	char trace[8][96];
 	unsigned ntrace;
@@ -95,8 +114,9 @@ static void fail(struct fz *f, const char *fmt, ...)
 	fprintf(stderr, "\nlast commands (oldest first):\n");
 	for (i = first; i < f->ntrace; i++)
 		fprintf(stderr, "  %s\n", f->trace[i % 8]);
-	fprintf(stderr, "model: locks=%#x io=%d pause=%d edges=%llu cap=%u\n",
-		f->m.locks, f->m.io, f->m.pause, (unsigned long long)f->edges, f->cap);
+	fprintf(stderr, "model: locks=%#x io=%d pause=%d edges=%llu cap=%u max_backlog=%u\n",
+		f->m.locks, f->m.io, f->m.pause, (unsigned long long)f->edges, f->cap,
+		f->max_backlog);
 	abort();
 }
 
@@ -170,14 +190,15 @@ static uint64_t f_now(void *ctx)
 	return ++f->clock;
 }
 
-static int create(struct fz *f, unsigned cap, rs_runstate **out)
+static int create(struct fz *f, unsigned cap, unsigned max_backlog, rs_runstate **out)
 {
 	static struct rs_ops ops = {
 		.futex_wait = f_futex_wait,
 		.futex_wake = f_futex_wake,
 		.now_ns = f_now,
 	};
-	struct rs_config cfg = { .max_vcpus = 1, .event_capacity = cap, .ops = &ops };
+	struct rs_config cfg = { .max_vcpus = 1, .event_capacity = cap,
+				 .max_backlog = max_backlog, .ops = &ops };
 
 	ops.ctx = f;
 	return rs_create(&cfg, out);
@@ -192,11 +213,12 @@ static void on_edge(void *opaque, bool running, const struct rs_state *st)
 	f->call_st = *st;
 }
 
-static void model_reset(struct fz *f, unsigned cap)
+static void model_reset(struct fz *f, unsigned cap, unsigned max_backlog)
 {
 	f->m = (struct m_tuple){ .locks = 0, .io = false, .pause = 1 /* prelaunch */ };
 	f->edges = 0;
 	f->cap = cap ? cap : 256;
+	f->max_backlog = max_backlog;
 	f->eager = rs_events_cursor(f->rs);
 	f->lag = f->eager;
 	f->last_time = 0;
@@ -214,7 +236,7 @@ static void model_reset(struct fz *f, unsigned cap)
 /* ---------------------------------------------------------------------------
  * Checks after every command.
  */
-static void check_word_fields(struct fz *f, uint32_t w)
+static void check_word_fields(struct fz *f, uint64_t w)
 {
 	struct rs_state st;
 	struct m_word d;
@@ -222,20 +244,20 @@ static void check_word_fields(struct fz *f, uint32_t w)
 	m_decode(w, &d);
 	rs_decode(w, &st);
 	if (st.locks != d.t.locks || st.io_error != d.t.io || (int)st.pause != d.t.pause ||
-	    st.settling != d.settling || st.edge != d.edge ||
-	    st.running != m_running(&d.t) ||
-	    st.may_run != (m_running(&d.t) && !d.settling))
-		fail(f, "rs_decode(%#x) = {locks=%#x io=%d pause=%d settling=%d edge=%u "
+	    st.settling != m_settling(&d) || st.edge != d.edge ||
+	    st.running != m_running(&d.t) || st.may_run != m_may_run(&d))
+		fail(f, "rs_decode(%#llx) = {locks=%#x io=%d pause=%d settling=%d edge=%u "
 		     "running=%d may_run=%d}, model {locks=%#x io=%d pause=%d settling=%d "
-		     "edge=%u running=%d}", w, st.locks, st.io_error, st.pause, st.settling,
-		     st.edge, st.running, st.may_run, d.t.locks, d.t.io, d.t.pause,
-		     d.settling, d.edge, m_running(&d.t));
+		     "edge=%u running=%d may_run=%d}", (unsigned long long)w, st.locks,
+		     st.io_error, st.pause, st.settling, st.edge, st.running, st.may_run,
+		     d.t.locks, d.t.io, d.t.pause, m_settling(&d), d.edge, m_running(&d.t),
+		     m_may_run(&d));
 	if (strcmp(rs_legacy_status(w), m_legacy(w)) != 0)
-		fail(f, "rs_legacy_status(%#x) = \"%s\", model \"%s\"", w,
-		     rs_legacy_status(w), m_legacy(w));
+		fail(f, "rs_legacy_status(%#llx) = \"%s\", model \"%s\"",
+		     (unsigned long long)w, rs_legacy_status(w), m_legacy(w));
 }
 
-static bool state_eq(const struct rs_state *a, uint32_t w)
+static bool state_eq(const struct rs_state *a, uint64_t w)
 {
 	struct rs_state b;
 
@@ -248,7 +270,7 @@ static bool state_eq(const struct rs_state *a, uint32_t w)
 static void check_event(struct fz *f, const struct rs_event *ev, uint64_t want_seq)
 {
 	enum rs_event_kind want = want_seq % 2 ? RS_EVENT_RESUME : RS_EVENT_STOP;
-	uint32_t ww = f->hist[want_seq % 512];
+	uint64_t ww = f->hist[want_seq % 512];
 
 	if (ev->seq != want_seq)
 		fail(f, "event seq %llu, want %llu", (unsigned long long)ev->seq,
@@ -258,11 +280,20 @@ static void check_event(struct fz *f, const struct rs_event *ev, uint64_t want_s
 		     (unsigned long long)ev->seq, ev->kind == RS_EVENT_STOP ? "STOP" :
 		     ev->kind == RS_EVENT_RESUME ? "RESUME" : "?",
 		     want == RS_EVENT_STOP ? "STOP" : "RESUME");
-	/* The word just after the edge's CAS: the model's tuple, ST set,
-	 * the edge's number (section 8, contents). */
+	/* The word just after the edge's CAS: the model's tuple, the edge
+	 * in the backlog, the edge's number (section 8, contents).  Events
+	 * count every edge, coalesced ones too, so E follows seq only until
+	 * the first coalesced run; there is none here (check_stats()), so
+	 * E == seq modulo 2^32, and its parity is the kind's. */
+	if ((uint32_t)(ev->word >> RS_W_EDGE_SHIFT) != (uint32_t)want_seq ||
+	    (ev->word >> RS_W_EDGE_SHIFT) % 2 != want_seq % 2)
+		fail(f, "event %llu carries word %#llx: its edge counter is not the event's "
+		     "seq (no edge is coalesced with one thread)",
+		     (unsigned long long)ev->seq, (unsigned long long)ev->word);
 	if (ev->word != ww || !state_eq(&ev->state, ww) || ev->lost != 0)
-		fail(f, "event %llu carries word %#x (lost %llu), model %#x",
-		     (unsigned long long)ev->seq, ev->word, (unsigned long long)ev->lost, ww);
+		fail(f, "event %llu carries word %#llx (lost %llu), model %#llx",
+		     (unsigned long long)ev->seq, (unsigned long long)ev->word,
+		     (unsigned long long)ev->lost, (unsigned long long)ww);
 }
 
 static void check_stats(struct fz *f)
@@ -271,33 +302,38 @@ static void check_stats(struct fz *f)
 
 	if (rs_get_stats(f->rs, &st) != 0)
 		fail(f, "rs_get_stats() failed");
+	/* One thread: every edge settles before the next is made, so none
+	 * is ever coalesced. */
 	if (st.stop_edges != f->edges / 2 || st.start_edges != (f->edges + 1) / 2 ||
 	    st.events_lost != f->lost || st.listener_runs != f->edges ||
-	    st.parks || st.wakes || st.kicks || st.rekicks)
+	    st.parks || st.wakes || st.kicks || st.rekicks || st.coalesced)
 		fail(f, "rs_get_stats(): stop-edges %llu start-edges %llu events-lost %llu "
-		     "listener-runs %llu parks %llu wakes %llu kicks %llu rekicks %llu; model "
-		     "%llu %llu %llu %llu 0 0 0 0",
+		     "listener-runs %llu parks %llu wakes %llu kicks %llu rekicks %llu "
+		     "coalesced %llu; model %llu %llu %llu %llu 0 0 0 0 0",
 		     (unsigned long long)st.stop_edges, (unsigned long long)st.start_edges,
 		     (unsigned long long)st.events_lost, (unsigned long long)st.listener_runs,
 		     (unsigned long long)st.parks, (unsigned long long)st.wakes,
 		     (unsigned long long)st.kicks, (unsigned long long)st.rekicks,
+		     (unsigned long long)st.coalesced,
 		     (unsigned long long)f->edges / 2, (unsigned long long)(f->edges + 1) / 2,
 		     (unsigned long long)f->lost, (unsigned long long)f->edges);
 }
 
 static void check_state(struct fz *f, uint64_t new_events)
 {
-	struct m_word want = { .t = f->m, .edge = (uint32_t)(f->edges % (1u << 19)) };
-	uint32_t w = rs_word(f->rs), ww = m_encode(&want);
+	struct m_word want = { .t = f->m, .edge = (uint32_t)f->edges };
+	uint64_t w = rs_word(f->rs), ww = m_encode(&want);
 	struct rs_event ev[4];
 	uint64_t lost = 12345, i;
 	int n;
 
 	/* The whole word: with one thread and no vCPU every edge has settled
-	 * when a call returns (ST clear), nobody is parked (PK) and nobody
-	 * waits for a lock (LW). */
+	 * when a call returns (backlog 0, OV clear, COAL 0 and GN 0: none was
+	 * ever coalesced, so no run was absorbed), nobody is parked (PK) and
+	 * nobody waits for a lock (LW); no reserved bit is ever set.  The edge
+	 * counter is the model's count of edges, each settled on its own. */
 	if (w != ww)
-		fail(f, "word %#x, model %#x", w, ww);
+		fail(f, "word %#llx, model %#llx", (unsigned long long)w, (unsigned long long)ww);
 	if ((f->edges % 2 == 1) != m_running(&f->m))
 		fail(f, "model: edge parity %llu against running %d",
 		     (unsigned long long)f->edges, m_running(&f->m));
@@ -335,9 +371,9 @@ static void check_state(struct fz *f, uint64_t new_events)
 		     (unsigned long long)f->calls, (unsigned long long)f->edges);
 	if (new_events && (f->call_running != (f->edges % 2 == 1) ||
 			   !state_eq(&f->call_st, f->hist[f->edges % 512])))
-		fail(f, "listener called with running=%d edge=%u, model running=%d word %#x",
+		fail(f, "listener called with running=%d edge=%u, model running=%d word %#llx",
 		     f->call_running, f->call_st.edge, f->edges % 2 == 1,
-		     f->hist[f->edges % 512]);
+		     (unsigned long long)f->hist[f->edges % 512]);
 	check_stats(f);
 }
 
@@ -351,10 +387,13 @@ static int model_cmd(struct fz *f, int cmd, int arg, int arg2, uint64_t *new_eve
 
 	*new_events = 0;
 	if (err == 0 && m_running(&f->m) != was) {
-		struct m_word d = { .t = f->m, .settling = true };
+		/* The previous edges have settled: this one joins an empty
+		 * backlog (OV clear) as its only entry, whatever the
+		 * max_backlog, so it is never coalesced. */
+		struct m_word d = { .t = f->m, .backlog = 1 };
 
 		f->edges++;
-		d.edge = (uint32_t)(f->edges % (1u << 19));
+		d.edge = (uint32_t)f->edges;
 		f->hist[f->edges % 512] = m_encode(&d);
 		*new_events = 1;
 	}
@@ -423,37 +462,74 @@ static void check_names(struct fz *f, int n)
 		     "accepted NULL or \"guest-panicked\"", pn);
 }
 
+/* rs_transition() on an arbitrary word.  The operand x cleans the word up
+ * so that the interesting cases are not rare among random bytes (a word
+ * that may run needs its 20 low bits clear): bit 0 NULL output; bit 1 edge
+ * field all ones (the next edge wraps, unless it ends an odd run of
+ * coalesced edges: then E steps back to the tail); bit 2 no reserved lock
+ * bit; bit 3 no EX or RV, GN and COAL 0 (bits 22..31; else they are
+ * whatever the bytes say, with OV set or clear); bit 4 empty backlog; bit 5
+ * OV clear; bit 6 the backlog full (equal to max_backlog); bit 7 no lock,
+ * io-error or pause reason (running).  The operand k chooses max_backlog
+ * relative to the word's backlog (equal, one more, one less), in 1..60, or
+ * from special_backlog[] (bytes 0xf0..0xff); in the first three cases, its
+ * bits 2..4 all set also make the coalesced count 511 with OV set, the last
+ * count before it wraps (without this, one random word in 512 has it). */
 static void do_transition(struct fz *f)
 {
-	uint32_t w = 0, out = 0xdeadbeef, mout = 0xdeadbeef;
+	uint64_t w = 0, out = 0xdeadbeefdeadbeefull, mout = 0xdeadbeefdeadbeefull;
+	struct m_word d;
 	int cmd, arg, arg2, got, want;
-	uint8_t x, b;
-	unsigned i;
+	unsigned i, bl;
+	uint8_t x, k, b;
 
-	for (i = 0; i < 4; i++)
-		w |= (uint32_t)byte(f) << (8 * i);
+	for (i = 0; i < 8; i++)
+		w |= (uint64_t)byte(f) << (8 * i);
 	b = byte(f);
 	cmd = b >= 0xf0 ? special_int[b - 0xf0] : b % 10;
 	arg = small(f, 8);
 	arg2 = small(f, 8);
 	x = byte(f);
-	if (x & 2)   /* the last edge before wrap-around */
+	k = byte(f);
+	if (x & 0x80)
+		w &= ~RS_W_STOPPED_MASK;
+	if (x & 2)
 		w |= RS_W_EDGE_MASK;
-	if (x & 4)   /* no reserved lock bit */
+	if (x & 4)
 		w &= ~(RS_W_LOCK(4) | RS_W_LOCK(5));
-	note(f, "transition(%#x, %d, %d, %d%s)", w, cmd, arg, arg2, x & 1 ? ", NULL" : "");
+	if (x & 8)
+		w &= ~(RS_W_EXCL | RS_W_RSV_NORUN | RS_W_COAL_GEN | RS_W_COAL_MASK);
+	if (x & 0x10)
+		w &= ~RS_W_BACKLOG_MASK;
+	if (x & 0x20)
+		w &= ~RS_W_OVERFLOW;
+	if (k < 0xf0 && k % 4 != 3 && (k & 0x1c) == 0x1c)
+		w |= RS_W_COAL_MASK | RS_W_OVERFLOW;
+	m_decode(w, &d);
+	switch (k >= 0xf0 ? 4 : k % 4) {
+	case 0: bl = d.backlog; break;
+	case 1: bl = d.backlog + 1; break;
+	case 2: bl = d.backlog - 1; break;   /* 0 - 1 wraps: invalid */
+	case 3: bl = 1 + (k >> 2) % 127u; break;
+	default: bl = special_backlog[k - 0xf0]; break;
+	}
+	if (x & 0x40)
+		w = (w & ~RS_W_BACKLOG_MASK) | ((uint64_t)(bl & 127u) << RS_W_BACKLOG_SHIFT);
+	note(f, "transition(%#llx, %d, %d, %d, max_backlog %u%s)", (unsigned long long)w, cmd,
+	     arg, arg2, bl, x & 1 ? ", NULL" : "");
 	if (x & 1) {
-		got = rs_transition(w, (enum rs_cmd)cmd, arg, arg2, NULL);
-		want = m_transition(w, cmd, arg, arg2, NULL);
+		got = rs_transition(w, (enum rs_cmd)cmd, arg, arg2, bl, NULL);
+		want = m_transition(w, cmd, arg, arg2, bl, NULL);
 		check_ret(f, "rs_transition(out=NULL)", got, want);
 		return;
 	}
-	got = rs_transition(w, (enum rs_cmd)cmd, arg, arg2, &out);
-	want = m_transition(w, cmd, arg, arg2, &mout);
+	got = rs_transition(w, (enum rs_cmd)cmd, arg, arg2, bl, &out);
+	want = m_transition(w, cmd, arg, arg2, bl, &mout);
 	check_ret(f, "rs_transition()", got, want);
 	if (out != mout)
-		fail(f, "rs_transition(%#x, %d, %d, %d) gave %#x, model %#x", w, cmd, arg,
-		     arg2, out, mout);
+		fail(f, "rs_transition(%#llx, %d, %d, %d, %u) gave %#llx, model %#llx",
+		     (unsigned long long)w, cmd, arg, arg2, bl, (unsigned long long)out,
+		     (unsigned long long)mout);
 	if (got == 0)
 		check_word_fields(f, out);
 	check_word_fields(f, w);
@@ -489,13 +565,16 @@ static void do_events(struct fz *f)
 		want_n = n - (rec && want_lost);
 	got = rs_events_read(f->rs, &f->lag, ev, n, rec ? NULL : &lost);
 	if (rec && want_lost) {
+		/* A reader's own loss: its record carries word 0 (a coalesced
+		 * run's would carry the word that ended the run; none here). */
 		if (got < 1 || ev[0].kind != RS_EVENT_LOST || ev[0].lost != want_lost ||
-		    ev[0].seq != start - want_lost)
+		    ev[0].seq != start - want_lost || ev[0].word != 0)
 			fail(f, "rs_events_read(n=%u, lost=NULL) = %d, first record kind %d "
-			     "seq %llu lost %llu; model LOST seq %llu lost %llu", n, got,
-			     got > 0 ? (int)ev[0].kind : -1,
+			     "seq %llu lost %llu word %#llx; model LOST seq %llu lost %llu word 0",
+			     n, got, got > 0 ? (int)ev[0].kind : -1,
 			     got > 0 ? (unsigned long long)ev[0].seq : 0,
 			     got > 0 ? (unsigned long long)ev[0].lost : 0,
+			     got > 0 ? (unsigned long long)ev[0].word : 0,
 			     (unsigned long long)(start - want_lost), (unsigned long long)want_lost);
 		first = 1;
 	}
@@ -518,10 +597,9 @@ static void do_events(struct fz *f)
 
 static void do_badcall(struct fz *f)
 {
-	unsigned k = byte(f) % 18;
+	unsigned k = byte(f) % 21;
 	struct rs_event ev;
-	uint64_t c = f->lag, lost;
-	uint32_t w;
+	uint64_t c = f->lag, lost, w, out = 0xdeadbeefdeadbeefull;
 	rs_runstate *other = NULL;
 	struct rs_config bad = { .max_vcpus = 1 };
 	int got;
@@ -555,14 +633,28 @@ static void do_badcall(struct fz *f)
 		bad.event_capacity = 1u << 21;
 		got = rs_create(&bad, &other);
 		break;
+	case 17:
+		w = rs_word(f->rs);
+		got = rs_transition(w, RS_CMD_STOP, 0, 0, 64, NULL);
+		break;
+	case 18:
+		bad.max_backlog = RS_W_BACKLOG_MAX + 1;
+		got = rs_create(&bad, &other);
+		break;
+	case 19:
+		w = rs_word(f->rs);
+		got = rs_transition(w, RS_CMD_STOP, 0, 0, 0, &out);
+		break;
 	default:
 		w = rs_word(f->rs);
-		got = rs_transition(w, RS_CMD_STOP, 0, 0, NULL);
+		got = rs_transition(w, RS_CMD_STOP, 0, 0, RS_W_BACKLOG_MAX + 1, &out);
 		break;
 	}
 	check_ret(f, "a call with an invalid pointer or config", got, RS_EINVAL);
 	if (other)
 		fail(f, "rs_create() failed but stored an instance");
+	if (out != 0xdeadbeefdeadbeefull)
+		fail(f, "rs_transition() failed but stored a word");
 }
 
 static void step(struct fz *f)
@@ -662,12 +754,15 @@ static void step(struct fz *f)
 		break;
 	case OP_RECREATE:
 		b = byte(f);
-		note(f, "recreate(capacity %u)", capacities[b % 8]);
+		note(f, "recreate(capacity %u, max_backlog %u)", capacities[b % 8],
+		     max_backlogs[(b >> 3) % 4]);
 		rs_destroy(f->rs);
 		f->rs = NULL;
-		if (create(f, capacities[b % 8], &f->rs) != 0 || !f->rs)
-			fail(f, "rs_create(capacity %u) failed", capacities[b % 8]);
-		model_reset(f, capacities[b % 8]);
+		if (create(f, capacities[b % 8], max_backlogs[(b >> 3) % 4], &f->rs) != 0 ||
+		    !f->rs)
+			fail(f, "rs_create(capacity %u, max_backlog %u) failed", capacities[b % 8],
+			     max_backlogs[(b >> 3) % 4]);
+		model_reset(f, capacities[b % 8], max_backlogs[(b >> 3) % 4]);
 		break;
 	default:
 		break;
@@ -679,7 +774,8 @@ static void step(struct fz *f)
 int fuzz_one(const uint8_t *data, size_t size)
 {
 	struct fz *f = calloc(1, sizeof(*f));
-	unsigned cap;
+	unsigned cap, maxb;
+	uint8_t b;
 
 	if (!f)
 		abort();
@@ -687,10 +783,12 @@ int fuzz_one(const uint8_t *data, size_t size)
 	inputs_run++;
 	f->p = data;
 	f->end = data + size;
-	cap = capacities[byte(f) % 8];
-	if (create(f, cap, &f->rs) != 0 || !f->rs)
-		fail(f, "rs_create(capacity %u) failed", cap);
-	model_reset(f, cap);
+	b = byte(f);
+	cap = capacities[b % 8];
+	maxb = max_backlogs[(b >> 3) % 4];
+	if (create(f, cap, maxb, &f->rs) != 0 || !f->rs)
+		fail(f, "rs_create(capacity %u, max_backlog %u) failed", cap, maxb);
+	model_reset(f, cap, maxb);
 	check_state(f, 0);
 	while (f->p < f->end && f->nops < 100000)
 		step(f);

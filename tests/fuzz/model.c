@@ -1,36 +1,57 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The reference model: docs/semantics.md turned into code, independently of
- * lib/transition.c.  Word positions are taken from the diagram of section 1.3
- * and checked against the header's macros at compile time, so a change of
- * layout on either side breaks the build rather than the fuzzer.
+ * lib/transition.c, with the 64-bit word of <runstate.h>'s diagram and the
+ * edge rules of the rs_transition() contract (an edge joins the backlog or
+ * is coalesced).  Word positions are taken from the diagram and checked
+ * against the header's macros at compile time, so a change of layout on
+ * either side breaks the build rather than the fuzzer.
  */
 #include <errno.h>
 
 #include "runstate.h"
 #include "model.h"
 
-/* Section 1.3, bit positions as drawn. */
-#define M_LOCK_BITS   0x3fu          /* 5..0 */
-#define M_IO          (1u << 6)
-#define M_ST          (1u << 7)
-#define M_PAUSE_SHIFT 8              /* 10..8 */
-#define M_PK          (1u << 11)
-#define M_LW          (1u << 12)
-#define M_EDGE_SHIFT  13             /* 31..13 */
-#define M_EDGE_LIMIT  (1u << 19)
+/* The word, bit positions as drawn (least significant first). */
+#define M_LOCK_BITS     UINT64_C(0x3f)     /* 0..5 (4 and 5 reserved) */
+#define M_IO            (UINT64_C(1) << 6)
+#define M_EX            (UINT64_C(1) << 7)
+#define M_PAUSE_SHIFT   8                  /* 8..10 */
+#define M_RV            (UINT64_C(1) << 11)
+#define M_OV            (UINT64_C(1) << 12)
+#define M_BACKLOG_SHIFT 13                 /* 13..19 */
+#define M_PK            (UINT64_C(1) << 20)
+#define M_LW            (UINT64_C(1) << 21)
+#define M_GN            (UINT64_C(1) << 22)
+#define M_COAL_SHIFT    23                 /* 23..31 */
+#define M_COAL_MAX      511u               /* counted modulo 2^9 */
+#define M_EDGE_SHIFT    32                 /* 32..63 */
 
 _Static_assert(M_LOCK_BITS == RS_W_LOCKS, "locks");
 _Static_assert(M_IO == RS_W_IO_ERROR, "io-error");
-_Static_assert(M_ST == RS_W_SETTLING, "settling");
-_Static_assert(M_PAUSE_SHIFT == RS_W_PAUSE_SHIFT && (7u << M_PAUSE_SHIFT) == RS_W_PAUSE_MASK, "pause");
+_Static_assert(M_EX == RS_W_EXCL, "EX");
+_Static_assert(M_PAUSE_SHIFT == RS_W_PAUSE_SHIFT &&
+	       (UINT64_C(7) << M_PAUSE_SHIFT) == RS_W_PAUSE_MASK, "pause");
+_Static_assert(M_RV == RS_W_RSV_NORUN, "RV");
+_Static_assert(M_OV == RS_W_OVERFLOW, "overflow");
+_Static_assert(M_BACKLOG_SHIFT == RS_W_BACKLOG_SHIFT &&
+	       ((uint64_t)M_BACKLOG_MAX << M_BACKLOG_SHIFT) == RS_W_BACKLOG_MASK &&
+	       M_BACKLOG_MAX == RS_W_BACKLOG_MAX, "backlog");
 _Static_assert(M_PK == RS_W_PARKED, "parked");
 _Static_assert(M_LW == RS_W_LOCKWAIT, "lockwait");
-_Static_assert(M_EDGE_SHIFT == RS_W_EDGE_SHIFT && M_EDGE_LIMIT == (1u << RS_W_EDGE_BITS), "edge");
+_Static_assert(M_COAL_SHIFT == RS_W_COAL_SHIFT &&
+	       ((uint64_t)M_COAL_MAX << M_COAL_SHIFT) == RS_W_COAL_MASK &&
+	       RS_W_COAL_ONE == UINT64_C(1) << M_COAL_SHIFT, "coalesced count");
+_Static_assert(M_GN == RS_W_COAL_GEN, "generation");
+_Static_assert(M_EDGE_SHIFT == RS_W_EDGE_SHIFT &&
+	       (UINT64_C(0xffffffff) << M_EDGE_SHIFT) == RS_W_EDGE_MASK, "edge");
+/* Everything below the parked bit keeps vCPUs out, nothing above it. */
+_Static_assert(RS_W_NORUN_MASK == M_PK - 1, "no-run bits");
 
 /* Section 3: the error values. */
 _Static_assert(RS_EINVAL == -EINVAL && RS_EBUSY == -EBUSY && RS_ENOTHELD == -EPERM &&
-	       RS_ENEEDFORCE == -EACCES && RS_ENEEDRESET == -ENOTRECOVERABLE, "errors");
+	       RS_ENEEDFORCE == -EACCES && RS_ENEEDRESET == -ENOTRECOVERABLE &&
+	       RS_EDEADLK == -EDEADLK, "errors");
 /* Section 6.3: the command numbers. */
 _Static_assert((int)RS_CMD_STOP == (int)M_STOP && (int)RS_CMD_START == (int)M_START && (int)RS_CMD_RETRY == (int)M_RETRY &&
 	       (int)RS_CMD_CONT == (int)M_CONT && (int)RS_CMD_RESET == (int)M_RESET &&
@@ -56,23 +77,41 @@ bool m_running(const struct m_tuple *t)
 	return t->locks == 0 && !t->io && t->pause == NONE;
 }
 
-void m_decode(uint32_t w, struct m_word *d)
+bool m_settling(const struct m_word *d)
 {
-	d->t.locks = w & M_LOCK_BITS;
-	d->t.io = (w & M_IO) != 0;
-	d->t.pause = (int)((w >> M_PAUSE_SHIFT) & 7u);
-	d->settling = (w & M_ST) != 0;
-	d->parked = (w & M_PK) != 0;
-	d->lockwait = (w & M_LW) != 0;
-	d->edge = w >> M_EDGE_SHIFT;
+	return d->backlog != 0 || d->overflow;
 }
 
-uint32_t m_encode(const struct m_word *d)
+bool m_may_run(const struct m_word *d)
 {
-	return (d->t.locks & M_LOCK_BITS) | (d->t.io ? M_IO : 0) |
-	       ((uint32_t)d->t.pause << M_PAUSE_SHIFT) | (d->settling ? M_ST : 0) |
-	       (d->parked ? M_PK : 0) | (d->lockwait ? M_LW : 0) |
-	       ((d->edge % M_EDGE_LIMIT) << M_EDGE_SHIFT);
+	return m_running(&d->t) && !m_settling(d) && !d->ex && !d->rv;
+}
+
+void m_decode(uint64_t w, struct m_word *d)
+{
+	d->t.locks = (unsigned)(w & M_LOCK_BITS);
+	d->t.io = (w & M_IO) != 0;
+	d->t.pause = (int)((w >> M_PAUSE_SHIFT) & 7u);
+	d->ex = (w & M_EX) != 0;
+	d->rv = (w & M_RV) != 0;
+	d->overflow = (w & M_OV) != 0;
+	d->backlog = (unsigned)((w >> M_BACKLOG_SHIFT) & M_BACKLOG_MAX);
+	d->parked = (w & M_PK) != 0;
+	d->lockwait = (w & M_LW) != 0;
+	d->gen = (w & M_GN) != 0;
+	d->coal = (unsigned)((w >> M_COAL_SHIFT) & M_COAL_MAX);
+	d->edge = (uint32_t)(w >> M_EDGE_SHIFT);
+}
+
+uint64_t m_encode(const struct m_word *d)
+{
+	return (d->t.locks & M_LOCK_BITS) | (d->t.io ? M_IO : 0) | (d->ex ? M_EX : 0) |
+	       ((uint64_t)(d->t.pause & 7) << M_PAUSE_SHIFT) | (d->rv ? M_RV : 0) |
+	       (d->overflow ? M_OV : 0) |
+	       ((uint64_t)(d->backlog & M_BACKLOG_MAX) << M_BACKLOG_SHIFT) |
+	       (d->parked ? M_PK : 0) | (d->lockwait ? M_LW : 0) | (d->gen ? M_GN : 0) |
+	       ((uint64_t)(d->coal & M_COAL_MAX) << M_COAL_SHIFT) |
+	       ((uint64_t)d->edge << M_EDGE_SHIFT);
 }
 
 /* The rank rule: p replaces the current reason only if it ranks strictly
@@ -179,38 +218,60 @@ int m_apply(struct m_tuple *t, int cmd, int arg, int arg2)
 	return 0;
 }
 
-int m_transition(uint32_t old, int cmd, int arg, int arg2, uint32_t *out)
+int m_transition(uint64_t old, int cmd, int arg, int arg2, unsigned backlog, uint64_t *out)
 {
 	struct m_word d;
 	bool was_running;
 	int err;
 
-	if (!out)
+	/* Invalid arguments first: the output, then max_backlog (1 to the
+	 * field's maximum). */
+	if (!out || backlog < 1 || backlog > M_BACKLOG_MAX)
 		return -EINVAL;
 	m_decode(old, &d);
 	was_running = m_running(&d.t);
 	err = m_apply(&d.t, cmd, arg, arg2);
 	if (err)
 		return err;
-	/* Section 6.3, after the semantic change: 1. an edge advances the
-	 * counter and sets ST; 2. a word that may run clears PK.  ST is never
-	 * cleared and LW never touched here. */
+	/* After the semantic change: 1. an edge joins the backlog if edges are
+	 * not being coalesced (OV clear) and the backlog is below max_backlog:
+	 * one more entry, the counter + 1 modulo 2^32, the coalesced count
+	 * left alone.  Else it is coalesced: the run goes on (OV set: count
+	 * + 1 modulo 2^9) or starts (count 1), the backlog stays, and the
+	 * counter is the backlog's last edge (the tail: the counter less the
+	 * old count's parity while OV is set, the counter itself before) plus
+	 * the new count's parity, modulo 2^32.  2. A word that may run clears
+	 * PK.  LW, GN (the settler flips it), EX, RV and the reserved lock
+	 * bits are never touched here. */
 	if (m_running(&d.t) != was_running) {
-#if FUZZ_PLANT == 2
-		if (d.edge != M_EDGE_LIMIT - 1)
-			d.edge++;
-#else
-		d.edge = (d.edge + 1) % M_EDGE_LIMIT;
+		if (!d.overflow && d.backlog < backlog) {
+			d.backlog++;
+			d.edge = (uint32_t)(d.edge + 1u);
+		} else {
+			uint32_t tail = d.overflow ? (uint32_t)(d.edge - (d.coal & 1u)) : d.edge;
+			unsigned run = d.overflow ? d.coal + 1u : 1u;
+
+#if FUZZ_PLANT == 4
+			tail += run / (M_COAL_MAX + 1u);   /* the carry out of COAL */
 #endif
-		d.settling = true;
+			run %= M_COAL_MAX + 1u;
+			d.overflow = true;
+			d.coal = run;
+#if FUZZ_PLANT == 2
+			d.edge = (uint32_t)(d.edge + 1u);
+			(void)tail;
+#else
+			d.edge = (uint32_t)(tail + (run & 1u));
+#endif
+		}
 	}
-	if (m_running(&d.t) && !d.settling)
+	if (m_may_run(&d))
 		d.parked = false;
 	*out = m_encode(&d);
 	return 0;
 }
 
-const char *m_legacy(uint32_t w)
+const char *m_legacy(uint64_t w)
 {
 	static const char *const names[8] = {
 		"running", "prelaunch", "paused", "watchdog", "guest-panicked",
@@ -263,6 +324,7 @@ const char *m_strerror(int err)
 	case -ETIMEDOUT: return "timeout";
 	case -ENOMEM: return "no-memory";
 	case -ENOSPC: return "no-space";
+	case -EDEADLK: return "deadlock";
 	default: return "unknown";
 	}
 }

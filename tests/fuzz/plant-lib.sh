@@ -4,13 +4,20 @@
 # rule in the copy of transition.c, build the target against the copy with
 # the correct model, and fuzz from an empty corpus until the mismatch.
 #
-#	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay] [SEED]
+#	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay|corpus] [SEED]
+#
+# corpus: the replay driver on the committed corpus alone (no SEED).
 #
 # PLANT:
 #   retry-resumes      retry also clears the pause reason (the oVirt bug:
 #                      an I/O-error retry resumes a VM the user paused)
 #   unlock-pause-rank  unlock R P applies P without the rank rule
 #   rank-equal         an equal rank replaces the current reason
+#   coal-edge-plus-one a coalesced edge advances the edge counter by one,
+#                      like an edge that joins the backlog (the rule: the
+#                      backlog's last edge plus the run's parity)
+#   coal-no-wrap       the coalesced count is not wrapped: its top value + 1
+#                      carries into the edge counter
 # Prints the number of inputs it took.  Exit 0 when caught, 1 when not,
 # 2 when the plant no longer applies to lib/transition.c (update this script).
 set -eu
@@ -33,6 +40,12 @@ unlock-pause-rank)
 rank-equal)
 	from='pause_rank\[p\] > pause_rank'
 	to='pause_rank[p] >= pause_rank' ;;
+coal-edge-plus-one)
+	from='(uint64_t)(tail + (uint32_t)(coal & 1)) << RS_W_EDGE_SHIFT'
+	to='(uint64_t)(rs_w_edge(old) + 1u) << RS_W_EDGE_SHIFT' ;;
+coal-no-wrap)
+	from='coal &= (1u << RS_W_COAL_BITS) - 1;'
+	to='' ;;
 *)
 	echo "unknown plant $plant"; exit 2 ;;
 esac
@@ -59,11 +72,15 @@ libfuzzer)
 	mkdir "$tmp/corpus"
 	"$tmp/fz" -seed="$seed" -max_len=512 -runs=5000000 -artifact_prefix="$tmp/" \
 		"$tmp/corpus" >"$log" 2>&1 || true ;;
-replay)
+replay|corpus)
 	# shellcheck disable=SC2086
 	${CC:-cc} -std=c11 -O2 $defs $src "$root/tests/fuzz/replay.c" -pthread $urcu \
 		-o "$tmp/fz"
-	"$tmp/fz" -n 5000000 -s "$seed" >"$log" 2>&1 || true ;;
+	if [ "$mode" = replay ]; then
+		"$tmp/fz" -n 5000000 -s "$seed" >"$log" 2>&1 || true
+	else
+		"$tmp/fz" -n 0 "$root/tests/fuzz/corpus" >"$log" 2>&1 || true
+	fi ;;
 *)
 	echo "unknown mode $mode"; exit 2 ;;
 esac

@@ -79,7 +79,7 @@ def convert(path):
 
 def extras():
     bad = [CAP_DEFAULT]
-    for k in range(18):
+    for k in range(21):
         bad += [OP['badcall'], k]
     # Invalid arguments through the API: unknown locks and reasons, none
     # where a reason is required, unknown start flags.
@@ -87,13 +87,31 @@ def extras():
             OP['trylock'], 0xf0, ASYNC, OP['unlock'], 5, OP['unlock-pause'], 0, 0, ASYNC,
             OP['start'], 2, OP['start'], 0xf0, OP['recreate'], 1]
     tr = [CAP_DEFAULT]
-    # Every command, with valid arguments, on a running word, a stopped one,
-    # the running word just before the edge counter wraps, and a word with
-    # io-error, a held lock, PK and LW; then an unknown command.
+    # Every command, with valid arguments, on 64-bit words: running, stopped,
+    # running just before the edge counter wraps, stopped with io-error, a
+    # held lock, PK and LW; running with a full backlog of 1 and PK; stopped
+    # with OV and an empty backlog; running with a full backlog of 127; a
+    # runnable word with PK; running with edge 2^31-1 (the next edge carries
+    # into bit 63); stopped by a reserved lock bit too (its low byte also
+    # makes the errno -35, RS_EDEADLK, for rs_strerror()); running with OV,
+    # generation 1 and the coalesced count at 511 (the next edge wraps it);
+    # paused with OV and an odd coalesced count.  Then an unknown
+    # command.  The last byte selects max_backlog (special_backlog[] in
+    # fuzz_semantics.c).
     args = [(0, 0), (1, 0), (0, 0), (0, 0), (0, 0), (0, 0), (3, 0), (1, 0), (1, 2), (0, 0)]
-    for word in (0x00002000, 0x00000100, 0xffffe000, 0x00001a42):
+    max_1, max_64, max_127 = 0xfa, 0xfd, 0xff
+    for word, maxb in ((0x0000000100000000, max_64), (0x0000000000000100, max_64),
+                       (0xffffffff00000000, max_64), (0x0000000400300242, max_64),
+                       (0x0000000100102000, max_1), (0x0000000200001200, max_64),
+                       (0x00000003000fe000, max_127), (0x0000000500100000, max_64),
+                       (0x7fffffff00000000, max_64), (0x0000000200000223, max_64),
+                       (0x00000005ffc07000, max_64), (0x0000000601801100, max_1)):
         for cmd, (a, b) in enumerate(args):
-            tr += [OP['transition']] + list(word.to_bytes(4, 'little')) + [cmd, a, b, 0]
+            tr += ([OP['transition']] + list(word.to_bytes(8, 'little')) +
+                   [cmd, a, b, 0, maxb])
+    # An invalid max_backlog: 0 and 128.
+    for maxb in (0xf0, 0xf1):
+        tr += [OP['transition']] + list((0x100).to_bytes(8, 'little')) + [1, 0, 0, 0, maxb]
     ev = [2]   # a ring of 2 events
     # Losses, reported through *lost and as an RS_EVENT_LOST record, and
     # rs_events_wait() with and without a timeout.
