@@ -33,14 +33,12 @@
  * So runstate's rows also measure the floors their goals name, alternating
  * sample by sample in the same run (the world not being measured waits
  * stopped, its vCPUs asleep): counters <ref>_p50_ns and vs_<ref> (the ratio
- * of the p50s).  Only with fewer vCPUs than CPUs (see refs_for()).  fastpath/<impl> likewise interleaves batches of plain_load
- * (plain_load_ns, vs_plain_load).
+ * of the p50s).  Only with fewer vCPUs than CPUs (see refs_for()).
+ * fastpath/<impl> likewise interleaves batches of plain_load (plain_load_ns,
+ * vs_plain_load).
  *
- * The vCPU threads are spawned outside the timed region, once per run of a
- * benchmark.  With fewer vCPUs than CPUs, each vCPU is pinned to its own CPU
- * and the benchmark (management) thread to the first one; with as many or
- * more, nothing is pinned (oversubscribed: the threads that spin yield now
- * and then, see rsb_spin()).
+ * The vCPU threads (world.c) are spawned outside the timed region, once per
+ * run of a benchmark.
  *
  * Every latency sample also checks what it measures: after a stop (or lock)
  * returns, no vCPU may be inside a guest slice, and no slice may complete
@@ -48,436 +46,56 @@
  * process exits non-zero, which is what the bench-smoke test looks at.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "bench.h"
 #include "shim.h"
 
-/* About 100 ns of dependent multiplies: a short guest slice, on the order of
- * a few translated blocks. */
-#define SLICE_ROUNDS 100
 /* The storm benchmark's measurement window per iteration. */
 #define STORM_WINDOW_NS 5000000ull
 /* ... and the window in which the vCPUs run undisturbed, for comparison. */
 #define STORM_FREE_NS 10000000
-/* Give up waiting for vCPUs after this long (a hang is a failure). */
-#define WAIT_LIMIT_NS 10000000000ull
 /* At most this many latency samples are kept per run. */
 #define MAX_SAMPLES (1u << 21)
 
-static cpu_set_t all_cpus;              /* the process's allowed CPUs */
-static int cpu_list[CPU_SETSIZE];
-static unsigned ncpus;
-
-/* ---------------------------------------------------------------------------
- * Helpers
- */
-
-uint64_t rsb_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Set by the kick signal's handler on the vCPU thread it interrupts; a sig
- * implementation's guest loop runs until it is set. */
-static _Thread_local volatile sig_atomic_t tls_kicked;
-
-static void on_kick(int sig)
-{
-	(void)sig;
-	tls_kicked = 1;
-}
-
-void rsb_kick_signal(struct vcpu *v)
-{
-	pthread_kill(v->thread, RSB_KICK_SIGNAL);
-}
-
-void rsb_spin(const struct world *w, unsigned *i)
-{
-	rsb_cpu_relax();
-	if ((++*i & 63) == 0 && w->oversub)
-		sched_yield();
-}
-
-bool rsb_idle_wait(struct world *w)
-{
-	/* Sleeps only while idle is still 1: wake_up() clears it before its
-	 * FUTEX_WAKE, so the wake cannot slip in between. */
-	if (!atomic_load_explicit(&w->idle, memory_order_seq_cst))
-		return false;
-	rsb_futex_wait(&w->idle, 1);
-	return true;
-}
-
-int rsb_futex_wait(_Atomic uint32_t *addr, uint32_t val)
-{
-	return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-int rsb_futex_wake(_Atomic uint32_t *addr, int n)
-{
-	return (int)syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
-}
-
-static uint64_t slice_sink;
-
-/* One guest slice: a short chain of dependent multiplies. */
-static __attribute__((noinline)) void guest_work(struct vcpu *v)
-{
-	uint64_t x = v->idx + 1;
-
-	for (int i = 0; i < SLICE_ROUNDS; i++) {
-		x = x * 6364136223846793005ull + 1442695040888963407ull;
-		__asm__ __volatile__("" : "+r"(x));
-	}
-	if (x == 42)    /* practically never; keeps x alive */
-		slice_sink = x;
-}
-
-static inline void slice(struct vcpu *v)
-{
-	/* The first slice to begin after the benchmark thread armed the
-	 * world (a new arm_gen) stamps its start.  The release store pairs
-	 * with the acquire load in wait_entered(). */
-	uint32_t gen = atomic_load_explicit(&v->w->arm_gen, memory_order_relaxed);
-
-	if (__builtin_expect(gen != atomic_load_explicit(&v->seen_gen, memory_order_relaxed), 0)) {
-		atomic_store_explicit(&v->entry_ns, rsb_now_ns(), memory_order_relaxed);
-		atomic_store_explicit(&v->seen_gen, gen, memory_order_release);
-	}
-	atomic_store_explicit(&v->in_slice, 1, memory_order_relaxed);
-	guest_work(v);
-	atomic_store_explicit(&v->slices,
-			      atomic_load_explicit(&v->slices, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	/* Release: a stopper that sees 0 here after its stop (acquire, via
-	 * the implementation's own acknowledgement) sees the slice done. */
-	atomic_store_explicit(&v->in_slice, 0, memory_order_release);
-}
-
-static void *vcpu_thread(void *arg)
-{
-	struct vcpu *v = arg;
-	struct world *w = v->w;
-	const struct impl *impl = w->impl;
-	int err;
-
-	v->tid = (pid_t)syscall(SYS_gettid);
-	err = impl->vcpu_init(v);
-	atomic_store_explicit(&v->ready, err ? 2 : 1, memory_order_release);
-	if (err)
-		return NULL;
-	while (!atomic_load_explicit(&w->go, memory_order_acquire))
-		sched_yield();
-
-	if (impl->sig) {
-		for (;;) {
-			/* Eat the signal before asking: a kick that arrives
-			 * from here on ends the next guest loop at once
-			 * (KVM's immediate_exit). */
-			tls_kicked = 0;
-			if (!impl->enter(v))
-				break;
-			while (!tls_kicked)
-				slice(v);
-		}
-	} else {
-		while (impl->enter(v))
-			while (impl->may_run(v))
-				slice(v);
-	}
-	impl->vcpu_fini(v);
-	return NULL;
-}
-
-/* ---------------------------------------------------------------------------
- * Worlds
- */
-
-static void pin_self(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0) {
-		set = all_cpus;
-	} else {
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-	}
-	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
-/*
- * Arm the world: every vCPU stamps the start of its next slice.  Called only
- * when no vCPU may begin a slice (after a stop or lock returned, before the
- * start), so the stamp is that of the first slice after the start, whether or
- * not the vCPU went through enter() (a brlock or QSBR vCPU may have been
- * between two slices during the whole stop).  One store, so it costs nothing
- * inside a timed region; the start that follows publishes it.
- */
-static uint32_t arm(struct world *w)
-{
-	uint32_t gen = atomic_load_explicit(&w->arm_gen, memory_order_relaxed) + 1;
-
-	atomic_store_explicit(&w->arm_gen, gen, memory_order_release);
-	return gen;
-}
-
-/*
- * Wait until every vCPU has begun a slice since arm() returned gen; returns
- * the latest stamp, or 0 after WAIT_LIMIT_NS.  The stamps are the vCPUs'
- * own, so how soon this thread notices does not matter: oversubscribed, it
- * naps rather than spins, leaving the CPUs to the vCPUs.
- */
-static uint64_t wait_entered(struct world *w, uint32_t gen)
-{
-	const struct timespec nap = { 0, 20000 };
-	uint64_t last = 0, t0 = rsb_now_ns();
-	unsigned spins = 0;
-
-	for (unsigned i = 0; i < w->n; i++) {
-		struct vcpu *v = &w->v[i];
-		uint64_t e;
-
-		while (atomic_load_explicit(&v->seen_gen, memory_order_acquire) != gen) {
-			if (w->oversub && ++spins > 64)
-				nanosleep(&nap, NULL);
-			else
-				rsb_cpu_relax();
-			if ((++spins & 1023) == 0 && rsb_now_ns() - t0 > WAIT_LIMIT_NS)
-				return 0;
-		}
-		e = atomic_load_explicit(&v->entry_ns, memory_order_relaxed);
-		if (e > last)
-			last = e;
-	}
-	return last;
-}
-
-/* Is thread tid asleep ('S' in /proc)? */
-bool rsb_thread_sleeping(pid_t tid)
-{
-	char path[64], buf[512];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'S';
-}
-
-static bool all_sleeping(const struct world *w)
-{
-	for (unsigned i = 0; i < w->n; i++)
-		if (!rsb_thread_sleeping(w->v[i].tid))
-			return false;
-	return true;
-}
-
-/*
- * After a stop: wait until every vCPU sleeps, for implementations whose
- * stopped vCPUs park; false after WAIT_LIMIT_NS.
- *
- * How long a CPU has been idle decides how long waking it takes (the
- * guest's idle states, the host's halt polling: in the 2-CPU VM of
- * docs/performance.md, a vCPU asleep for 60 us wakes measurably slower than
- * one asleep for 30 us).  So the start must come the same time after every
- * implementation's vCPUs fell asleep: poll without napping until all sleep,
- * then let exactly PARKED_NS pass (spinning on the clock: a nap's timer
- * slack is as long as the interval) and check that they still sleep.  With
- * 30 us naps between polls, an implementation whose vCPUs spin a few
- * microseconds before sleeping (runstate's park()) was started one nap
- * later, and its start measured 3% to 17% slower for it.
- */
-#define PARKED_NS 100000ull
-
-static bool wait_parked(struct world *w)
-{
-	const struct timespec nap = { 0, 20000 };
-	uint64_t t0 = rsb_now_ns();
-
-	if (!w->impl->parks)
-		return true;
-	for (;;) {
-		if (all_sleeping(w)) {
-			uint64_t t1 = rsb_now_ns();
-
-			while (rsb_now_ns() - t1 < PARKED_NS)
-				if (w->oversub)
-					sched_yield();
-				else
-					rsb_cpu_relax();
-			if (all_sleeping(w))
-				return true;
-		}
-		if (rsb_now_ns() - t0 > WAIT_LIMIT_NS)
-			return false;
-		if (w->oversub)
-			nanosleep(&nap, NULL);
-	}
-}
-
-static uint64_t slices_sum(const struct world *w)
-{
-	uint64_t s = 0;
-
-	for (unsigned i = 0; i < w->n; i++)
-		s += atomic_load_explicit(&w->v[i].slices, memory_order_relaxed);
-	return s;
-}
-
-/* After a stop returned: no vCPU is inside a slice. */
-static bool all_out(const struct world *w)
-{
-	for (unsigned i = 0; i < w->n; i++)
-		if (atomic_load_explicit(&w->v[i].in_slice, memory_order_acquire))
-			return false;
-	return true;
-}
-
-static void world_down(struct world *w);
-
-static int world_up(struct world *w, const struct impl *impl, unsigned n)
-{
-	pthread_attr_t attr;
-	unsigned started = 0;
-	uint32_t gen;
-	int err;
-
-	memset(w, 0, sizeof(*w));
-	w->impl = impl;
-	w->n = n;
-	w->oversub = n >= ncpus;
-	w->v = aligned_alloc(_Alignof(struct vcpu), sizeof(struct vcpu) * n);
-	if (!w->v)
-		return -ENOMEM;
-	memset(w->v, 0, sizeof(struct vcpu) * n);
-	/* Pin only when every thread, the management one included, gets a
-	 * CPU of its own: a vCPU pinned beside the management thread would
-	 * make each wake-up of the latter wait for a scheduler tick. */
-	for (unsigned i = 0; i < n; i++) {
-		w->v[i].idx = i;
-		w->v[i].w = w;
-		w->v[i].cpu = n < ncpus ? cpu_list[i + 1] : -1;
-	}
-	err = impl->init(w);
-	if (err) {
-		free(w->v);
-		return err;
-	}
-
-	pthread_attr_init(&attr);
-	for (unsigned i = 0; i < n; i++) {
-		struct vcpu *v = &w->v[i];
-		cpu_set_t set;
-
-		if (v->cpu >= 0) {
-			CPU_ZERO(&set);
-			CPU_SET(v->cpu, &set);
-		} else {
-			set = all_cpus;
-		}
-		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-		err = -pthread_create(&v->thread, &attr, vcpu_thread, v);
-		if (err)
-			break;
-		started++;
-	}
-	pthread_attr_destroy(&attr);
-	pin_self(n < ncpus ? cpu_list[0] : -1);
-
-	for (unsigned i = 0; i < started; i++) {
-		uint32_t r;
-
-		while ((r = atomic_load_explicit(&w->v[i].ready, memory_order_acquire)) == 0)
-			sched_yield();
-		if (r != 1)
-			err = -EINVAL;
-	}
-	if (err) {
-		/* Let the registered ones run into the quit. */
-		w->n = started;
-		atomic_store_explicit(&w->go, 1, memory_order_release);
-		impl->quit(w);
-		for (unsigned i = 0; i < started; i++)
-			pthread_join(w->v[i].thread, NULL);
-		impl->fini(w);
-		free(w->v);
-		pin_self(-1);
-		return err;
-	}
-
-	if (impl->created_stopped)
-		impl->start(w);
-	gen = arm(w);
-	atomic_store_explicit(&w->go, 1, memory_order_release);
-	if (!wait_entered(w, gen)) {
-		world_down(w);
-		return -ETIMEDOUT;
-	}
-	return 0;
-}
-
-static void world_down(struct world *w)
-{
-	atomic_store_explicit(&w->idle, 0, memory_order_seq_cst);
-	rsb_futex_wake(&w->idle, INT_MAX);
-	w->impl->quit(w);
-	for (unsigned i = 0; i < w->n; i++)
-		pthread_join(w->v[i].thread, NULL);
-	w->impl->fini(w);
-	free(w->v);
-	pin_self(-1);
-}
+static unsigned ncpus;                  /* rsu_ncpus() */
 
 /* ---------------------------------------------------------------------------
  * Samples
  */
 
-struct samples {
-	uint64_t *v;
-	size_t n, cap;
-	uint64_t sum;
-};
-
-static int samples_init(struct samples *s, uint64_t max_iter)
+int rsb_samples_init(struct rsb_samples *s, size_t cap, size_t max)
 {
-	s->cap = max_iter < MAX_SAMPLES ? (size_t)max_iter : MAX_SAMPLES;
-	if (s->cap == 0)
-		s->cap = 1;
 	s->n = 0;
-	s->sum = 0;
+	s->cap = cap ? cap : 1;
+	s->max = max;
+	s->sorted = true;
 	s->v = malloc(s->cap * sizeof(*s->v));
 	return s->v ? 0 : -ENOMEM;
 }
 
-static void samples_add(struct samples *s, uint64_t ns)
+int rsb_samples_add(struct rsb_samples *s, uint64_t ns)
 {
-	if (s->n < s->cap)
-		s->v[s->n++] = ns;
-	s->sum += ns;
+	if (s->n == s->cap) {
+		size_t cap = 2 * s->cap;
+		uint64_t *v;
+
+		if (s->max && cap > s->max)
+			cap = s->max;
+		if (cap == s->cap)
+			return 0;       /* enough kept: the rest are not */
+		v = realloc(s->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = ns;
+	s->sorted = false;
+	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -487,25 +105,41 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of the sorted samples. */
-static double percentile(const struct samples *s, unsigned p)
+double rsb_samples_pct(struct rsb_samples *s, unsigned p)
 {
 	size_t rank;
 
 	if (s->n == 0)
 		return 0;
+	if (!s->sorted) {
+		qsort(s->v, s->n, sizeof(*s->v), cmp_u64);
+		s->sorted = true;
+	}
 	rank = (s->n * p + 99) / 100;
 	if (rank == 0)
 		rank = 1;
 	return (double)s->v[rank - 1];
 }
 
-/* Sorts the samples and reports p50_ns and p99_ns. */
-static void samples_report(struct rsb_state *st, struct samples *s)
+void rsb_samples_free(struct rsb_samples *s)
 {
-	qsort(s->v, s->n, sizeof(*s->v), cmp_u64);
-	rsb_counter(st, "p50_ns", percentile(s, 50));
-	rsb_counter(st, "p99_ns", percentile(s, 99));
+	free(s->v);
+	s->v = NULL;
+}
+
+/* Room for every sample of a run of at most max_iter iterations (no
+ * allocation in the loop), within MAX_SAMPLES. */
+static int samples_for(struct rsb_samples *s, uint64_t max_iter)
+{
+	return rsb_samples_init(s, max_iter < MAX_SAMPLES ? (size_t)max_iter : MAX_SAMPLES,
+				MAX_SAMPLES);
+}
+
+/* Reports p50_ns and p99_ns. */
+static void samples_report(struct rsb_state *st, struct rsb_samples *s)
+{
+	rsb_counter(st, "p50_ns", rsb_samples_pct(s, 50));
+	rsb_counter(st, "p99_ns", rsb_samples_pct(s, 99));
 }
 
 /* ---------------------------------------------------------------------------
@@ -536,25 +170,37 @@ struct bm {
 /* Stop (or lock) just returned: check it and start again, untimed. */
 static const char *check_stopped(struct world *w, uint64_t *slices)
 {
-	if (!all_out(w))
+	if (!rsb_all_out(w))
 		return "a vCPU is inside a guest slice after the stop returned";
-	*slices = slices_sum(w);
+	*slices = rsb_slices_sum(w);
 	return NULL;
 }
 
 static const char *check_still_stopped(struct world *w, uint64_t slices)
 {
-	if (slices_sum(w) != slices)
+	if (rsb_slices_sum(w) != slices)
 		return "a guest slice completed while the VM was stopped";
 	return NULL;
 }
 
 static const char *restart(struct world *w, void (*start)(struct world *))
 {
-	uint32_t gen = arm(w);
+	uint32_t gen = rsb_arm(w);
 
 	start(w);
-	return wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
+	return rsb_wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
+}
+
+/* Wait until every vCPU ran again since rsb_arm() returned gen; *ns: from
+ * t0 until the last of them did. */
+static const char *ran_again(struct world *w, uint32_t gen, uint64_t t0, uint64_t *ns)
+{
+	uint64_t t1 = rsb_wait_entered(w, gen);
+
+	if (!t1)
+		return "vCPUs did not run again within 10 s";
+	*ns = t1 > t0 ? t1 - t0 : 0;
+	return NULL;
 }
 
 /* One latency sample; returns an error message or NULL.  *call_ns: how long
@@ -569,9 +215,9 @@ static const char *one_sample(enum kind kind, struct world *w, uint64_t *ns,
 
 	switch (kind) {
 	case K_STOP:
-		t0 = rsb_now_ns();
+		t0 = rsu_now_ns();
 		impl->stop(w);
-		t1 = rsb_now_ns();
+		t1 = rsu_now_ns();
 		*ns = t1 - t0;
 		if ((err = check_stopped(w, &s)) || (err = check_still_stopped(w, s)))
 			return err;
@@ -581,45 +227,39 @@ static const char *one_sample(enum kind kind, struct world *w, uint64_t *ns,
 		impl->stop(w);
 		if ((err = check_stopped(w, &s)))
 			return err;
-		if (!wait_parked(w))
+		if (!rsb_wait_parked(w))
 			return "stopped vCPUs did not park within 10 s";
 		if ((err = check_still_stopped(w, s)))
 			return err;
-		gen = arm(w);
-		t0 = rsb_now_ns();
+		gen = rsb_arm(w);
+		t0 = rsu_now_ns();
 		impl->start(w);
-		t2 = rsb_now_ns();
-		t1 = wait_entered(w, gen);
-		if (!t1)
-			return "vCPUs did not run again within 10 s";
-		*ns = t1 > t0 ? t1 - t0 : 0;
+		t2 = rsu_now_ns();
+		if ((err = ran_again(w, gen, t0, ns)))
+			return err;
 		*call_ns = t2 - t0;
 		return NULL;
 
 	case K_PAUSE_SHORT:
-		t0 = rsb_now_ns();
+		t0 = rsu_now_ns();
 		impl->stop(w);
-		gen = arm(w);
+		gen = rsb_arm(w);
 		impl->start(w);
-		t1 = wait_entered(w, gen);
-		if (!t1)
-			return "vCPUs did not run again within 10 s";
-		*ns = t1 > t0 ? t1 - t0 : 0;
-		return NULL;
+		return ran_again(w, gen, t0, ns);
 
 	case K_LOCK_UNLOCK:
-		t0 = rsb_now_ns();
+		t0 = rsu_now_ns();
 		impl->lock(w);
-		t1 = rsb_now_ns();
+		t1 = rsu_now_ns();
 		err = check_stopped(w, &s);
-		gen = arm(w);
-		t2 = rsb_now_ns();
+		gen = rsb_arm(w);
+		t2 = rsu_now_ns();
 		impl->unlock(w);
-		t3 = rsb_now_ns();
+		t3 = rsu_now_ns();
 		*ns = (t1 - t0) + (t3 - t2);
 		if (err)
 			return err;
-		return wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
+		return rsb_wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
 
 	case K_STORM:
 		break;
@@ -633,32 +273,10 @@ static void get_stats(struct world *w, uint64_t *parks, uint64_t *wakes)
 	if (w->impl->stats)
 		w->impl->stats(w, parks, wakes);
 }
-
-/*
- * Paired runs: the world not being measured is kept stopped and quiet (its
- * vCPUs asleep), so the two never compete for the CPUs.
- */
-static void go_idle(struct world *w)
-{
-	w->impl->stop(w);
-	atomic_store_explicit(&w->idle, 1, memory_order_seq_cst);
-}
-
-static const char *wake_up(struct world *w)
-{
-	uint32_t gen;
-
-	atomic_store_explicit(&w->idle, 0, memory_order_seq_cst);
-	rsb_futex_wake(&w->idle, INT_MAX);
-	gen = arm(w);
-	w->impl->start(w);
-	return wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
-}
-
 static void bm_latency(struct rsb_state *st, void *arg)
 {
 	const struct bm *b = arg;
-	struct samples smp = { 0 }, calls = { 0 }, refs[MAX_REFS] = { { 0 } };
+	struct rsb_samples smp = { 0 }, calls = { 0 }, refs[MAX_REFS] = { { 0 } };
 	uint64_t parks0, wakes0, parks1, wakes1, parks = 0, wakes = 0, iters = 0;
 	struct world w, rw[MAX_REFS];
 	uint64_t max_iter = rsb_max_iterations(st);
@@ -668,28 +286,28 @@ static void bm_latency(struct rsb_state *st, void *arg)
 
 	while (nref < MAX_REFS && b->ref[nref])
 		nref++;
-	if (samples_init(&smp, max_iter) ||
-	    samples_init(&calls, b->kind == K_START ? max_iter : 1))
+	if (samples_for(&smp, max_iter) ||
+	    samples_for(&calls, b->kind == K_START ? max_iter : 1))
 		err = -ENOMEM;
 	for (unsigned r = 0; r < nref; r++)
-		if (samples_init(&refs[r], max_iter))
+		if (samples_for(&refs[r], max_iter))
 			err = -ENOMEM;
 	if (!err) {
-		err = world_up(&w, b->impl, b->n);
+		err = rsb_world_up(&w, b->impl, b->n);
 		w_up = !err;
 	}
 	/* The references wait stopped and asleep while the others run. */
 	for (; !err && up < nref; up++) {
-		err = world_up(&rw[up], b->ref[up], b->n);
+		err = rsb_world_up(&rw[up], b->ref[up], b->n);
 		if (err)
 			break;
-		go_idle(&rw[up]);
+		rsb_go_idle(&rw[up]);
 	}
 	if (err) {
 		for (unsigned r = 0; r < up; r++)
-			world_down(&rw[r]);
+			rsb_world_down(&rw[r]);
 		if (w_up)
-			world_down(&w);
+			rsb_world_down(&w);
 		rsb_skip_with_error(st, err == -ENOMEM ? "out of memory" :
 				    err == -ETIMEDOUT ? "vCPUs did not start" :
 				    "cannot set up the vCPUs");
@@ -709,40 +327,37 @@ static void bm_latency(struct rsb_state *st, void *arg)
 		for (unsigned r = 0; r < nref && !msg; r++) {
 			uint64_t unused;
 
-			go_idle(&w);
-			msg = wake_up(&rw[r]);
+			rsb_go_idle(&w);
+			msg = rsb_wake_up(&rw[r]);
 			if (!msg)
 				msg = one_sample(b->kind, &rw[r], &rns[r], &unused);
 			if (!msg) {
-				go_idle(&rw[r]);
-				msg = wake_up(&w);
+				rsb_go_idle(&rw[r]);
+				msg = rsb_wake_up(&w);
 			}
 		}
 		if (msg) {
 			rsb_skip_with_error(st, msg);
 			break;
 		}
-		samples_add(&smp, ns);
+		rsb_samples_add(&smp, ns);
 		if (b->kind == K_START)
-			samples_add(&calls, call_ns);
+			rsb_samples_add(&calls, call_ns);
 		for (unsigned r = 0; r < nref; r++)
-			samples_add(&refs[r], rns[r]);
+			rsb_samples_add(&refs[r], rns[r]);
 		iters++;
 	}
-	world_down(&w);
+	rsb_world_down(&w);
 	for (unsigned r = 0; r < nref; r++)
-		world_down(&rw[r]);
+		rsb_world_down(&rw[r]);
 	samples_report(st, &smp);
 	if (b->kind == K_START) {
-		qsort(calls.v, calls.n, sizeof(*calls.v), cmp_u64);
-		rsb_counter(st, "call_p50_ns", percentile(&calls, 50));
+		rsb_counter(st, "call_p50_ns", rsb_samples_pct(&calls, 50));
 	}
 	for (unsigned r = 0; r < nref; r++) {
 		char name[64];
-		double p50 = percentile(&smp, 50), r50;
+		double p50 = rsb_samples_pct(&smp, 50), r50 = rsb_samples_pct(&refs[r], 50);
 
-		qsort(refs[r].v, refs[r].n, sizeof(*refs[r].v), cmp_u64);
-		r50 = percentile(&refs[r], 50);
 		snprintf(name, sizeof(name), "%s_p50_ns", b->ref[r]->name);
 		rsb_counter(st, name, r50);
 		snprintf(name, sizeof(name), "vs_%s", b->ref[r]->name);
@@ -755,10 +370,10 @@ static void bm_latency(struct rsb_state *st, void *arg)
 		rsb_counter(st, "wakes_per_op", (double)wakes / (double)iters);
 	}
 out:
-	free(smp.v);
-	free(calls.v);
+	rsb_samples_free(&smp);
+	rsb_samples_free(&calls);
 	for (unsigned r = 0; r < nref; r++)
-		free(refs[r].v);
+		rsb_samples_free(&refs[r]);
 }
 
 static void bm_storm(struct rsb_state *st, void *arg)
@@ -768,30 +383,30 @@ static void bm_storm(struct rsb_state *st, void *arg)
 	uint64_t tot_slices = 0, tot_ns = 0, tot_cycles = 0, f0, f1, ft0, ft1;
 	struct world w;
 
-	if (world_up(&w, b->impl, b->n)) {
+	if (rsb_world_up(&w, b->impl, b->n)) {
 		rsb_skip_with_error(st, "cannot set up the vCPUs");
 		return;
 	}
 	/* The same vCPUs left alone for a moment: the rate to compare with. */
-	f0 = slices_sum(&w);
-	ft0 = rsb_now_ns();
+	f0 = rsb_slices_sum(&w);
+	ft0 = rsu_now_ns();
 	nanosleep(&free_window, NULL);
-	f1 = slices_sum(&w);
-	ft1 = rsb_now_ns();
+	f1 = rsb_slices_sum(&w);
+	ft1 = rsu_now_ns();
 	while (rsb_keep_running(st)) {
-		uint64_t s0 = slices_sum(&w), t0 = rsb_now_ns(), t1;
+		uint64_t s0 = rsb_slices_sum(&w), t0 = rsu_now_ns(), t1;
 
 		do {
 			b->impl->stop(&w);
 			b->impl->start(&w);
 			tot_cycles++;
-			t1 = rsb_now_ns();
+			t1 = rsu_now_ns();
 		} while (t1 - t0 < STORM_WINDOW_NS);
-		tot_slices += slices_sum(&w) - s0;
+		tot_slices += rsb_slices_sum(&w) - s0;
 		tot_ns += t1 - t0;
 		rsb_set_iteration_time(st, (double)(t1 - t0) * 1e-9);
 	}
-	world_down(&w);
+	rsb_world_down(&w);
 	if (tot_ns) {
 		rsb_counter(st, "slices_per_s", (double)tot_slices * 1e9 / (double)tot_ns);
 		rsb_counter(st, "cycles_per_s", (double)tot_cycles * 1e9 / (double)tot_ns);
@@ -987,23 +602,17 @@ int main(int argc, char **argv)
 {
 	unsigned sweep[64], kvm_sweep[64];
 	size_t nsweep = 0, nkvm = 0;
-	struct sigaction sa;
 	int out = 1;
 
-	if (sched_getaffinity(0, sizeof(all_cpus), &all_cpus) != 0) {
-		perror("sched_getaffinity");
-		return 1;
-	}
-	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &all_cpus))
-			cpu_list[ncpus++] = (int)c;
+	ncpus = rsu_ncpus();
 
 	/* Our own flag, removed before Google Benchmark sees argv. */
 	for (int i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "--vcpus=", 8)) {
 			nsweep = parse_sweep(argv[i] + 8, sweep, ARRAY_SIZE(sweep));
 			if (!nsweep) {
-				fprintf(stderr, "runstate-bench: bad --vcpus list: %s\n", argv[i] + 8);
+				fprintf(stderr, "runstate-bench: bad --vcpus list: %s\n",
+					argv[i] + 8);
 				return 1;
 			}
 			continue;
@@ -1018,10 +627,12 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (!strcmp(argv[i], "--help"))
-			printf("runstate-bench [--vcpus=N,N,...] [--kvm-vcpus=N,...] [Google Benchmark flags]\n"
-			       "  --vcpus      vCPU counts to sweep (default from the %u CPUs here)\n"
-			       "  --kvm-vcpus  vCPU counts of the KVM benchmarks (default 1..CPUs)\n\n",
-			       ncpus);
+			printf("runstate-bench [--vcpus=N,N,...] [--kvm-vcpus=N,...] "
+			       "[Google Benchmark flags]\n"
+			       "  --vcpus      vCPU counts to sweep (default from the %u CPUs "
+			       "here)\n"
+			       "  --kvm-vcpus  vCPU counts of the KVM benchmarks (default "
+			       "1..CPUs)\n\n", ncpus);
 		argv[out++] = argv[i];
 	}
 	argc = out;
@@ -1029,11 +640,7 @@ int main(int argc, char **argv)
 	if (!nsweep)
 		nsweep = default_sweep(sweep);
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_kick;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(RSB_KICK_SIGNAL, &sa, NULL);
+	rsb_world_init();
 
 	for (size_t i = 0; i < ARRAY_SIZE(fast_impls); i++) {
 		char name[64];

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * runstate-bench: the pieces shared by the harness (bench.c) and the
- * implementations compared (impl_*.c).
+ * runstate-bench: the pieces shared by the benchmarks (bench.c, bench_kvm.c),
+ * the world harness (world.c) and the implementations compared (impl_*.c),
+ * the plug-in seam: a struct impl each.
  *
  * A world is one benchmark's set of simulated vCPU threads running one
  * implementation.  A vCPU runs short busy "guest slices" (an interpreter
@@ -25,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "rsutil.h"
 
 #define RSB_KICK_SIGNAL SIGUSR1
 
@@ -107,32 +110,57 @@ extern const struct impl impl_spin_floor;
 extern const struct impl impl_futex_wake_all;
 extern const struct impl impl_plain_load;
 
-/* Helpers from bench.c. */
-uint64_t rsb_now_ns(void);
-/* Send the kick signal to v's thread. */
+/* world.c: the simulated vCPUs' harness. */
+void rsb_world_init(void);
+/* Start n vCPU threads under impl; returns once every one has executed a
+ * guest slice (0), or -errno with nothing left running. */
+int rsb_world_up(struct world *w, const struct impl *impl, unsigned n);
+void rsb_world_down(struct world *w);
+/* Have every vCPU stamp the start of its next slice; only when none may
+ * begin one (stopped).  Returns the generation for rsb_wait_entered(). */
+uint32_t rsb_arm(struct world *w);
+/* The latest of those stamps once every vCPU has one, or 0 after 10 s. */
+uint64_t rsb_wait_entered(struct world *w, uint32_t gen);
+/* After a stop: every vCPU asleep, for a fixed while (implementations
+ * whose stopped vCPUs park; true at once for the others); false after
+ * 10 s. */
+bool rsb_wait_parked(struct world *w);
+uint64_t rsb_slices_sum(const struct world *w);
+/* No vCPU inside a guest slice. */
+bool rsb_all_out(const struct world *w);
+/* Paired runs: keep a world stopped and its vCPUs asleep, and wake it up
+ * again (error message or NULL). */
+void rsb_go_idle(struct world *w);
+const char *rsb_wake_up(struct world *w);
+
+/* For the implementations (world.c).  Send the kick signal to v's thread. */
 void rsb_kick_signal(struct vcpu *v);
 /* Wait politely in a spin loop: a pause, and a yield every so often when
  * the world is oversubscribed (a spinner would otherwise hold the CPU the
  * thread it waits for needs). */
 void rsb_spin(const struct world *w, unsigned *i);
-int rsb_futex_wait(_Atomic uint32_t *addr, uint32_t val);
 /* For vCPUs that spin while stopped: if the world is idle, sleep until it is
  * not (returns true: re-check everything). */
 bool rsb_idle_wait(struct world *w);
-int rsb_futex_wake(_Atomic uint32_t *addr, int n);
 /* Is thread tid of this process asleep ('S' in /proc)? */
 bool rsb_thread_sleeping(pid_t tid);
+
+/* bench.c: latency samples, every one kept (up to a cap) for percentiles. */
+struct rsb_samples {
+	uint64_t *v;
+	size_t n, cap, max;
+	bool sorted;
+};
+/* Room for `cap` samples now, and never more than `max` (0: no limit). */
+int rsb_samples_init(struct rsb_samples *s, size_t cap, size_t max);
+/* 0, or -ENOMEM (the sample is lost). */
+int rsb_samples_add(struct rsb_samples *s, uint64_t ns);
+/* Nearest-rank percentile p (sorts the samples). */
+double rsb_samples_pct(struct rsb_samples *s, unsigned p);
+void rsb_samples_free(struct rsb_samples *s);
+
 /* bench_kvm.c: register the KVM benchmarks for these vCPU counts, if
  * /dev/kvm is usable (else a line on stderr). */
 void rsb_kvm_register(const unsigned *ns, size_t nn);
-
-static inline void rsb_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
 
 #endif

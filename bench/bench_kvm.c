@@ -15,9 +15,10 @@
  * rs_vcpu_enter(), clear immediate_exit, rs_may_run(), KVM_RUN; the kick is
  * a signal whose handler sets immediate_exit).
  *
- * qemu_condvar_kvm is bench/impl_qemu.c's model (a big lock, per-vCPU stop
- * and stopped flags under it, a pause condition, a halt condition per vCPU,
- * a kick that signals unless thread_kicked) with QEMU's KVM vCPU loop
+ * qemu_condvar_kvm is qemu_condvar's model (qemu_model.h: a big lock,
+ * per-vCPU stop and stopped flags under it, a pause condition, a halt
+ * condition per vCPU, a kick that signals unless thread_kicked; the very
+ * code the simulated rows run) with QEMU's KVM vCPU loop
  * (kvm_vcpu_thread_fn / kvm_cpu_exec): drop the big lock, KVM_RUN until it
  * returns -EINTR, clear immediate_exit, take the big lock,
  * qemu_wait_io_event().  Its kick handler sets immediate_exit, as QEMU's
@@ -66,6 +67,7 @@
 
 #include "bench.h"
 #include "kvm.h"
+#include "qemu_model.h"
 #include "shim.h"
 
 #define KW_WAIT_LIMIT_NS 10000000000ull
@@ -192,32 +194,24 @@ static const struct kw_ops kw_runstate = {
  * qemu_condvar_kvm: QEMU's pause/resume and KVM vCPU loop, modelled
  */
 
+/* The KVM side of a model vCPU (qm_cpu: the QEMU side). */
 struct qkcpu {
-	bool stop;                      /* BQL */
-	bool stopped;                   /* BQL */
-	_Atomic uint32_t thread_kicked;
 	_Atomic uint32_t in_run;
 	_Atomic int tid;
 	_Atomic uint64_t mark_ns, enter_ns;  /* the latest KVM_RUN's entry */
-	pthread_cond_t halt_cond;
 	pthread_t thread;
 	bool started;
 	_Atomic uint32_t ready;
 	int fd;
 	struct kvm_run *run;
 	struct qkvm *q;
-	struct rk_vm *vm;
 	unsigned idx;
 	int error;
 } __attribute__((aligned(64)));
 
 struct qkvm {
-	pthread_mutex_t bql;
-	pthread_cond_t pause_cond;
-	bool running;                   /* BQL */
-	bool quit;                      /* BQL */
+	struct qm m;                    /* qemu_model.h */
 	int sig;
-	unsigned n;
 	struct qkcpu *cpus;
 };
 
@@ -235,29 +229,13 @@ static void q_kick_handler(int sig)
 		__atomic_store_n(&run->immediate_exit, 1, __ATOMIC_RELAXED);
 }
 
-/* qemu_cpu_kick() for KVM, BQL held: cpus_kick_thread(). */
-static void qk_kick(struct qkvm *q, struct qkcpu *c)
+/* The model's kick (cpus_kick_thread()), to threads that run. */
+static void qk_signal(struct qm *m, unsigned i)
 {
-	pthread_cond_broadcast(&c->halt_cond);
-	if (!atomic_load_explicit(&c->thread_kicked, memory_order_relaxed)) {
-		atomic_store_explicit(&c->thread_kicked, 1, memory_order_relaxed);
-		pthread_kill(c->thread, q->sig);
-	}
-}
+	struct qkvm *q = m->opaque;
 
-static bool qk_is_stopped(const struct qkvm *q, const struct qkcpu *c)
-{
-	return c->stopped || !q->running;
-}
-
-static bool qk_is_idle(const struct qkvm *q, const struct qkcpu *c)
-{
-	return !c->stop && qk_is_stopped(q, c);
-}
-
-static bool qk_can_run(const struct qkvm *q, const struct qkcpu *c)
-{
-	return !c->stop && !qk_is_stopped(q, c);
+	if (q->cpus[i].started)
+		pthread_kill(q->cpus[i].thread, q->sig);
 }
 
 /* kvm_cpu_exec(), BQL not held: KVM_RUN until it returns -EINTR. */
@@ -271,7 +249,7 @@ static int qk_exec(struct qkcpu *c)
 		/* Read by the benchmark once the guest counter moved: then
 		 * this KVM_RUN is the one executing guest code (the guest
 		 * never exits by itself; only a kick ends it). */
-		atomic_store_explicit(&c->enter_ns, rk_now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&c->enter_ns, rsu_now_ns(), memory_order_relaxed);
 		atomic_store_explicit(&c->in_run, 1, memory_order_relaxed);
 		ret = ioctl(c->fd, KVM_RUN, 0);
 		err = errno;
@@ -303,24 +281,13 @@ static int qk_exec(struct qkcpu *c)
 	}
 }
 
-/* qemu_wait_io_event() + qemu_wait_io_event_common(), BQL held. */
-static void qk_wait_io_event(struct qkvm *q, struct qkcpu *c)
-{
-	while (qk_is_idle(q, c) && !q->quit)
-		pthread_cond_wait(&c->halt_cond, &q->bql);
-	atomic_store_explicit(&c->thread_kicked, 0, memory_order_seq_cst);
-	if (c->stop) {
-		c->stop = false;
-		c->stopped = true;
-		pthread_cond_broadcast(&q->pause_cond);
-	}
-}
-
 /* kvm_vcpu_thread_fn() */
 static void *qk_thread(void *arg)
 {
 	struct qkcpu *c = arg;
 	struct qkvm *q = c->q;
+	struct qm *m = &q->m;
+	struct qm_cpu *mc = &m->cpus[c->idx];
 	sigset_t set;
 
 	atomic_store_explicit(&c->tid, (int)syscall(SYS_gettid), memory_order_relaxed);
@@ -329,26 +296,26 @@ static void *qk_thread(void *arg)
 	sigaddset(&set, q->sig);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	pthread_mutex_lock(&q->bql);
+	pthread_mutex_lock(&m->bql);
 	atomic_store_explicit(&c->ready, 1, memory_order_release);
-	while (!q->quit) {
-		if (qk_can_run(q, c)) {
+	while (!m->quit) {
+		if (qm_can_run(m, mc)) {
 			int r;
 
-			pthread_mutex_unlock(&q->bql);
+			pthread_mutex_unlock(&m->bql);
 			r = qk_exec(c);
-			pthread_mutex_lock(&q->bql);
+			pthread_mutex_lock(&m->bql);
 			if (r) {
 				/* Out for good: a stop must not wait for it. */
 				c->error = r;
-				c->stopped = true;
-				pthread_cond_broadcast(&q->pause_cond);
+				mc->stopped = true;
+				pthread_cond_broadcast(&m->pause_cond);
 				break;
 			}
 		}
-		qk_wait_io_event(q, c);
+		qm_wait_io_event(m, mc);
 	}
-	pthread_mutex_unlock(&q->bql);
+	pthread_mutex_unlock(&m->bql);
 	tls_q_run = NULL;
 	return NULL;
 }
@@ -357,16 +324,8 @@ static void qk_join(struct kw *w)
 {
 	struct qkvm *q = w->q;
 
-	pthread_mutex_lock(&q->bql);
-	q->quit = true;
-	for (unsigned i = 0; i < q->n; i++) {
-		if (!q->cpus[i].started)
-			continue;
-		atomic_store_explicit(&q->cpus[i].thread_kicked, 0, memory_order_relaxed);
-		qk_kick(q, &q->cpus[i]);
-	}
-	pthread_mutex_unlock(&q->bql);
-	for (unsigned i = 0; i < q->n; i++)
+	qm_quit(&q->m);
+	for (unsigned i = 0; i < w->n; i++)
 		if (q->cpus[i].started)
 			pthread_join(q->cpus[i].thread, NULL);
 }
@@ -379,27 +338,14 @@ static void qk_free(struct kw *w)
 		rk_vm_destroy(w->vm);
 	if (w->rs)
 		rs_destroy(w->rs);
-	for (unsigned i = 0; i < q->n; i++)
-		pthread_cond_destroy(&q->cpus[i].halt_cond);
-	pthread_cond_destroy(&q->pause_cond);
-	pthread_mutex_destroy(&q->bql);
+	qm_fini(&q->m);
 	free(q->cpus);
 	free(q);
 }
 
-/* vm_prepare_start() + resume_all_vcpus() */
 static void qk_start(struct kw *w)
 {
-	struct qkvm *q = w->q;
-
-	pthread_mutex_lock(&q->bql);
-	q->running = true;
-	for (unsigned i = 0; i < q->n; i++) {
-		q->cpus[i].stop = false;
-		q->cpus[i].stopped = false;
-		qk_kick(q, &q->cpus[i]);
-	}
-	pthread_mutex_unlock(&q->bql);
+	qm_resume_all(&w->q->m);
 }
 
 static int qk_up(struct kw *w)
@@ -417,20 +363,15 @@ static int qk_up(struct kw *w)
 	if (!q)
 		return -ENOMEM;
 	q->cpus = aligned_alloc(64, sizeof(*q->cpus) * w->n);
-	if (!q->cpus) {
+	if (!q->cpus || qm_init(&q->m, w->n, qk_signal, q)) {
+		free(q->cpus);
 		free(q);
 		return -ENOMEM;
 	}
 	memset(q->cpus, 0, sizeof(*q->cpus) * w->n);
-	pthread_mutex_init(&q->bql, NULL);
-	pthread_cond_init(&q->pause_cond, NULL);
-	q->n = w->n;
 	q->sig = KW_Q_SIGNAL;
-	for (unsigned i = 0; i < w->n; i++) {
-		q->cpus[i].stopped = true;      /* created stopped */
+	for (unsigned i = 0; i < w->n; i++)
 		q->cpus[i].q = q;
-		pthread_cond_init(&q->cpus[i].halt_cond, NULL);
-	}
 	w->q = q;
 	w->rs = NULL;
 	w->vm = NULL;
@@ -452,7 +393,6 @@ static int qk_up(struct kw *w)
 
 		c->fd = rk_vcpu_fd(w->vm, i);
 		c->run = rk_vcpu_kvm_run(w->vm, i);
-		c->vm = w->vm;
 		c->idx = i;
 	}
 	for (unsigned i = 0; i < w->n; i++) {
@@ -480,29 +420,9 @@ static void qk_down(struct kw *w)
 	qk_free(w);
 }
 
-/* do_vm_stop() + pause_all_vcpus() */
 static void qk_stop(struct kw *w)
 {
-	struct qkvm *q = w->q;
-	bool all;
-
-	pthread_mutex_lock(&q->bql);
-	q->running = false;
-	for (unsigned i = 0; i < q->n; i++) {
-		q->cpus[i].stop = true;
-		qk_kick(q, &q->cpus[i]);
-	}
-	for (;;) {
-		all = true;
-		for (unsigned i = 0; i < q->n; i++)
-			all = all && q->cpus[i].stopped;
-		if (all)
-			break;
-		pthread_cond_wait(&q->pause_cond, &q->bql);
-		for (unsigned i = 0; i < q->n; i++)
-			qk_kick(q, &q->cpus[i]);
-	}
-	pthread_mutex_unlock(&q->bql);
+	qm_pause_all(&w->q->m);
 }
 
 static bool qk_in_run(const struct kw *w, unsigned i)
@@ -554,7 +474,7 @@ static int kw_up(struct kw *w, const struct kw_ops *ops, unsigned n)
 	/* Running: wait until every vCPU executed guest code. */
 	for (unsigned i = 0; i < n; i++)
 		w->snap[i] = rk_guest_counter(w->vm, i);
-	if (kw_wait_moved(w, rk_now_ns(), &unused)) {
+	if (kw_wait_moved(w, rsu_now_ns(), &unused)) {
 		ops->down(w);
 		return -ETIMEDOUT;
 	}
@@ -570,7 +490,7 @@ static const char *kw_wait_moved(struct kw *w, uint64_t t0, uint64_t *last)
 	unsigned left = w->n, spins = 0;
 
 	while (left) {
-		uint64_t now = rk_now_ns();
+		uint64_t now = rsu_now_ns();
 
 		for (unsigned i = 0; i < w->n; i++) {
 			if (moved[i] || rk_guest_counter(w->vm, i) == w->snap[i])
@@ -590,7 +510,7 @@ static const char *kw_wait_moved(struct kw *w, uint64_t t0, uint64_t *last)
 		if (++spins > 64)
 			nanosleep(&nap, NULL);
 		else
-			rsb_cpu_relax();
+			rsu_cpu_relax();
 	}
 	return NULL;
 }
@@ -626,7 +546,7 @@ static bool kw_all_sleeping(const struct kw *w)
 static const char *kw_wait_parked(struct kw *w)
 {
 	const struct timespec nap = { 0, 30000 };
-	uint64_t t0 = rk_now_ns();
+	uint64_t t0 = rsu_now_ns();
 
 	for (;;) {
 		if (kw_all_sleeping(w)) {
@@ -634,7 +554,7 @@ static const char *kw_wait_parked(struct kw *w)
 			if (kw_all_sleeping(w))
 				return NULL;
 		}
-		if (rk_now_ns() - t0 > KW_WAIT_LIMIT_NS)
+		if (rsu_now_ns() - t0 > KW_WAIT_LIMIT_NS)
 			return "stopped vCPUs did not park within 10 s";
 		nanosleep(&nap, NULL);
 	}
@@ -649,7 +569,7 @@ static const char *kw_restart(struct kw *w)
 	if (err)
 		return err;
 	w->ops->start(w);
-	return kw_wait_moved(w, rk_now_ns(), &unused);
+	return kw_wait_moved(w, rsu_now_ns(), &unused);
 }
 
 enum kw_kind { KW_STOP, KW_START };
@@ -664,9 +584,9 @@ static const char *kw_one(enum kw_kind k, struct kw *w, struct kw_sample *s)
 	uint64_t t0, t1, t2, last = 0, entry = 0;
 
 	if (k == KW_STOP) {
-		t0 = rk_now_ns();
+		t0 = rsu_now_ns();
 		w->ops->stop(w);
-		t1 = rk_now_ns();
+		t1 = rsu_now_ns();
 		s->ns = t1 - t0;
 		if ((err = kw_check_out(w)))
 			return err;
@@ -675,10 +595,10 @@ static const char *kw_one(enum kw_kind k, struct kw *w, struct kw_sample *s)
 	w->ops->stop(w);
 	if ((err = kw_check_out(w)) || (err = kw_wait_parked(w)) || (err = kw_check_frozen(w)))
 		return err;
-	t0 = rk_now_ns();
+	t0 = rsu_now_ns();
 	w->ops->mark(w, t0);
 	w->ops->start(w);
-	t2 = rk_now_ns();
+	t2 = rsu_now_ns();
 	if ((err = kw_wait_moved(w, t0, &last)))
 		return err;
 	for (unsigned i = 0; i < w->n; i++) {
@@ -705,61 +625,27 @@ struct kbm {
 	unsigned n;
 };
 
-struct kw_samples {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int kws_add(struct kw_samples *s, uint64_t x)
-{
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 1024;
-		uint64_t *v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = x;
-	return 0;
-}
-
-static int kws_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double kws_pct(struct kw_samples *s, unsigned p)
-{
-	size_t rank;
-
-	if (!s->n)
-		return 0;
-	qsort(s->v, s->n, sizeof(*s->v), kws_cmp);
-	rank = (s->n * p + 99) / 100;
-	return (double)s->v[(rank ? rank : 1) - 1];
-}
-
 static void bm_kvm(struct rsb_state *st, void *arg)
 {
 	const struct kbm *b = arg;
-	struct kw_samples smp = { 0 }, calls = { 0 }, seen = { 0 }, refs = { 0 };
+	struct rsb_samples smp = { 0 }, calls = { 0 }, seen = { 0 }, refs = { 0 };
 	struct kw w, rw;
 	const char *msg = NULL;
-	int err;
 
-	if ((err = kw_up(&w, b->ops, b->n)) != 0) {
+	if (rsb_samples_init(&smp, 1024, 0) || rsb_samples_init(&calls, 1024, 0) ||
+	    rsb_samples_init(&seen, 1024, 0) || rsb_samples_init(&refs, 1024, 0)) {
+		rsb_skip_with_error(st, "out of memory");
+		goto out;
+	}
+	if (kw_up(&w, b->ops, b->n)) {
 		rsb_skip_with_error(st, "cannot set up the KVM vCPUs");
-		return;
+		goto out;
 	}
 	if (b->ref) {
-		if ((err = kw_up(&rw, b->ref, b->n)) != 0) {
+		if (kw_up(&rw, b->ref, b->n)) {
 			w.ops->down(&w);
 			rsb_skip_with_error(st, "cannot set up the reference's KVM vCPUs");
-			return;
+			goto out;
 		}
 		/* The reference waits stopped, asleep. */
 		rw.ops->stop(&rw);
@@ -782,8 +668,8 @@ static void bm_kvm(struct rsb_state *st, void *arg)
 		}
 		if (msg)
 			break;
-		if (kws_add(&smp, s.ns) || kws_add(&calls, s.call_ns) ||
-		    kws_add(&seen, s.seen_ns) || kws_add(&refs, rs.ns))
+		if (rsb_samples_add(&smp, s.ns) || rsb_samples_add(&calls, s.call_ns) ||
+		    rsb_samples_add(&seen, s.seen_ns) || rsb_samples_add(&refs, rs.ns))
 			msg = "out of memory";
 	}
 	if (msg)
@@ -792,16 +678,16 @@ static void bm_kvm(struct rsb_state *st, void *arg)
 		rw.ops->down(&rw);
 	w.ops->down(&w);
 	if (!msg) {
-		double p50 = kws_pct(&smp, 50);
+		double p50 = rsb_samples_pct(&smp, 50);
 
 		rsb_counter(st, "p50_ns", p50);
-		rsb_counter(st, "p99_ns", kws_pct(&smp, 99));
+		rsb_counter(st, "p99_ns", rsb_samples_pct(&smp, 99));
 		if (b->kind == KW_START) {
-			rsb_counter(st, "call_p50_ns", kws_pct(&calls, 50));
-			rsb_counter(st, "seen_p50_ns", kws_pct(&seen, 50));
+			rsb_counter(st, "call_p50_ns", rsb_samples_pct(&calls, 50));
+			rsb_counter(st, "seen_p50_ns", rsb_samples_pct(&seen, 50));
 		}
 		if (b->ref) {
-			double r50 = kws_pct(&refs, 50);
+			double r50 = rsb_samples_pct(&refs, 50);
 			char name[64];
 
 			snprintf(name, sizeof(name), "%s_p50_ns", b->ref->name);
@@ -810,10 +696,11 @@ static void bm_kvm(struct rsb_state *st, void *arg)
 			rsb_counter(st, name, r50 > 0 ? p50 / r50 : 0);
 		}
 	}
-	free(smp.v);
-	free(calls.v);
-	free(seen.v);
-	free(refs.v);
+out:
+	rsb_samples_free(&smp);
+	rsb_samples_free(&calls);
+	rsb_samples_free(&seen);
+	rsb_samples_free(&refs);
 }
 
 void rsb_kvm_register(const unsigned *ns, size_t nn)

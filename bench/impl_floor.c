@@ -88,7 +88,7 @@ static bool fl_enter(struct vcpu *v, bool sleep)
 			if (atomic_load_explicit(&w->quit, memory_order_relaxed))
 				return false;
 			if (sleep)
-				rsb_futex_wait(&f->seq, s);
+				rsu_futex_wait((uint32_t *)&f->seq, s, -1);
 			else if (!rsb_idle_wait(w))
 				rsb_spin(w, &i);
 		}
@@ -130,7 +130,7 @@ static void futex_start(struct world *w)
 	struct flw *f = flw_of(w);
 
 	atomic_fetch_add_explicit(&f->seq, 1, memory_order_release);
-	rsb_futex_wake(&f->seq, INT_MAX);
+	rsu_futex_wake((uint32_t *)&f->seq, INT_MAX);
 }
 
 static void fl_quit(struct world *w)
@@ -143,7 +143,7 @@ static void fl_quit(struct world *w)
 		atomic_fetch_add_explicit(&f->seq, 1, memory_order_seq_cst);
 	else
 		atomic_fetch_add_explicit(&f->seq, 2, memory_order_seq_cst);
-	rsb_futex_wake(&f->seq, INT_MAX);
+	rsu_futex_wake((uint32_t *)&f->seq, INT_MAX);
 }
 
 /* fastpath/spin_floor: the flag test; fastpath/plain_load: the bare load

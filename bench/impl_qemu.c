@@ -1,18 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * qemu_condvar: a model of QEMU's pause_all_vcpus() / resume_all_vcpus()
- * (system/cpus.c) and of the vCPU thread loop around them, written from the
- * description in anchors.md:
- *
- * - one big lock (the BQL), held by the management thread around a whole
- *   stop or start, and by a vCPU thread except while it executes guest code;
- * - per vCPU: stop and stopped flags (under the BQL), an exit request
- *   (atomic), thread_kicked, and a halt condition it sleeps on;
- * - one pause condition the stopper sleeps on;
- * - stop: running = false; for each vCPU: stop = true and kick; then wait on
- *   the pause condition under the BQL until every vCPU is stopped,
- *   re-kicking every vCPU on every wake-up;
- * - start: running = true; for each vCPU: stop = stopped = false and kick.
+ * qemu_condvar: the model of QEMU's pause_all_vcpus() / resume_all_vcpus()
+ * and of the vCPU thread loop around them (qemu_model.h), driving the
+ * simulated vCPUs.
  *
  * qemu_condvar kicks the TCG way (cpu_exit(): set exit_request, which the
  * vCPU checks between slices) and broadcasts the halt condition.
@@ -26,71 +16,184 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench.h"
+#include "qemu_model.h"
 
-struct qcpu {
-	bool stop;                      /* BQL */
-	bool stopped;                   /* BQL */
-	_Atomic uint32_t exit_request;
-	_Atomic uint32_t thread_kicked;
-	pthread_cond_t halt_cond;
-} __attribute__((aligned(64)));
+/* ---------------------------------------------------------------------------
+ * The model (qemu_model.h), shared with bench_kvm.c
+ */
 
-struct qvm {
-	pthread_mutex_t bql;
-	pthread_cond_t pause_cond;
-	bool running;                   /* BQL: runstate_is_running() */
-	bool sig;
-	struct qcpu *cpus;
-	unsigned n;
-};
-
-static struct qvm *qvm_of(const struct world *w)
+int qm_init(struct qm *q, unsigned n, void (*signal)(struct qm *q, unsigned i), void *opaque)
 {
-	return w->impl_data;
-}
-
-static int q_init(struct world *w)
-{
-	struct qvm *q = calloc(1, sizeof(*q));
-
-	if (!q)
+	memset(q, 0, sizeof(*q));
+	q->cpus = aligned_alloc(64, sizeof(*q->cpus) * (n ? n : 1));
+	if (!q->cpus)
 		return -ENOMEM;
-	q->cpus = aligned_alloc(64, sizeof(*q->cpus) * (w->n ? w->n : 1));
-	if (!q->cpus) {
-		free(q);
-		return -ENOMEM;
-	}
+	memset(q->cpus, 0, sizeof(*q->cpus) * (n ? n : 1));
 	pthread_mutex_init(&q->bql, NULL);
 	pthread_cond_init(&q->pause_cond, NULL);
 	q->running = false;
-	q->sig = w->impl->sig;
-	q->n = w->n;
-	for (unsigned i = 0; i < w->n; i++) {
-		struct qcpu *c = &q->cpus[i];
+	q->n = n;
+	q->signal = signal;
+	q->opaque = opaque;
+	for (unsigned i = 0; i < n; i++) {
+		struct qm_cpu *c = &q->cpus[i];
 
 		c->stop = false;
 		c->stopped = true;      /* created stopped, as in QEMU */
 		atomic_init(&c->exit_request, 0);
 		atomic_init(&c->thread_kicked, 0);
 		pthread_cond_init(&c->halt_cond, NULL);
-		w->v[i].impl = c;
 	}
+	return 0;
+}
+
+void qm_fini(struct qm *q)
+{
+	for (unsigned i = 0; i < q->n; i++)
+		pthread_cond_destroy(&q->cpus[i].halt_cond);
+	pthread_cond_destroy(&q->pause_cond);
+	pthread_mutex_destroy(&q->bql);
+	free(q->cpus);
+	q->cpus = NULL;
+}
+
+void qm_kick(struct qm *q, unsigned i)
+{
+	struct qm_cpu *c = &q->cpus[i];
+
+	pthread_cond_broadcast(&c->halt_cond);
+	if (!q->signal) {
+		/* mttcg_kick_vcpu_thread() = cpu_exit() */
+		atomic_store_explicit(&c->exit_request, 1, memory_order_release);
+	} else if (!atomic_load_explicit(&c->thread_kicked, memory_order_relaxed)) {
+		/* cpus_kick_thread() */
+		atomic_store_explicit(&c->thread_kicked, 1, memory_order_relaxed);
+		q->signal(q, i);
+	}
+}
+
+/* cpu_is_stopped(), cpu_thread_is_idle(), cpu_can_run(); BQL held.  A
+ * modelled vCPU is never halted and has no queued work. */
+static bool qm_is_stopped(const struct qm *q, const struct qm_cpu *c)
+{
+	return c->stopped || !q->running;
+}
+
+static bool qm_is_idle(const struct qm *q, const struct qm_cpu *c)
+{
+	return !c->stop && qm_is_stopped(q, c);
+}
+
+bool qm_can_run(const struct qm *q, const struct qm_cpu *c)
+{
+	return !c->stop && !qm_is_stopped(q, c);
+}
+
+void qm_wait_io_event(struct qm *q, struct qm_cpu *c)
+{
+	/* qemu_wait_io_event() */
+	while (qm_is_idle(q, c) && !q->quit)
+		pthread_cond_wait(&c->halt_cond, &q->bql);
+	/* qemu_wait_io_event_common() */
+	atomic_store_explicit(&c->thread_kicked, 0, memory_order_seq_cst);
+	if (c->stop) {
+		c->stop = false;
+		c->stopped = true;
+		pthread_cond_broadcast(&q->pause_cond);
+	}
+}
+
+static bool qm_all_paused(const struct qm *q)
+{
+	for (unsigned i = 0; i < q->n; i++)
+		if (!q->cpus[i].stopped)
+			return false;
+	return true;
+}
+
+void qm_pause_all(struct qm *q)
+{
+	pthread_mutex_lock(&q->bql);
+	q->running = false;
+	for (unsigned i = 0; i < q->n; i++) {
+		q->cpus[i].stop = true;
+		qm_kick(q, i);
+	}
+	while (!qm_all_paused(q)) {
+		pthread_cond_wait(&q->pause_cond, &q->bql);
+		for (unsigned i = 0; i < q->n; i++)
+			qm_kick(q, i);
+	}
+	pthread_mutex_unlock(&q->bql);
+}
+
+void qm_resume_all(struct qm *q)
+{
+	pthread_mutex_lock(&q->bql);
+	q->running = true;
+	for (unsigned i = 0; i < q->n; i++) {
+		q->cpus[i].stop = false;
+		q->cpus[i].stopped = false;
+		qm_kick(q, i);
+	}
+	pthread_mutex_unlock(&q->bql);
+}
+
+void qm_quit(struct qm *q)
+{
+	pthread_mutex_lock(&q->bql);
+	q->quit = true;
+	for (unsigned i = 0; i < q->n; i++) {
+		atomic_store_explicit(&q->cpus[i].thread_kicked, 0, memory_order_relaxed);
+		qm_kick(q, i);
+	}
+	pthread_mutex_unlock(&q->bql);
+}
+
+/* ---------------------------------------------------------------------------
+ * qemu_condvar and qemu_condvar_sig
+ */
+
+static struct qm *qm_of(const struct world *w)
+{
+	return w->impl_data;
+}
+
+/* The KVM kick: only vCPUs whose thread runs (a world that failed to start
+ * all of its threads quits with w->n lowered to those that do). */
+static void q_signal(struct qm *q, unsigned i)
+{
+	struct world *w = q->opaque;
+
+	if (i < w->n)
+		rsb_kick_signal(&w->v[i]);
+}
+
+static int q_init(struct world *w)
+{
+	struct qm *q = malloc(sizeof(*q));
+	int err;
+
+	if (!q)
+		return -ENOMEM;
+	err = qm_init(q, w->n, w->impl->sig ? q_signal : NULL, w);
+	if (err) {
+		free(q);
+		return err;
+	}
+	for (unsigned i = 0; i < w->n; i++)
+		w->v[i].impl = &q->cpus[i];
 	w->impl_data = q;
 	return 0;
 }
 
 static void q_fini(struct world *w)
 {
-	struct qvm *q = qvm_of(w);
-
-	for (unsigned i = 0; i < q->n; i++)
-		pthread_cond_destroy(&q->cpus[i].halt_cond);
-	pthread_cond_destroy(&q->pause_cond);
-	pthread_mutex_destroy(&q->bql);
-	free(q->cpus);
-	free(q);
+	qm_fini(qm_of(w));
+	free(qm_of(w));
 }
 
 static int q_vcpu_init(struct vcpu *v)
@@ -104,41 +207,6 @@ static void q_vcpu_fini(struct vcpu *v)
 	(void)v;
 }
 
-/* qemu_cpu_kick(), BQL held. */
-static void q_kick(struct qvm *q, struct world *w, unsigned i)
-{
-	struct qcpu *c = &q->cpus[i];
-
-	pthread_cond_broadcast(&c->halt_cond);
-	if (!q->sig) {
-		/* mttcg_kick_vcpu_thread() = cpu_exit() */
-		atomic_store_explicit(&c->exit_request, 1, memory_order_release);
-	} else if (!atomic_load_explicit(&c->thread_kicked, memory_order_relaxed)) {
-		/* cpus_kick_thread() */
-		atomic_store_explicit(&c->thread_kicked, 1, memory_order_relaxed);
-		rsb_kick_signal(&w->v[i]);
-	}
-}
-
-/* cpu_is_stopped(), cpu_thread_is_idle(), cpu_can_run(); BQL held.  A
- * simulated vCPU is never halted and has no queued work. */
-static bool q_is_stopped(const struct qvm *q, const struct qcpu *c)
-{
-	return c->stopped || !q->running;
-}
-
-static bool q_is_idle(const struct qvm *q, const struct qcpu *c)
-{
-	if (c->stop)
-		return false;
-	return q_is_stopped(q, c);
-}
-
-static bool q_can_run(const struct qvm *q, const struct qcpu *c)
-{
-	return !c->stop && !q_is_stopped(q, c);
-}
-
 /*
  * The vCPU thread's loop between two guest executions (mttcg_cpu_thread_fn
  * and kvm_vcpu_thread_fn): take the BQL, clear the exit request,
@@ -146,103 +214,57 @@ static bool q_can_run(const struct qvm *q, const struct qcpu *c)
  */
 static bool q_enter(struct vcpu *v)
 {
-	struct world *w = v->w;
-	struct qvm *q = qvm_of(w);
-	struct qcpu *c = v->impl;
+	struct qm *q = qm_of(v->w);
+	struct qm_cpu *c = v->impl;
+	bool run;
 
 	pthread_mutex_lock(&q->bql);
 	for (;;) {
 		atomic_store_explicit(&c->exit_request, 0, memory_order_seq_cst);
-		/* qemu_wait_io_event() */
-		while (q_is_idle(q, c) && !atomic_load_explicit(&w->quit, memory_order_relaxed))
-			pthread_cond_wait(&c->halt_cond, &q->bql);
-		/* qemu_wait_io_event_common() */
-		atomic_store_explicit(&c->thread_kicked, 0, memory_order_seq_cst);
-		if (c->stop) {
-			c->stop = false;
-			c->stopped = true;
-			pthread_cond_broadcast(&q->pause_cond);
+		qm_wait_io_event(q, c);
+		if (q->quit) {
+			run = false;
+			break;
 		}
-		if (atomic_load_explicit(&w->quit, memory_order_relaxed)) {
-			pthread_mutex_unlock(&q->bql);
-			return false;
-		}
-		if (q_can_run(q, c)) {
-			pthread_mutex_unlock(&q->bql);
-			return true;
+		if (qm_can_run(q, c)) {
+			run = true;
+			break;
 		}
 	}
+	pthread_mutex_unlock(&q->bql);
+	return run;
 }
 
 /* TCG: cpu_exec() leaves at the next block boundary once exit_request is
  * set. */
 static bool q_may_run(struct vcpu *v)
 {
-	struct qcpu *c = v->impl;
+	struct qm_cpu *c = v->impl;
 
 	return !atomic_load_explicit(&c->exit_request, memory_order_relaxed);
 }
 
-static bool q_all_paused(const struct qvm *q)
-{
-	for (unsigned i = 0; i < q->n; i++)
-		if (!q->cpus[i].stopped)
-			return false;
-	return true;
-}
-
-/* do_vm_stop() + pause_all_vcpus() */
 static void q_stop(struct world *w)
 {
-	struct qvm *q = qvm_of(w);
-
-	pthread_mutex_lock(&q->bql);
-	q->running = false;
-	for (unsigned i = 0; i < q->n; i++) {
-		q->cpus[i].stop = true;
-		q_kick(q, w, i);
-	}
-	while (!q_all_paused(q)) {
-		pthread_cond_wait(&q->pause_cond, &q->bql);
-		for (unsigned i = 0; i < q->n; i++)
-			q_kick(q, w, i);
-	}
-	pthread_mutex_unlock(&q->bql);
+	qm_pause_all(qm_of(w));
 }
 
-/* vm_prepare_start() + resume_all_vcpus() */
 static void q_start(struct world *w)
 {
-	struct qvm *q = qvm_of(w);
-
-	pthread_mutex_lock(&q->bql);
-	q->running = true;
-	for (unsigned i = 0; i < q->n; i++) {
-		q->cpus[i].stop = false;
-		q->cpus[i].stopped = false;
-		q_kick(q, w, i);
-	}
-	pthread_mutex_unlock(&q->bql);
+	qm_resume_all(qm_of(w));
 }
 
 static void q_quit(struct world *w)
 {
-	struct qvm *q = qvm_of(w);
-
-	pthread_mutex_lock(&q->bql);
 	atomic_store_explicit(&w->quit, 1, memory_order_relaxed);
-	for (unsigned i = 0; i < q->n; i++) {
-		atomic_store_explicit(&q->cpus[i].thread_kicked, 0, memory_order_relaxed);
-		q_kick(q, w, i);
-	}
-	pthread_mutex_unlock(&q->bql);
+	qm_quit(qm_of(w));
 }
 
 /* fastpath/qemu_condvar: TCG's check at each block, a load of the exit
  * request (QEMU reads icount_decr, set together with it). */
 static void *q_fast_setup(void)
 {
-	struct qcpu *c = aligned_alloc(64, sizeof(*c));
+	struct qm_cpu *c = aligned_alloc(64, sizeof(*c));
 
 	if (c)
 		atomic_init(&c->exit_request, 0);
@@ -251,10 +273,11 @@ static void *q_fast_setup(void)
 
 static __attribute__((noinline)) unsigned q_fast_run(void *ctx, unsigned n)
 {
-	struct qcpu *c = ctx;
+	struct qm_cpu *c = ctx;
 
 	for (unsigned i = 0; i < n; i++)
-		if (__builtin_expect(atomic_load_explicit(&c->exit_request, memory_order_relaxed) != 0, 0))
+		if (__builtin_expect(atomic_load_explicit(&c->exit_request,
+							  memory_order_relaxed) != 0, 0))
 			return i;
 	return n;
 }

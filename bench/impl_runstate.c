@@ -146,7 +146,7 @@ static void rsi_quit(struct world *w)
 
 static void rsi_stats(struct world *w, uint64_t *parks, uint64_t *wakes)
 {
-	struct rs_stats st;
+	struct rs_stats st = { .size = sizeof(st) };
 
 	if (rs_get_stats(rs_of(w), &st) == 0) {
 		*parks = st.parks;

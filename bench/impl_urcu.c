@@ -82,7 +82,7 @@ static bool u_enter(struct vcpu *v)
 		atomic_fetch_add_explicit(&u->sleepers, 1, memory_order_seq_cst);
 		while (atomic_load_explicit(&u->stop, memory_order_seq_cst) &&
 		       !atomic_load_explicit(&w->quit, memory_order_relaxed))
-			rsb_futex_wait(&u->stop, 1);
+			rsu_futex_wait((uint32_t *)&u->stop, 1, -1);
 		atomic_fetch_sub_explicit(&u->sleepers, 1, memory_order_relaxed);
 		urcu_qsbr_thread_online();
 	}
@@ -106,7 +106,7 @@ static void u_start(struct world *w)
 
 	atomic_store_explicit(&u->stop, 0, memory_order_seq_cst);
 	if (atomic_load_explicit(&u->sleepers, memory_order_seq_cst))
-		rsb_futex_wake(&u->stop, INT_MAX);
+		rsu_futex_wake((uint32_t *)&u->stop, INT_MAX);
 }
 
 static void u_quit(struct world *w)
@@ -115,7 +115,7 @@ static void u_quit(struct world *w)
 
 	atomic_store_explicit(&w->quit, 1, memory_order_seq_cst);
 	atomic_store_explicit(&u->stop, 1, memory_order_seq_cst);
-	rsb_futex_wake(&u->stop, INT_MAX);
+	rsu_futex_wake((uint32_t *)&u->stop, INT_MAX);
 }
 
 /* fastpath/urcu_qsbr: a quiescent state and the flag load. */

@@ -56,14 +56,19 @@ def load(path):
     return doc["context"], lat, fast, errors, runs
 
 
-def fmt_ns(ns):
-    if ns is None:
+def fmt_scaled(x, units):
+    """x in the first of units, (factor, format) largest first, it reaches;
+    the last one below that."""
+    if x is None:
         return "-"
-    if ns >= 1e6:
-        return "%.2f ms" % (ns / 1e6)
-    if ns >= 1e3:
-        return "%.1f us" % (ns / 1e3)
-    return "%.0f ns" % ns
+    for factor, fmt in units:
+        if x >= factor:
+            break
+    return fmt % (x / factor)
+
+
+def fmt_ns(ns):
+    return fmt_scaled(ns, ((1e6, "%.2f ms"), (1e3, "%.1f us"), (1, "%.0f ns")))
 
 
 def fmt_fast(ns):
@@ -71,13 +76,7 @@ def fmt_fast(ns):
 
 
 def fmt_rate(r):
-    if r is None:
-        return "-"
-    if r >= 1e6:
-        return "%.2f M/s" % (r / 1e6)
-    if r >= 1e3:
-        return "%.1f k/s" % (r / 1e3)
-    return "%.0f /s" % r
+    return fmt_scaled(r, ((1e6, "%.2f M/s"), (1e3, "%.1f k/s"), (1, "%.0f /s")))
 
 
 def ratio(a, b):
@@ -116,9 +115,21 @@ def main():
         b = lat.get((kind, impl, n))
         return None if b is None else b.get(key)
 
+    def p50_p99(kind, impl, n):
+        p50, p99 = get(kind, impl, n), get(kind, impl, n, "p99_ns")
+        return "-" if p50 is None else "%s / %s" % (fmt_ns(p50), fmt_ns(p99))
+
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
     lines = []
     w = lines.append
+
+    def vcpu_table(cols, cell, heads=None):
+        """A row per vCPU count n, a column per c in cols: cell(n, c)."""
+        w("| vCPUs | " + " | ".join(heads or cols) + " |")
+        w("| ---: | " + " | ".join("---:" for _ in cols) + " |")
+        for n in ns:
+            w("| %d | %s |" % (n, " | ".join(cell(n, c) for c in cols)))
+        w("")
 
     w("## Machine and run\n")
     w("| | |")
@@ -201,35 +212,19 @@ def main():
     for kind in KINDS:
         impls = [i for i in IMPLS if any((kind, i, n) in lat for n in ns)]
         w("## %s: p50 / p99\n" % kind)
-        w("| vCPUs | " + " | ".join(impls) + " |")
-        w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
-        for n in ns:
-            cells = []
-            for i in impls:
-                p50, p99 = get(kind, i, n), get(kind, i, n, "p99_ns")
-                cells.append("-" if p50 is None else "%s / %s" % (fmt_ns(p50), fmt_ns(p99)))
-            w("| %d | %s |" % (n, " | ".join(cells)))
-        w("")
+        vcpu_table(impls, lambda n, i: p50_p99(kind, i, n))
         if kind == "start":
             w("The start call alone (p50; it returns before the vCPUs run):\n")
-            w("| vCPUs | " + " | ".join(impls) + " |")
-            w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
-            for n in ns:
-                w("| %d | %s |" % (n, " | ".join(fmt_ns(get(kind, i, n, "call_p50_ns")) for i in impls)))
-            w("")
+            vcpu_table(impls, lambda n, i: fmt_ns(get(kind, i, n, "call_p50_ns")))
         rs_impls = [i for i in ("runstate", "runstate_sig") if i in impls]
         if any(get(kind, i, n, "parks_per_op") is not None for i in rs_impls for n in ns):
             w("runstate's own counters per sample (vCPU futex sleeps / wakes; the "
               "sample's untimed set-up included, the pairing not):\n")
-            w("| vCPUs | " + " | ".join(rs_impls) + " |")
-            w("| ---: | " + " | ".join("---:" for _ in rs_impls) + " |")
-            for n in ns:
-                cells = []
-                for i in rs_impls:
-                    p, k = get(kind, i, n, "parks_per_op"), get(kind, i, n, "wakes_per_op")
-                    cells.append("-" if p is None else "%.2f / %.2f" % (p, k))
-                w("| %d | %s |" % (n, " | ".join(cells)))
-            w("")
+
+            def per_op(n, i):
+                p, k = get(kind, i, n, "parks_per_op"), get(kind, i, n, "wakes_per_op")
+                return "-" if p is None else "%.2f / %.2f" % (p, k)
+            vcpu_table(rs_impls, per_op)
         refs = sorted({k[len("vs_"):] for n in ns for k in lat.get((kind, "runstate", n), {})
                        if k.startswith("vs_")})
         for ref in refs:
@@ -245,39 +240,24 @@ def main():
                                              fmt_ratio(b.get("vs_%s" % ref))))
             w("")
         floors = [f for f in ("spin_floor", "futex_wake_all", "qemu_condvar") if f in impls]
-        w("Ratios of the p50 medians of separate runs, runstate against: " + ", ".join(floors) + "\n")
-        w("| vCPUs | " + " | ".join("runstate / " + f for f in floors) + " |")
-        w("| ---: | " + " | ".join("---:" for _ in floors) + " |")
-        for n in ns:
-            w("| %d | %s |" % (n, " | ".join(
-                fmt_ratio(ratio(get(kind, "runstate", n), get(kind, f, n))) for f in floors)))
-        w("")
+        w("Ratios of the p50 medians of separate runs, runstate against: " +
+          ", ".join(floors) + "\n")
+        vcpu_table(floors,
+                   lambda n, f: fmt_ratio(ratio(get(kind, "runstate", n), get(kind, f, n))),
+                   ["runstate / " + f for f in floors])
 
     impls = [i for i in IMPLS if any(("storm", i, n) in lat for n in ns)]
     w("## storm: guest slices per second while stop/start runs continuously\n")
-    w("| vCPUs | " + " | ".join(impls) + " |")
-    w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
-    for n in ns:
-        w("| %d | %s |" % (n, " | ".join(fmt_rate(get("storm", i, n, "slices_per_s")) for i in impls)))
-    w("")
+    vcpu_table(impls, lambda n, i: fmt_rate(get("storm", i, n, "slices_per_s")))
     w("Share of the undisturbed rate kept (slices_per_s / free_slices_per_s, the "
       "same vCPUs measured alone for 10 ms first):\n")
-    w("| vCPUs | " + " | ".join(impls) + " |")
-    w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
-    for n in ns:
-        cells = []
-        for i in impls:
-            a, b = get("storm", i, n, "slices_per_s"), get("storm", i, n, "free_slices_per_s")
-            r = ratio(a, b)
-            cells.append("-" if r is None else "%.0f%%" % (100 * r))
-        w("| %d | %s |" % (n, " | ".join(cells)))
-    w("")
+
+    def kept(n, i):
+        r = ratio(get("storm", i, n, "slices_per_s"), get("storm", i, n, "free_slices_per_s"))
+        return "-" if r is None else "%.0f%%" % (100 * r)
+    vcpu_table(impls, kept)
     w("stop/start cycles per second in the same runs:\n")
-    w("| vCPUs | " + " | ".join(impls) + " |")
-    w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
-    for n in ns:
-        w("| %d | %s |" % (n, " | ".join(fmt_rate(get("storm", i, n, "cycles_per_s")) for i in impls)))
-    w("")
+    vcpu_table(impls, lambda n, i: fmt_rate(get("storm", i, n, "cycles_per_s")))
 
     kvm = ["runstate_kvm", "qemu_condvar_kvm"]
     kns = sorted({k[2] for k in lat if k[1] in kvm})
@@ -290,10 +270,7 @@ def main():
         w("| --- | ---: | ---: | ---: | ---: | ---: |")
         for kind in ("stop", "start"):
             for n in kns:
-                cells = []
-                for i in kvm:
-                    p50, p99 = get(kind, i, n), get(kind, i, n, "p99_ns")
-                    cells.append("-" if p50 is None else "%s / %s" % (fmt_ns(p50), fmt_ns(p99)))
+                cells = [p50_p99(kind, i, n) for i in kvm]
                 b = lat.get((kind, "runstate_kvm", n), {})
                 w("| %s | %d | %s | %s / %s | %s |" % (
                     kind, n, " | ".join(cells), fmt_ns(b.get("p50_ns")),
@@ -334,8 +311,8 @@ def main():
     g = gp.append
     g('set terminal pngcairo size 1400,1260 font "sans,9" noenhanced')
     g('set output "%s"' % os.path.join(out, "latency.png"))
-    g('set multiplot layout 3,2 title "runstate-bench: %s CPUs, %s (noisy shared machine: read ratios within this run)"'
-      % (ctx.get("num_cpus", "?"), ctx.get("date", "")[:10]))
+    g('set multiplot layout 3,2 title "runstate-bench: %s CPUs, %s (noisy shared machine: '
+      'read ratios within this run)"' % (ctx.get("num_cpus", "?"), ctx.get("date", "")[:10]))
     g("set logscale x 2")
     g("set grid")
     g("set key top left font \",9\" opaque box")

@@ -4,7 +4,7 @@
  *
  * The settler walks the listener set inside an RCU read-side section, so a
  * stop or a start never takes a lock to find its listeners, and adding or
- * removing one never blocks an edge.  Writers serialize on listener_mutex,
+ * removing one never blocks an edge.  Writers serialize on a mutex of their own,
  * publish a new sorted copy of the set, and free the old one with
  * call_rcu().
  *
@@ -32,7 +32,7 @@
 
 #include <urcu-bp.h>
 
-#include "internal.h"
+#include "instance.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define RS_TSAN 1
@@ -52,22 +52,38 @@ void __tsan_release(void *addr);
 #define tsan_release(p) do { (void)(p); } while (0)
 #endif
 
-_Static_assert(sizeof(struct rcu_head_opaque) == sizeof(struct rcu_head), "rcu_head size");
-_Static_assert(_Alignof(struct rcu_head_opaque) >= _Alignof(struct rcu_head), "rcu_head align");
+/* The listener set and its entries.  An entry keeps its instance, for the
+ * reclamation callback (which gets only the entry). */
+struct rs_listener {
+	rs_listener_fn *fn;
+	void *opaque;
+	int priority;
+	uint64_t id;
+	struct rs_instance *ri;
+	struct rcu_head rcu;
+};
 
-_Thread_local unsigned rs_tls_in_listener;
+/* Sorted by (priority, id). */
+struct rs_listener_set {
+	struct rcu_head rcu;
+	struct rs_instance *ri;
+	unsigned n;
+	struct rs_listener *l[];
+};
+
+static _Thread_local unsigned tls_in_listener;
 
 /* Publish a new set: rcu_assign_pointer orders the set's contents before
  * the pointer (pairs with rcu_dereference in set_deref()). */
-static void set_publish(struct rs_runstate *rs, struct rs_listener_set *set)
+static void set_publish(struct rs_instance *ri, struct rs_listener_set *set)
 {
 	tsan_release(set);
-	rcu_assign_pointer(rs->listeners, set);
+	rcu_assign_pointer(ri->lis.set, set);
 }
 
-static struct rs_listener_set *set_deref(struct rs_runstate *rs)
+static struct rs_listener_set *set_deref(struct rs_instance *ri)
 {
-	struct rs_listener_set *set = rcu_dereference(rs->listeners);
+	struct rs_listener_set *set = rcu_dereference(ri->lis.set);
 
 	if (set)
 		tsan_acquire(set);
@@ -75,73 +91,78 @@ static struct rs_listener_set *set_deref(struct rs_runstate *rs)
 }
 
 /*
- * Reclamation.  Each call_rcu() is counted in rs->rcu_pending so that
+ * Reclamation.  Each call_rcu() is counted in rcu_pending so that
  * rs_destroy() can wait for the callbacks of its own instance without
  * rcu_barrier() (which would also wait for every other user of liburcu in
  * the process).  The callback runs on liburcu's call_rcu thread after the
  * grace period: every reader released the object (rs_run_listeners()) and
  * the writer released it before call_rcu(); tsan_acquire() tells TSan.
  */
-static void defer_free(struct rs_runstate *rs, struct rcu_head_opaque *head, void *obj,
+static void defer_free(struct rs_instance *ri, struct rcu_head *head, void *obj,
 		       void (*cb)(struct rcu_head *))
 {
-	atomic_fetch_add_explicit(&rs->rcu_pending, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ri->lis.rcu_pending, 1, memory_order_relaxed);
 	tsan_release(obj);
-	call_rcu((struct rcu_head *)(void *)head, cb);
+	call_rcu(head, cb);
 }
 
-static void reclaimed(struct rs_runstate *rs)
+static void reclaimed(struct rs_instance *ri)
 {
 	/* Release: pairs with the acquire load in rs_listeners_destroy(). */
-	atomic_fetch_sub_explicit(&rs->rcu_pending, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&ri->lis.rcu_pending, 1, memory_order_release);
 }
 
 static void free_set_cb(struct rcu_head *head)
 {
-	struct rs_listener_set *set = (struct rs_listener_set *)(void *)head;
-	struct rs_runstate *rs;
+	/* The rcu_head's container (void * first: its alignment is the
+	 * struct's, which -Wcast-align cannot see through a char *). */
+	struct rs_listener_set *set = (void *)((char *)head - offsetof(struct rs_listener_set, rcu));
+	struct rs_instance *ri;
 
 	tsan_acquire(set);
-	rs = set->rs;
+	ri = set->ri;
 	free(set);
-	reclaimed(rs);
+	reclaimed(ri);
 }
 
 static void free_listener_cb(struct rcu_head *head)
 {
-	struct rs_listener *l = (struct rs_listener *)((char *)head -
-						       offsetof(struct rs_listener, rcu));
-	struct rs_runstate *rs;
+	struct rs_listener *l = (void *)((char *)head - offsetof(struct rs_listener, rcu));
+	struct rs_instance *ri;
 
 	tsan_acquire(l);
-	rs = l->rs;
+	ri = l->ri;
 	free(l);
-	reclaimed(rs);
+	reclaimed(ri);
 }
 
 /* A listener runs while its edge holds every vCPU out and the settle mutex
  * is held: a call that waits from there could wait for itself.  Refused,
  * with RS_EDEADLK, in every build. */
-int rs_no_wait_in_listener(const char *what)
+int rs_no_wait_in_listener(void)
 {
-	(void)what;
-	return rs_tls_in_listener ? RS_EDEADLK : 0;
+	return tls_in_listener ? RS_EDEADLK : 0;
 }
 
-void rs_run_listeners(struct rs_runstate *rs, bool running, uint64_t word)
+bool rs_listeners_any(struct rs_instance *ri)
+{
+	return atomic_load_explicit(&ri->lis.count, memory_order_relaxed) != 0;
+}
+
+void rs_run_listeners(struct rs_instance *ri, bool running, uint64_t word)
 {
 	struct rs_listener_set *set;
 	struct rs_state st;
 
 	/* No listener: no read-side section at all.  An add racing with
 	 * this edge may or may not see it, as with any listener change. */
-	if (!atomic_load_explicit(&rs->nlisteners, memory_order_relaxed))
+	if (!rs_listeners_any(ri))
 		return;
-	rs_decode(word, &st);
+	rs_decode_into(word, &st);
 	rcu_read_lock();
-	set = set_deref(rs);
+	set = set_deref(ri);
 	if (set && set->n) {
-		rs_tls_in_listener++;
+		tls_in_listener++;
 		if (running) {
 			for (unsigned i = 0; i < set->n; i++)
 				set->l[i]->fn(set->l[i]->opaque, true, &st);
@@ -149,8 +170,8 @@ void rs_run_listeners(struct rs_runstate *rs, bool running, uint64_t word)
 			for (unsigned i = set->n; i-- > 0;)
 				set->l[i]->fn(set->l[i]->opaque, false, &st);
 		}
-		rs_tls_in_listener--;
-		atomic_fetch_add_explicit(&rs->stats.listener_runs, set->n, memory_order_relaxed);
+		tls_in_listener--;
+		atomic_fetch_add_explicit(&ri->stats.listener_runs, set->n, memory_order_relaxed);
 		for (unsigned i = 0; i < set->n; i++)
 			tsan_release(set->l[i]);
 	}
@@ -159,8 +180,8 @@ void rs_run_listeners(struct rs_runstate *rs, bool running, uint64_t word)
 	rcu_read_unlock();
 }
 
-/* Writers serialize on listener_mutex (a futex mutex; never taken on a
- * stop or start). */
+/* Writers serialize on lis.mutex (a futex mutex; never taken on a stop or
+ * start). */
 static struct rs_listener_set *set_copy(struct rs_listener_set *old, unsigned extra)
 {
 	unsigned n = old ? old->n : 0;
@@ -170,7 +191,7 @@ static struct rs_listener_set *set_copy(struct rs_listener_set *old, unsigned ex
 		return NULL;
 	memset(&set->rcu, 0, sizeof(set->rcu));
 	set->n = 0;
-	set->rs = old ? old->rs : NULL;
+	set->ri = old ? old->ri : NULL;
 	return set;
 }
 
@@ -182,6 +203,7 @@ static bool before(const struct rs_listener *a, const struct rs_listener *b)
 int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int priority,
 		    rs_listener **out)
 {
+	struct rs_instance *ri = rs_inst(rs);
 	struct rs_listener_set *old, *set;
 	struct rs_listener *l;
 	bool placed = false;
@@ -194,15 +216,15 @@ int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int prior
 	l->fn = fn;
 	l->opaque = opaque;
 	l->priority = priority;
-	l->rs = rs;
-	rs_mutex_lock(rs, &rs->listener_mutex, UINT64_MAX);
-	l->id = ++rs->listener_ids;
-	old = rs->listeners;   /* writers hold the mutex: a plain read */
+	l->ri = ri;
+	rs_mutex_lock(ri, &ri->lis.mutex, UINT64_MAX);
+	l->id = ++ri->lis.ids;
+	old = ri->lis.set;   /* writers hold the mutex: a plain read */
 	set = set_copy(old, 1);
 	if (set)
-		set->rs = rs;
+		set->ri = ri;
 	if (!set) {
-		rs_mutex_unlock(rs, &rs->listener_mutex);
+		rs_mutex_unlock(ri, &ri->lis.mutex);
 		free(l);
 		return RS_ENOMEM;
 	}
@@ -215,17 +237,18 @@ int rs_listener_add(rs_runstate *rs, rs_listener_fn *fn, void *opaque, int prior
 	}
 	if (!placed)
 		set->l[set->n++] = l;
-	set_publish(rs, set);
-	atomic_store_explicit(&rs->nlisteners, set->n, memory_order_relaxed);
-	rs_mutex_unlock(rs, &rs->listener_mutex);
+	set_publish(ri, set);
+	atomic_store_explicit(&ri->lis.count, set->n, memory_order_relaxed);
+	rs_mutex_unlock(ri, &ri->lis.mutex);
 	if (old)
-		defer_free(rs, &old->rcu, old, free_set_cb);
+		defer_free(ri, &old->rcu, old, free_set_cb);
 	*out = l;
 	return 0;
 }
 
 int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 {
+	struct rs_instance *ri = rs_inst(rs);
 	struct rs_listener_set *old, *set;
 	bool found = false;
 
@@ -233,51 +256,51 @@ int rs_listener_remove(rs_runstate *rs, rs_listener *l)
 	 * removed (perhaps freed) is simply not found. */
 	if (!rs || !l)
 		return RS_EINVAL;
-	rs_mutex_lock(rs, &rs->listener_mutex, UINT64_MAX);
-	old = rs->listeners;
+	rs_mutex_lock(ri, &ri->lis.mutex, UINT64_MAX);
+	old = ri->lis.set;
 	for (unsigned i = 0; old && i < old->n; i++)
 		found |= old->l[i] == l;
 	if (!found) {
-		rs_mutex_unlock(rs, &rs->listener_mutex);
+		rs_mutex_unlock(ri, &ri->lis.mutex);
 		return RS_EINVAL;
 	}
 	set = set_copy(old, 0);
 	if (!set) {
-		rs_mutex_unlock(rs, &rs->listener_mutex);
+		rs_mutex_unlock(ri, &ri->lis.mutex);
 		return RS_ENOMEM;
 	}
 	for (unsigned i = 0; i < old->n; i++)
 		if (old->l[i] != l)
 			set->l[set->n++] = old->l[i];
-	set_publish(rs, set);
-	atomic_store_explicit(&rs->nlisteners, set->n, memory_order_relaxed);
-	rs_mutex_unlock(rs, &rs->listener_mutex);
+	set_publish(ri, set);
+	atomic_store_explicit(&ri->lis.count, set->n, memory_order_relaxed);
+	rs_mutex_unlock(ri, &ri->lis.mutex);
 	/* Outside a listener, wait until no run can still call l: the
 	 * documented guarantee.  Inside one we are in a read-side section
 	 * ourselves, so only defer. */
-	if (!rs_tls_in_listener) {
+	if (!tls_in_listener) {
 		/* A vCPU thread that may block here is out first. */
-		rs_vcpu_thread_out(rs);
+		rs_vcpu_thread_out(ri);
 		synchronize_rcu();
 	}
-	defer_free(rs, &old->rcu, old, free_set_cb);
-	defer_free(rs, &l->rcu, l, free_listener_cb);
+	defer_free(ri, &old->rcu, old, free_set_cb);
+	defer_free(ri, &l->rcu, l, free_listener_cb);
 	return 0;
 }
 
-void rs_listeners_destroy(struct rs_runstate *rs)
+void rs_listeners_destroy(struct rs_instance *ri)
 {
-	struct rs_listener_set *set = rs->listeners;
+	struct rs_listener_set *set = ri->lis.set;
 
 	/* Wait for this instance's pending reclamations (acquire: pairs
 	 * with reclaimed()), then free what is left.  A grace period is
 	 * usually a few milliseconds. */
-	while (atomic_load_explicit(&rs->rcu_pending, memory_order_acquire))
+	while (atomic_load_explicit(&ri->lis.rcu_pending, memory_order_acquire))
 		usleep(200);
 	if (set) {
 		for (unsigned i = 0; i < set->n; i++)
 			free(set->l[i]);
 		free(set);
 	}
-	rs->listeners = NULL;
+	ri->lis.set = NULL;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The operating-system seam: futex, clock, and a small futex mutex built on
- * them.  Everything that sleeps or wakes goes through rs->ops so tests can
- * count system calls and inject spurious wake-ups and EINTR.
+ * them.  Everything that sleeps or wakes goes through ri->os.ops so tests
+ * can count system calls and inject spurious wake-ups and EINTR.
  */
 
 #include <limits.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "instance.h"
 
 void rs_fatal(const char *what, int err)
 {
@@ -87,8 +87,10 @@ static void default_delay(void *ctx, const char *point)
 }
 #endif
 
-void rs_ops_fill(struct rs_ops *dst, const struct rs_ops *src)
+void rs_os_init(struct rs_instance *ri, const struct rs_ops *src)
 {
+	struct rs_ops *dst = &ri->os.ops;
+
 	memset(dst, 0, sizeof(*dst));
 	if (src)
 		*dst = *src;
@@ -104,48 +106,56 @@ void rs_ops_fill(struct rs_ops *dst, const struct rs_ops *src)
 #endif
 }
 
+#ifdef RS_DELAY_POINTS
+void rs_delay(struct rs_instance *ri, const char *name)
+{
+	if (ri->os.ops.delay)
+		ri->os.ops.delay(ri->os.ops.ctx, name);
+}
+#endif
+
 /*
  * Futex discipline: 0 may be spurious, -EAGAIN means the value changed,
  * -EINTR means retry, -ETIMEDOUT is the caller's business; callers always
  * re-load and re-check.  Anything else is a bug in the library.
  */
-int rs_futex_wait(struct rs_runstate *rs, _Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
+int rs_futex_wait(struct rs_instance *ri, _Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
 {
-	int r = rs->ops.futex_wait(rs->ops.ctx, (uint32_t *)addr, val, timeout_ns);
+	int r = ri->os.ops.futex_wait(ri->os.ops.ctx, (uint32_t *)addr, val, timeout_ns);
 
 	if (r == 0 || r == -EAGAIN || r == -EINTR || r == -ETIMEDOUT)
 		return r;
 	rs_fatal("futex wait", r);
 }
 
-void rs_futex_wake(struct rs_runstate *rs, _Atomic uint32_t *addr, int n)
+void rs_futex_wake(struct rs_instance *ri, _Atomic uint32_t *addr, int n)
 {
-	int r = rs->ops.futex_wake(rs->ops.ctx, (uint32_t *)addr, n);
+	int r = ri->os.ops.futex_wake(ri->os.ops.ctx, (uint32_t *)addr, n);
 
 	if (r < 0)
 		rs_fatal("futex wake", r);
 }
 
-uint64_t rs_now(struct rs_runstate *rs)
+uint64_t rs_now(struct rs_instance *ri)
 {
-	return rs->ops.now_ns(rs->ops.ctx);
+	return ri->os.ops.now_ns(ri->os.ops.ctx);
 }
 
-uint64_t rs_deadline(struct rs_runstate *rs, int64_t timeout_ns)
+uint64_t rs_deadline(struct rs_instance *ri, int64_t timeout_ns)
 {
 	if (timeout_ns < 0)
 		return UINT64_MAX;
-	return rs_now(rs) + (uint64_t)timeout_ns;
+	return rs_now(ri) + (uint64_t)timeout_ns;
 }
 
 /* Time left before deadline, -1 for none, 0 when it has passed. */
-int64_t rs_remaining(struct rs_runstate *rs, uint64_t deadline)
+int64_t rs_remaining(struct rs_instance *ri, uint64_t deadline)
 {
 	uint64_t now;
 
 	if (deadline == UINT64_MAX)
 		return -1;
-	now = rs_now(rs);
+	now = rs_now(ri);
 	return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
@@ -166,7 +176,7 @@ bool rs_mutex_trylock(_Atomic uint32_t *m)
 						       memory_order_seq_cst);
 }
 
-int rs_mutex_lock(struct rs_runstate *rs, _Atomic uint32_t *m, uint64_t deadline)
+int rs_mutex_lock(struct rs_instance *ri, _Atomic uint32_t *m, uint64_t deadline)
 {
 	uint32_t c = 0;
 
@@ -183,20 +193,20 @@ int rs_mutex_lock(struct rs_runstate *rs, _Atomic uint32_t *m, uint64_t deadline
 	if (c != 2)
 		c = atomic_exchange_explicit(m, 2, memory_order_seq_cst);
 	while (c != 0) {
-		int64_t left = rs_remaining(rs, deadline);
+		int64_t left = rs_remaining(ri, deadline);
 
 		if (left == 0)
 			return RS_ETIMEDOUT;
-		rs_futex_wait(rs, m, 2, left);
+		rs_futex_wait(ri, m, 2, left);
 		c = atomic_exchange_explicit(m, 2, memory_order_seq_cst);
 	}
 	return 0;
 }
 
-void rs_mutex_unlock(struct rs_runstate *rs, _Atomic uint32_t *m)
+void rs_mutex_unlock(struct rs_instance *ri, _Atomic uint32_t *m)
 {
 	/* seq_cst: the settle mutex's "unlock, then re-check" argument in
-	 * runstate.c needs the unlock in the single total order. */
+	 * settle.c needs the unlock in the single total order. */
 	if (atomic_exchange_explicit(m, 0, memory_order_seq_cst) == 2)
-		rs_futex_wake(rs, m, 1);
+		rs_futex_wake(ri, m, 1);
 }

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "instance.h"
 
 static const char *const lock_names[RS_LOCK_COUNT] = {
 	[RS_LOCK_DEBUG] = "debug",
@@ -92,10 +92,10 @@ const char *rs_strerror(int err)
 	}
 }
 
-void rs_decode(uint64_t w, struct rs_state *st)
+void rs_decode_into(uint64_t w, struct rs_state *st)
 {
-	if (!st)
-		return;
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
 	st->running = rs_w_running(w);
 	st->may_run = rs_w_may_run(w);
 	st->settling = rs_w_settling(w);
@@ -103,6 +103,27 @@ void rs_decode(uint64_t w, struct rs_state *st)
 	st->locks = (unsigned)(w & RS_W_LOCKS);
 	st->pause = (enum rs_pause)rs_w_pause(w);
 	st->edge = rs_w_edge(w);
+}
+
+int rs_decode(uint64_t w, struct rs_state *st)
+{
+	struct rs_state all;
+	uint32_t size;
+
+	if (!st || st->size < RS_STATE_SIZE_0_9)
+		return RS_EINVAL;
+	/* As far as the caller's struct goes, and zeros in what only a newer
+	 * caller's has; its size stays its own. */
+	size = st->size;
+	rs_decode_into(w, &all);
+	all.size = size;
+	if (size <= sizeof(all)) {
+		memcpy(st, &all, size);
+	} else {
+		memcpy(st, &all, sizeof(all));
+		memset((char *)st + sizeof(all), 0, size - sizeof(all));
+	}
+	return 0;
 }
 
 const char *rs_legacy_status(uint64_t w)

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The word layout, asserted once.  The macros live in the public header
- * (rs_may_run() needs RS_W_NORUN_MASK); this file proves they tile the word
- * and gives the library its helpers.
+ * The word layout, asserted once.  The macros live in runstate-testing.h
+ * (tests and models decode words too); the public header has only the fast
+ * path's RS_NORUN_MASK.  This file proves the fields tile the word and gives
+ * the library its pure helpers.  Loads and CASes of an instance's word are
+ * in instance.h.
  */
 #ifndef RS_WORD_H
 #define RS_WORD_H
 
-#include "runstate.h"
+#include <stdbool.h>
+
+#include "runstate-testing.h"
 
 #define RS_W_ALL_FLAGS (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_EXCL | RS_W_PAUSE_MASK | \
 			RS_W_RSV_NORUN | RS_W_OVERFLOW | RS_W_BACKLOG_MASK | RS_W_PARKED | \
@@ -24,7 +28,8 @@ _Static_assert((RS_W_BACKLOG_MASK >> RS_W_BACKLOG_SHIFT) == RS_W_BACKLOG_MAX, "b
 /* The fast path's mask is exactly the low 20 bits, and exactly the bits that
  * keep vCPUs out: the stop bits (reserved locks included), the reserved
  * no-run bits, and settling. */
-_Static_assert(RS_W_NORUN_MASK == (RS_W_STOPPED_MASK | RS_W_EXCL | RS_W_RSV_NORUN |
+_Static_assert(RS_NORUN_MASK == 0xfffff &&
+	       RS_W_NORUN_MASK == (RS_W_STOPPED_MASK | RS_W_EXCL | RS_W_RSV_NORUN |
 				   RS_W_SETTLING_MASK), "no-run bits");
 _Static_assert((RS_W_NORUN_MASK & (RS_W_PARKED | RS_W_LOCKWAIT | RS_W_COAL_GEN |
 				   RS_W_COAL_MASK | RS_W_EDGE_MASK)) == 0,
@@ -37,7 +42,10 @@ static inline uint32_t rs_w_edge(uint64_t w) { return (uint32_t)(w >> RS_W_EDGE_
 static inline bool rs_w_running(uint64_t w) { return (w & RS_W_STOPPED_MASK) == 0; }
 static inline bool rs_w_may_run(uint64_t w) { return (w & RS_W_NORUN_MASK) == 0; }
 static inline bool rs_w_settling(uint64_t w) { return (w & RS_W_SETTLING_MASK) != 0; }
-static inline unsigned rs_w_pause(uint64_t w) { return (unsigned)((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT); }
+static inline unsigned rs_w_pause(uint64_t w)
+{
+	return (unsigned)((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT);
+}
 static inline unsigned rs_w_backlog(uint64_t w)
 {
 	return (unsigned)((w & RS_W_BACKLOG_MASK) >> RS_W_BACKLOG_SHIFT);

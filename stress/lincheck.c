@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
+#include "rsutil.h"
 #include "lincheck.h"
 
 struct lin_memo {
@@ -33,15 +34,17 @@ struct lin_memo {
 
 const char *(*lin_thread_name)(unsigned thread);
 
+#define LIN_LOCKS ((uint8_t)(RS_W_LOCK(RS_LOCK_COUNT) - 1))
+
 uint8_t lin_abstract(uint64_t w)
 {
-	return (uint8_t)((w & 0xfu) | ((w >> 6) & 1u) << 4 |
-			 ((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT) << 5);
+	return (uint8_t)((w & LIN_LOCKS) | (w & RS_W_IO_ERROR ? LIN_STATE_IO : 0) |
+			 rsu_pause(w) << 5);
 }
 
 static uint64_t lin_word(uint8_t s)
 {
-	return (s & 0xfu) | (uint64_t)((s >> 4) & 1u) << 6 |
+	return (s & LIN_LOCKS) | (s & LIN_STATE_IO ? RS_W_IO_ERROR : 0) |
 	       (uint64_t)(s >> 5) << RS_W_PAUSE_SHIFT;
 }
 
@@ -50,16 +53,17 @@ void lin_format_state(uint8_t s, char *buf, size_t n)
 	size_t k = 0;
 
 	k += (size_t)snprintf(buf + k, n - k, "locks=");
-	if (!(s & 0xf))
+	if (!(s & LIN_LOCKS))
 		k += (size_t)snprintf(buf + k, n - k, "-");
 	for (int r = 0, first = 1; r < RS_LOCK_COUNT && k < n; r++) {
 		if (s & (1u << r)) {
-			k += (size_t)snprintf(buf + k, n - k, "%s%s", first ? "" : ",", rs_lock_name(r));
+			k += (size_t)snprintf(buf + k, n - k, "%s%s", first ? "" : ",",
+					      rs_lock_name(r));
 			first = 0;
 		}
 	}
 	if (k < n)
-		snprintf(buf + k, n - k, "%s pause=%s", s & 0x10 ? " io-error" : "",
+		snprintf(buf + k, n - k, "%s pause=%s", s & LIN_STATE_IO ? " io-error" : "",
 			 rs_pause_name(s >> 5));
 }
 
@@ -73,7 +77,7 @@ const char *lin_kind_name(int kind)
 	return kind >= 0 && kind < LIN_KIND_COUNT ? kind_names[kind] : "?";
 }
 
-static bool is_stopping(int kind)
+bool lin_is_stopping(int kind)
 {
 	return kind == LIN_STOP || kind == LIN_IO_ERROR || kind == LIN_PAUSE ||
 	       kind == LIN_LOCK || kind == LIN_TRYLOCK || kind == LIN_UNLOCK_PAUSE;
@@ -90,7 +94,7 @@ static bool is_stopping(int kind)
  */
 static bool result_ok(const struct lin_op *op, int err)
 {
-	if (err == 0 && op->result == RS_ETIMEDOUT && is_stopping(op->kind) && !op->async)
+	if (err == 0 && op->result == RS_ETIMEDOUT && lin_is_stopping(op->kind) && !op->async)
 		return true;
 	return op->result == err;
 }
@@ -193,7 +197,8 @@ static bool memo_grow(struct lin_checker *c)
 
 		if (m->gen != c->memo_gen)
 			continue;
-		for (size_t j = memo_hash(m->done, m->state) & (ncap - 1);; j = (j + 1) & (ncap - 1)) {
+		for (size_t j = memo_hash(m->done, m->state) & (ncap - 1);;
+		     j = (j + 1) & (ncap - 1)) {
 			if (nm[j].gen != c->memo_gen) {
 				nm[j] = *m;
 				break;
@@ -301,7 +306,7 @@ static void print_op(FILE *f, const struct lin_op *op, uint64_t base)
 		fprintf(f, "    %-9s", lin_thread_name(op->thread));
 	else
 		fprintf(f, "    t%-8u", op->thread);
-	fprintf(f, " %-28s%s", buf, op->async && is_stopping(op->kind) ? " async" : "      ");
+	fprintf(f, " %-28s%s", buf, op->async && lin_is_stopping(op->kind) ? " async" : "      ");
 	if (op->kind == LIN_READ) {
 		char st[96];
 
@@ -436,8 +441,9 @@ int lin_round(struct lin_checker *c, const struct lin_op *gated, int ng,
 	}
 	if (c->nnext == 0) {
 		if (report) {
-			fprintf(report, "  no order of this round's operations consistent with real time "
-					"explains every result under rs_transition()\n");
+			fprintf(report, "  no order of this round's operations consistent with "
+					"real time explains every result under "
+					"rs_transition()\n");
 			report_round(c, gated, ng, ung, report);
 		}
 		resync(c, (uint8_t)gated[ng - 1].result, pending_mask);
@@ -527,14 +533,16 @@ int lin_selftest(FILE *f)
 		{ .name = "busy on a free bit", .expect = -1, .n = 2, .ops = {
 			mk(LIN_TRYLOCK, RS_LOCK_DEBUG, 0, RS_EBUSY, 0, 1, 1),
 			mk(LIN_READ, 0, 0, S_PRELAUNCH, 2, 3, 2) } },
-		{ .name = "unlock with pause: migration ends in postmigrate", .expect = 0, .n = 4, .ops = {
+		{ .name = "unlock with pause: migration ends in postmigrate", .expect = 0, .n = 4,
+		  .ops = {
 			mk(LIN_LOCK, RS_LOCK_PRE_MIGRATE, 0, 0, 0, 1, 1),
 			mk(LIN_START, 0, 0, 0, 2, 3, 2),
 			mk(LIN_UNLOCK_PAUSE, RS_LOCK_PRE_MIGRATE, RS_PAUSE_POSTMIGRATE, 0, 4, 5, 1),
 			mk(LIN_START, 0, 0, RS_ENEEDFORCE, 6, 7, 2) } },
 		{ .name = "timeout from an asynchronous stop", .expect = -1, .n = 1, .ops = {
 			mka(LIN_STOP, 0, 0, RS_ETIMEDOUT, 0, 1, 1) } },
-		{ .name = "timeout from a timed stop keeps the change", .expect = 0, .n = 2, .ops = {
+		{ .name = "timeout from a timed stop keeps the change", .expect = 0, .n = 2,
+		  .ops = {
 			mk(LIN_STOP, 0, 0, RS_ETIMEDOUT, 0, 1, 1),
 			mk(LIN_READ, 0, 0, S_PRELAUNCH, 2, 3, 2) } },
 		{ .name = "retry keeps the user's pause", .expect = 0, .n = 5, .ops = {
@@ -543,16 +551,17 @@ int lin_selftest(FILE *f)
 			mk(LIN_IO_ERROR, 0, 0, 0, 4, 5, 2),
 			mk(LIN_RETRY, 0, 0, 0, 6, 7, 1),
 			mk(LIN_READ, 0, 0, S_PAUSED, 8, 9, 3) } },
-		{ .name = "pending vCPU panic that cannot have happened", .expect = -1, .n = 2, .ops = {
+		{ .name = "pending vCPU panic that cannot have happened", .expect = -1, .n = 2,
+		  .ops = {
 			mk(LIN_START, 0, 0, RS_ENEEDFORCE, 5, 6, 1),
 			mk(LIN_READ, 0, 0, S_RUNNING, 7, 8, 2) },
-		  .ung = { [0] = { .inv = 0, .kind = LIN_PAUSE, .arg = RS_PAUSE_PANICKED, .pending = true,
-			    .thread = 9 } } },
+		  .ung = { [0] = { .inv = 0, .kind = LIN_PAUSE, .arg = RS_PAUSE_PANICKED,
+				   .pending = true, .thread = 9 } } },
 		{ .name = "pending vCPU panic explains needs-force", .expect = 0, .n = 2, .ops = {
 			mk(LIN_START, 0, 0, RS_ENEEDFORCE, 5, 6, 1),
 			mk(LIN_READ, 0, 0, S_PANICKED, 7, 8, 2) },
-		  .ung = { [0] = { .inv = 0, .kind = LIN_PAUSE, .arg = RS_PAUSE_PANICKED, .pending = true,
-			    .thread = 9 } } },
+		  .ung = { [0] = { .inv = 0, .kind = LIN_PAUSE, .arg = RS_PAUSE_PANICKED,
+				   .pending = true, .thread = 9 } } },
 	};
 	int failures = 0;
 
@@ -570,8 +579,8 @@ int lin_selftest(FILE *f)
 		if (c->ung[0].kind != LIN_NONE)
 			lc.set[0].state = S_RUNNING;
 		r = lin_round(&lc, c->ops, c->n, c->ung, NULL);
-		fprintf(f, "%s %-50s expected %s, got %s\n", r == c->expect ? "ok  " : "FAIL", c->name,
-			c->expect ? "violation" : "linearizable",
+		fprintf(f, "%s %-50s expected %s, got %s\n", r == c->expect ? "ok  " : "FAIL",
+			c->name, c->expect ? "violation" : "linearizable",
 			r < 0 ? "violation" : r ? "gave up" : "linearizable");
 		failures += r != c->expect;
 		lin_free(&lc);

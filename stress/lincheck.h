@@ -64,11 +64,15 @@ struct lin_checker {
 	int max_set;
 };
 
-/* The parts of the word a result can depend on: locks 0-3, io-error, pause. */
+/* The parts of the word a result can depend on: locks 0-3 (bits 0-3, as in
+ * the word), io-error (LIN_STATE_IO), the pause reason (from bit 5). */
+#define LIN_STATE_IO 0x10
 uint8_t lin_abstract(uint64_t word);
 /* "locks=debug,savevm io pause=paused" */
 void lin_format_state(uint8_t s, char *buf, size_t n);
 const char *lin_kind_name(int kind);
+/* Does this kind of operation stop the VM (and may wait for the vCPUs)? */
+bool lin_is_stopping(int kind);
 
 int lin_init(struct lin_checker *c, uint8_t initial, long node_limit);
 void lin_free(struct lin_checker *c);

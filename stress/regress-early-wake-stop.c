@@ -24,19 +24,15 @@
  * CPU), so there is nothing to test.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
+#include "rsutil.h"
 
 static rs_runstate *rs;
 static sem_t in_window, go_on;
@@ -44,28 +40,19 @@ static _Atomic bool armed, quit;
 static _Atomic long waits, wakes;
 static pthread_t starter_thread;
 
+/* The futex calls, counted. */
 static int fwait(void *ctx, uint32_t *addr, uint32_t val, int64_t ns)
 {
-	struct timespec ts, *tsp = NULL;
-
 	(void)ctx;
 	atomic_fetch_add(&waits, 1);
-	if (ns >= 0) {
-		ts.tv_sec = ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
-		tsp = &ts;
-	}
-	return syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0) == 0 ? 0 : -errno;
+	return rsu_futex_wait(addr, val, ns);
 }
 
 static int fwake(void *ctx, uint32_t *addr, int n)
 {
-	long r;
-
 	(void)ctx;
 	atomic_fetch_add(&wakes, 1);
-	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
-	return r < 0 ? -errno : (int)r;
+	return rsu_futex_wake(addr, n);
 }
 
 static void delay(void *ctx, const char *point)
@@ -102,15 +89,12 @@ static void *starter(void *arg)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { 0, ms * 1000000L };
-
-	nanosleep(&ts, NULL);
+	rsu_sleep_ns((int64_t)ms * 1000000);
 }
 
 int main(void)
 {
 	struct rs_ops ops = { .futex_wait = fwait, .futex_wake = fwake, .delay = delay };
-	struct rs_config cfg = { .ops = &ops };
 	static _Alignas(64) rs_vcpu v;
 	pthread_t vt;
 	void *ret;
@@ -118,13 +102,11 @@ int main(void)
 	int bad = 0;
 
 	/* The library counts the CPUs in the affinity mask. */
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) || CPU_COUNT(&set) < 2) {
+	if (rsu_ncpus() < 2) {
 		printf("SKIP: one usable CPU, the early wake is off\n");
 		return 77;
 	}
-	if (rs_create(&cfg, &rs) || sem_init(&in_window, 0, 0) || sem_init(&go_on, 0, 0))
+	if (rs_create_ops(NULL, &ops, &rs) || sem_init(&in_window, 0, 0) || sem_init(&go_on, 0, 0))
 		return 2;
 	pthread_create(&vt, NULL, vcpu, &v);
 	/* Prelaunch: the vCPU parks. */
@@ -163,7 +145,8 @@ int main(void)
 		bad = 1;
 	}
 	if (!(rs_word(rs) & RS_W_PARKED)) {
-		printf("FAIL: RS_W_PARKED cleared on a stopped word (word %#llx)\n", (unsigned long long)rs_word(rs));
+		printf("FAIL: RS_W_PARKED cleared on a stopped word (word %#llx)\n",
+		       (unsigned long long)rs_word(rs));
 		bad = 1;
 	}
 	if (k1 != k0 || w1 != w0) {
@@ -177,7 +160,8 @@ int main(void)
 	for (int i = 0; i < 2000 && (rs_word(rs) & RS_W_PARKED); i++)
 		sleep_ms(1);
 	if (rs_word(rs) & (RS_W_PARKED | RS_W_STOPPED_MASK)) {
-		printf("FAIL: the vCPU was not woken by the unlock (word %#llx)\n", (unsigned long long)rs_word(rs));
+		printf("FAIL: the vCPU was not woken by the unlock (word %#llx)\n",
+		       (unsigned long long)rs_word(rs));
 		bad = 1;
 	}
 

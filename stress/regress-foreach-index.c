@@ -43,7 +43,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
 
 static rs_runstate *rs;
 static rs_vcpu v0;                 /* slot 0, on its own thread */
@@ -136,7 +136,6 @@ static void *vcpu0(void *arg)
 int main(void)
 {
 	static const struct rs_ops ops = { .delay = delay };
-	struct rs_config cfg = { .ops = &ops };
 	struct sigaction sa;
 	pthread_t t0, t1, ts;
 	void *ret = NULL;
@@ -144,7 +143,7 @@ int main(void)
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	v1 = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (v1 == MAP_FAILED || rs_create(&cfg, &rs))
+	if (v1 == MAP_FAILED || rs_create_ops(NULL, &ops, &rs))
 		return 2;
 	sem_init(&v0_up, 0, 0);
 	sem_init(&v0_go, 0, 0);

@@ -24,16 +24,12 @@
  * (correct).  Exit 1: C gets it and B times out (the bug).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
+#include "rsutil.h"
 
 #define MS ((int64_t)1000000)
 
@@ -41,25 +37,17 @@ static rs_runstate *rs;
 static _Thread_local int slow_waker;
 static _Atomic int b_waiting, b_result = 1;
 
-static void sleep_ms(int n)
-{
-	struct timespec ts = { 0, n * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 static int futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t t)
 {
-	struct timespec ts = { (time_t)(t / 1000000000), (long)(t % 1000000000) };
-	long r;
+	int r;
 
 	(void)ctx;
 	if (slow_waker)
 		atomic_store(&b_waiting, 1);
-	r = syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, t >= 0 ? &ts : NULL, NULL, 0);
+	r = rsu_futex_wait(addr, val, t);
 	if (slow_waker && r == 0)
-		sleep_ms(50);  /* descheduled right after the wake-up */
-	return r == 0 ? 0 : -errno;
+		rsu_sleep_ns(50 * MS);  /* descheduled right after the wake-up */
+	return r;
 }
 
 static void *b_main(void *arg)
@@ -73,18 +61,17 @@ static void *b_main(void *arg)
 int main(void)
 {
 	struct rs_ops ops = { .futex_wait = futex_wait };
-	struct rs_config cfg = { .ops = &ops };
 	pthread_t b;
 	int a, u, c, br;
-	uint32_t q;
+	uint64_t q;
 
-	if (rs_create(&cfg, &rs))
+	if (rs_create_ops(NULL, &ops, &rs))
 		return 2;
 	a = rs_lock(rs, RS_LOCK_SAVEVM, RS_FOREVER);
 	pthread_create(&b, NULL, b_main, NULL);
 	while (!atomic_load(&b_waiting))
-		sleep_ms(1);
-	sleep_ms(5);
+		rsu_sleep_ns(1 * MS);
+	rsu_sleep_ns(5 * MS);
 	u = rs_unlock(rs, RS_LOCK_SAVEVM);
 	q = rs_word(rs);
 	c = rs_lock(rs, RS_LOCK_SAVEVM, 200 * MS);

@@ -18,27 +18,22 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "runstate.h"
+#include "rsutil.h"
+
+#define MS ((int64_t)1000000)
 
 static rs_runstate *rs;
 static rs_vcpu vcpu;
 static _Atomic int entered, unregistered, late, calls;
-
-static void sleep_ms(int n)
-{
-	struct timespec ts = { 0, n * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 static void kick(rs_vcpu *v, void *opaque)
 {
 	(void)v;
 	(void)opaque;
 	atomic_fetch_add(&calls, 1);
-	sleep_ms(20);
+	rsu_sleep_ns(20 * MS);
 	if (atomic_load(&unregistered))
 		atomic_store(&late, 1);
 }
@@ -65,7 +60,7 @@ int main(void)
 		return 2;
 	pthread_create(&t, NULL, vcpu_main, NULL);
 	while (!atomic_load(&entered))
-		sleep_ms(1);
+		rsu_sleep_ns(1 * MS);
 	/* The vCPU is active: the request kicks it. */
 	rs_vcpu_request(&vcpu, RS_REQ_EXIT);
 	pthread_join(t, NULL);

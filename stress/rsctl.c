@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -17,11 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "runstate.h"
+#include "rsutil.h"
 
 static long long wait_ns = 10LL * 1000000000LL;  /* --wait-ms */
 #define MAX_EVENTS  64
@@ -81,7 +80,7 @@ static void kick_vcpu(rs_vcpu *rv, void *opaque)
 		pthread_kill(v->thread, KICK_SIGNAL);
 	} else {
 		atomic_store_explicit(&v->kick_word, 1, memory_order_release);
-		syscall(SYS_futex, &v->kick_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		rsu_futex_wake((uint32_t *)&v->kick_word, 1);
 	}
 }
 
@@ -97,7 +96,7 @@ static void blocking_slice(struct vcpu *v, const sigset_t *run_mask)
 	} else {
 		while (!atomic_exchange_explicit(&v->kick_word, 0, memory_order_acquire) &&
 		       !atomic_load(&v->exit_flag))
-			syscall(SYS_futex, &v->kick_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+			rsu_futex_wait((uint32_t *)&v->kick_word, 0, -1);
 	}
 }
 
@@ -194,18 +193,10 @@ static void report_violation(const char *fmt, const char *what)
 	atomic_store(&violation, true);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The VM is stopped: for check_ms, no vCPU may execute a guest slice. */
 static void check_stopped(const char *cmd, int check_ms)
 {
-	uint64_t before[MAX_VCPUS], end = now_ns() + (uint64_t)check_ms * 1000000u;
+	uint64_t before[MAX_VCPUS], end = rsu_now_ns() + (uint64_t)check_ms * 1000000u;
 
 	for (int i = 0; i < nvcpus; i++) {
 		before[i] = atomic_load(&vcpus[i]->slices);
@@ -224,7 +215,7 @@ static void check_stopped(const char *cmd, int check_ms)
 				report_violation("vCPU ran a guest slice while stopped after '%s'", cmd);
 				return;
 			}
-	} while (now_ns() < end);
+	} while (rsu_now_ns() < end);
 }
 
 /* ---------------------------------------------------------------------------
@@ -241,7 +232,7 @@ static void collect_events(void)
 	uint64_t lost;
 	int n;
 
-	while ((n = rs_events_read(rs, &ev_cursor, e, 32, &lost)) > 0 || lost) {
+	while ((n = rs_events_read(rs, &ev_cursor, e, 32, sizeof(e[0]), &lost)) > 0 || lost) {
 		ev_dropped += lost;
 		for (int i = 0; i < n; i++) {
 			if (ev_count == MAX_EVENTS) {
@@ -275,7 +266,7 @@ static void print_status(void)
 {
 	static const char *const lock_order[] = { "debug", "savevm", "pre-migrate", "restore" };
 	uint32_t w = rs_word(rs);
-	struct rs_state st;
+	struct rs_state st = { .size = sizeof(st) };
 	bool any = false;
 
 	rs_decode(w, &st);
@@ -297,7 +288,7 @@ static void print_status(void)
 
 static bool is_running(void)
 {
-	struct rs_state st;
+	struct rs_state st = { .size = sizeof(st) };
 
 	rs_decode(rs_word(rs), &st);
 	return st.running;
@@ -310,7 +301,7 @@ static void print_vcpus(void)
 	unsigned reg, out;
 
 	if (is_running()) {
-		uint64_t end = now_ns() + (uint64_t)wait_ns, epoch = atomic_load(&run_epoch);
+		uint64_t end = rsu_now_ns() + (uint64_t)wait_ns, epoch = atomic_load(&run_epoch);
 		int i = 0;
 
 		while (i < nvcpus) {
@@ -318,7 +309,7 @@ static void print_vcpus(void)
 				i++;
 				continue;
 			}
-			if (now_ns() > end) {
+			if (rsu_now_ns() > end) {
 				puts("error: timeout");
 				report_violation("%s", "a vCPU did not run within the wait limit while running");
 				return;
@@ -465,7 +456,8 @@ static char *trim(char *s)
 
 static void usage(void)
 {
-	fputs("usage: rsctl [-S] [--vcpus N] [--check-ms N] [--wait-ms N] [--kick signal|futex] [FILE]\n", stderr);
+	fputs("usage: rsctl [-S] [--vcpus N] [--check-ms N] [--wait-ms N]"
+	      " [--kick signal|futex] [FILE]\n", stderr);
 	exit(2);
 }
 
@@ -552,7 +544,9 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(KICK_SIGNAL, &sa, NULL);
 
-	if (rs_create(&(struct rs_config){ .max_vcpus = MAX_VCPUS }, &rs)) {
+	struct rs_config cfg = { .size = sizeof(cfg), .max_vcpus = MAX_VCPUS };
+
+	if (rs_create(&cfg, &rs)) {
 		fputs("rsctl: cannot create the runstate\n", stderr);
 		return 1;
 	}

@@ -6,13 +6,13 @@
 #  1. the inline fast path rs_may_run(), compiled into the loop
 #     `do run_slice(); while (rs_may_run(rs));`, is a plain LDR, a TST/ANDS
 #     and a branch: no LDAR, no DMB, no atomic read-modify-write;
-#  2. in vcpu_enter() (lib/vcpu.c), the out->active announcement is an
+#  2. in rs_ack_enter() (lib/ack.c), the out->active announcement is an
 #     atomic OR on the state whose write is a store-release (LDSETL/LDSETAL,
 #     an LDAXR/STLXR loop, or the outline-atomics helper
 #     __aarch64_ldset4_acq_rel), then an LDAR of the word: ordered by the
 #     architecture's release-then-acquire rule (P1, the vCPU's half; a
 #     relaxed OR followed by DMB ISH is accepted too);
-#  3. rs_scan_out() executes DMB ISH after entering and before it loads any
+#  3. rs_ack_scan() executes DMB ISH after entering and before it loads any
 #     vCPU state (P1, the stopper's half);
 #  4. the outline-atomics helpers the library calls for 2 are the real thing
 #     (LSE LDSET and an LDXR/STXR fallback).
@@ -192,10 +192,10 @@ fail() {
 check_fastpath() {
 	# The loop: from the call to run_slice to the conditional branch back.
 	loop=$(echo "$1" | awk '/\tbl\t/ && /run_slice/ { on = 1; next } on { print } on && /\tb\.(eq|ne|none|any)|\tcbn?z\t|\ttbn?z\t/ { exit }')
-	# W or X: the word is as wide as struct rs_runstate_head says (32
-	# bits before the 64-bit word, 64 since).
+	# W or X: the word is as wide as rs_runstate's member (32 bits
+	# before the 64-bit word, 64 since).
 	echo "$loop" | grep -Eq '	ldr	[wx][0-9]+, \[x[0-9]+\]' || { echo "   no plain LDR of the word"; return 1; }
-	echo "$loop" | grep -Eq '	(tst|ands)	' || { echo "   no TST/ANDS against RS_W_NORUN_MASK"; return 1; }
+	echo "$loop" | grep -Eq '	(tst|ands)	' || { echo "   no TST/ANDS against RS_NORUN_MASK"; return 1; }
 	echo "$loop" | grep -Eq '	b\.(eq|ne|none|any)	' || { echo "   no conditional branch back"; return 1; }
 	if echo "$1" | grep -Eq '	(ldar|ldapr|ldaxr|ldxr|stlr|dmb|dsb|isb|ldset|cas)|__aarch64_'; then
 		echo "   an acquire load, a barrier or an atomic RMW"
@@ -209,7 +209,7 @@ echo "== 1. rs_may_run() in do run_slice(); while (rs_may_run(rs)); (fastpath.o)
 echo "$fp"
 check_fastpath "$fp" || fail "fast path (rs_may_run)"
 
-# --- 2. vcpu_enter(): atomic OR with release, then LDAR ---------------------
+# --- 2. rs_ack_enter(): atomic OR with release, then LDAR -------------------
 # check_enter DISASSEMBLY: print the sequence and return 0 if an atomic OR on
 # the state is ordered before the next LDAR of the word, with no store, call
 # or barrier in between.  Ordered means: the OR's write is a store-release
@@ -222,7 +222,7 @@ check_fastpath "$fp" || fail "fast path (rs_may_run)"
 check_enter() {
 	# An OR of VS_ACTIVE (#0x1): LDSET* whose source register was just
 	# loaded with #0x1, the outline helper called with w0 = #0x1, or an
-	# exclusive loop whose ORR adds #0x1 (park() ORs VS_PARK, #0x4).
+	# exclusive loop whose ORR adds #0x1 (rs_park() ORs VS_PARK, #0x4).
 	echo "$1" | awk '
 	# mov1[r]: register r holds #0x1 (set by a MOV, not overwritten since,
 	# in address order: gcc hoists the constant out of the loop).
@@ -251,18 +251,17 @@ check_enter() {
 	END { if (!n) exit 1 }'
 }
 
-# vcpu_enter() is static: gcc keeps it as a local symbol or inlines it into
-# rs_vcpu_enter() and rs_call_end(); look in all of them.
-enter_re='^(vcpu_enter|rs_vcpu_enter|rs_call_end)(\.|$)'
+# rs_ack_enter() is the library's (hidden, not exported): a local symbol.
+enter_re='^rs_ack_enter(\.|$)'
 ve=$(func "$so" "$enter_re")
 echo
-echo "== 2. vcpu_enter(): state |= ACTIVE (seq_cst); load word (seq_cst)"
+echo "== 2. rs_ack_enter(): state |= ACTIVE (seq_cst); load word (seq_cst)"
 if ! check_enter "$ve"; then
 	echo "$ve"
-	fail "vcpu_enter(): no ordered atomic OR -> LDAR sequence"
+	fail "rs_ack_enter(): no ordered atomic OR -> LDAR sequence"
 fi
 
-# --- 3. rs_scan_out(): DMB ISH on entry ---------------------------------------
+# --- 3. rs_ack_scan(): DMB ISH on entry ---------------------------------------
 # check_scan DISASSEMBLY: 0 if DMB ISH comes before any load, call or branch.
 check_scan() {
 	first=$(echo "$1" | awk '
@@ -272,22 +271,22 @@ check_scan() {
 	[ "$first" = dmb ] || { echo "   no DMB ISH before the first access ($first)"; return 1; }
 }
 
-scan=$(func "$so" '^rs_scan_out$')
+scan=$(func "$so" '^rs_ack_scan$')
 echo
-echo "== 3. rs_scan_out(): fence(seq_cst) before loading any vCPU state"
+echo "== 3. rs_ack_scan(): fence(seq_cst) before loading any vCPU state"
 echo "$scan" | head -n 24
-check_scan "$scan" || fail "rs_scan_out(): DMB ISH is not the first ordering instruction"
+check_scan "$scan" || fail "rs_ack_scan(): DMB ISH is not the first ordering instruction"
 
 # --- 2 and 3 with the atomics inline: LSE (armv8.1-a) and LL/SC -------------
 echo
-echo "== 2 and 3 again, lib/vcpu.c compiled with inline atomics"
+echo "== 2 and 3 again, lib/ack.c compiled with inline atomics"
 for mode in -march=armv8.1-a -mno-outline-atomics; do
-	o="$build/vcpu$mode.o"
+	o="$build/ack$mode.o"
 	xcc -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" \
-		-c "$root/lib/vcpu.c" -o "$o"
+		-c "$root/lib/ack.c" -o "$o"
 	echo "-- $mode"
-	check_enter "$(func "$o" "$enter_re")" || fail "vcpu_enter() with $mode"
-	check_scan "$(func "$o" '^rs_scan_out$')" || fail "rs_scan_out() with $mode"
+	check_enter "$(func "$o" "$enter_re")" || fail "rs_ack_enter() with $mode"
+	check_scan "$(func "$o" '^rs_ack_scan$')" || fail "rs_ack_scan() with $mode"
 done
 
 # --- 4. the outline-atomics helpers ------------------------------------------
@@ -314,10 +313,9 @@ void run_slice(void);
 void fast_loop(rs_runstate *rs);
 void fast_loop(rs_runstate *rs)
 {
-	const struct rs_runstate_head *h = (const struct rs_runstate_head *)rs;
 	do
 		run_slice();
-	while ((__atomic_load_n(&h->word, __ATOMIC_ACQUIRE) & RS_W_NORUN_MASK) == 0);
+	while ((__atomic_load_n(&rs->word_private, __ATOMIC_ACQUIRE) & RS_NORUN_MASK) == 0);
 }
 EOF
 xcc -std=c11 -O2 -I"$root/lib/include" -c "$build/fastpath-acquire.c" -o "$build/fastpath-acquire.o"
@@ -329,47 +327,47 @@ fi
 # 2': the library's own planted bug no-fence (the word is loaded before
 # the announcement), from the meson build's plant library.
 if meson compile -C "$build" runstate-plant-no-fence >>"$build/ninja.log" 2>&1; then
-	pl=$(find "$build/librunstate-plant-no-fence.a.p" -name '*vcpu.c.o' | head -n 1)
+	pl=$(find "$build/librunstate-plant-no-fence.a.p" -name '*ack.c.o' | head -n 1)
 	if check_enter "$(func "$pl" "$enter_re")" >/dev/null; then
 		fail "check 2 accepted the planted no-fence library"
 	else
-		echo "   check 2 rejects -DRS_PLANT_NO_FENCE (load before announce): caught"
+		echo "   check 2 rejects the no-fence plant (load before announce): caught"
 	fi
 else
 	fail "could not build the no-fence plant"
 fi
 
 # 2'': the announcement's OR made relaxed (no store-release, no fence): a
-# copy of lib/vcpu.c, outside the source tree, with the inline forms too.
+# copy of lib/ack.c, outside the source tree, with the inline forms too.
 sed 's/atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst)/atomic_fetch_or_explicit(\&v->state, VS_ACTIVE, memory_order_relaxed)/' \
-	"$root/lib/vcpu.c" >"$build/vcpu-relaxed-or.c"
-if cmp -s "$root/lib/vcpu.c" "$build/vcpu-relaxed-or.c"; then
-	fail "could not plant the relaxed OR in vcpu_enter() (update this script)"
+	"$root/lib/ack.c" >"$build/ack-relaxed-or.c"
+if cmp -s "$root/lib/ack.c" "$build/ack-relaxed-or.c"; then
+	fail "could not plant the relaxed OR in rs_ack_enter() (update this script)"
 fi
 for mode in "" -march=armv8.1-a -mno-outline-atomics; do
 	xcc -std=c11 -O2 $mode -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
-		-c "$build/vcpu-relaxed-or.c" -o "$build/vcpu-relaxed-or.o"
-	if check_enter "$(func "$build/vcpu-relaxed-or.o" "$enter_re")" >/dev/null; then
+		-c "$build/ack-relaxed-or.c" -o "$build/ack-relaxed-or.o"
+	if check_enter "$(func "$build/ack-relaxed-or.o" "$enter_re")" >/dev/null; then
 		fail "check 2 accepted a relaxed announcement OR ${mode:-(outline atomics)}"
 	else
 		echo "   check 2 rejects a relaxed announcement OR ${mode:-(outline atomics)}: caught"
 	fi
 done
 
-# 3': rs_scan_out() without its fence: a copy of lib/vcpu.c, outside the
-# source tree, with the fence in rs_scan_out() removed.
-awk '/^bool rs_scan_out\(/ { f = 1 }
+# 3': rs_ack_scan() without its fence: a copy of lib/ack.c, outside the
+# source tree, with the fence in rs_ack_scan() removed.
+awk '/^bool rs_ack_scan\(/ { f = 1 }
      f && /atomic_thread_fence\(memory_order_seq_cst\);/ { sub(/atomic_thread_fence\(memory_order_seq_cst\);/, "/* planted: no fence */"); n++ }
      f && /^}/ { f = 0 }
      { print }
-     END { if (n != 1) exit 1 }' "$root/lib/vcpu.c" >"$build/vcpu-nofence.c" ||
-	fail "could not plant the missing fence in rs_scan_out() (update this script)"
+     END { if (n != 1) exit 1 }' "$root/lib/ack.c" >"$build/ack-nofence.c" ||
+	fail "could not plant the missing fence in rs_ack_scan() (update this script)"
 xcc -std=c11 -O2 -DRS_BUILDING_LIB=1 -D_GNU_SOURCE -I"$root/lib/include" -I"$root/lib" \
-	-c "$build/vcpu-nofence.c" -o "$build/vcpu-nofence.o"
-if check_scan "$(func "$build/vcpu-nofence.o" '^rs_scan_out$')" >/dev/null; then
-	fail "check 3 accepted rs_scan_out() without its fence"
+	-c "$build/ack-nofence.c" -o "$build/ack-nofence.o"
+if check_scan "$(func "$build/ack-nofence.o" '^rs_ack_scan$')" >/dev/null; then
+	fail "check 3 accepted rs_ack_scan() without its fence"
 else
-	echo "   check 3 rejects rs_scan_out() without fence(seq_cst): caught"
+	echo "   check 3 rejects rs_ack_scan() without fence(seq_cst): caught"
 fi
 
 echo

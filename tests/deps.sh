@@ -14,12 +14,14 @@ set -eu
 # kernel headers for <linux/futex.h> (lib/os.c) and <linux/kvm.h>
 # (stress/kvm); pkg-config and liburcu-dev for liburcu-bp (lib/listener.c).
 pkgs="meson ninja-build python3 gcc libc6-dev linux-libc-dev pkg-config liburcu-dev"
-# The tests: g++ (the header-cxx17 test, the benchmark shim), binutils (nm
-# in check-symbols.sh), python3 (tests/run-all reads meson's test log),
+# The tests: g++ (the header-cxx17 test, the benchmark shim), binutils
+# (objdump in tests/abi/check-symbols.sh), python3 (tests/run-all reads
+# meson's test log; tests/planted/plant.py), patch (plant.py applies the
+# planted bugs to a copy of lib/), abigail-tools (abidiff, tests/abi/abi.sh),
 # spin (the Promela model; it runs the C compiler above on its output).
 # gcc's sanitizer runtimes (libasan8, libubsan1, libtsan2) are hard
 # dependencies of gcc-12, so they come with gcc.
-pkgs="$pkgs g++ binutils spin"
+pkgs="$pkgs g++ binutils patch abigail-tools spin"
 # runstate-bench: Concurrency Kit, Google Benchmark and liburcu-qsbr (in
 # liburcu-dev, above).
 pkgs="$pkgs libck-dev libbenchmark-dev"

@@ -1,25 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Deterministic tests of the public API: bad input leaves the state alone,
- * events, lock hand-over, and the vCPU protocol driven through a counting,
- * fault-injecting ops table.
+ * Deterministic tests of the public API: bad input leaves the state alone
+ * (the size-carrying structures included), events, lock hand-over, and the
+ * vCPU protocol driven through a counting, fault-injecting ops table.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sched.h>
-#include <unistd.h>
 
-#include "runstate.h"
 #include "testutil.h"
-
-#define SEC (1000000000LL)
-#define MS  (1000000LL)
 
 /* ---------------------------------------------------------------------------
  * A counting ops table.  fault_every > 0 makes every Nth futex wait return
@@ -33,21 +22,13 @@ static int t_futex_wait(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout
 {
 	long n = atomic_fetch_add(&n_wait, 1) + 1;
 	int every = atomic_load(&fault_every);
-	struct timespec ts, *tsp = NULL;
 
 	(void)ctx;
 	if (every > 0 && n % every == 0) {
 		atomic_fetch_add(&n_faults, 1);
 		return (n / every) % 2 ? -EINTR : 0;
 	}
-	if (timeout_ns >= 0) {
-		ts.tv_sec = timeout_ns / SEC;
-		ts.tv_nsec = timeout_ns % SEC;
-		tsp = &ts;
-	}
-	if (syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0) == 0)
-		return 0;
-	return -errno;
+	return rsu_futex_wait(addr, val, timeout_ns);
 }
 
 /* Set by test_early_wake: the word at the first FUTEX_WAKE after it. */
@@ -58,16 +39,16 @@ static _Atomic int first_wake_seen;
 static int t_futex_wake(void *ctx, uint32_t *addr, int n)
 {
 	rs_runstate *w = atomic_load(&watch_rs);
-	long r;
+	int r;
 
 	(void)ctx;
 	if (w && !atomic_exchange(&first_wake_seen, 1))
 		atomic_store(&first_wake_word, rs_word(w));
 	atomic_fetch_add(&n_wake, 1);
-	r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+	r = rsu_futex_wake(addr, n);
 	if (r > 0)
 		atomic_fetch_add(&n_wake_calls_with_waiters, 1);
-	return r < 0 ? -errno : (int)r;
+	return r;
 }
 
 static const struct rs_ops counting_ops = {
@@ -77,15 +58,8 @@ static const struct rs_ops counting_ops = {
 
 static rs_runstate *make(int64_t rekick_ns, unsigned events)
 {
-	struct rs_config cfg = { .ops = &counting_ops, .rekick_ns = rekick_ns,
-				 .event_capacity = events };
-	rs_runstate *rs = NULL;
-
-	if (rs_create(&cfg, &rs) != 0) {
-		fprintf(stderr, "rs_create failed\n");
-		exit(1);
-	}
-	return rs;
+	return tu_create((struct rs_config){ .rekick_ns = rekick_ns, .event_capacity = events },
+			 &counting_ops);
 }
 
 static void reset_counts(void)
@@ -102,7 +76,8 @@ static void reset_counts(void)
 static void test_bad_input(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct rs_config bad = { .event_capacity = 3 };
+	/* Valid but for the capacity, which is not a power of two. */
+	struct rs_config bad = { .size = sizeof(bad), .event_capacity = 3 };
 	rs_runstate *other = NULL;
 	uint64_t cursor = 0, lost = 99;
 	struct rs_event ev[4];
@@ -129,8 +104,8 @@ static void test_bad_input(void)
 	CHECK_EQ(rs_unlock_pause(rs, RS_LOCK_DEBUG, RS_PAUSE_PAUSED, RS_FOREVER), RS_ENOTHELD);
 	CHECK_EQ(rs_io_error(NULL, RS_ASYNC), RS_EINVAL);
 	CHECK_EQ(rs_wait(NULL, 0), RS_EINVAL);
-	CHECK_EQ(rs_events_read(rs, NULL, ev, 4, &lost), RS_EINVAL);
-	CHECK_EQ(rs_events_read(rs, &cursor, NULL, 4, &lost), RS_EINVAL);
+	CHECK_EQ(rs_events_read(rs, NULL, ev, 4, sizeof(ev[0]), &lost), RS_EINVAL);
+	CHECK_EQ(rs_events_read(rs, &cursor, NULL, 4, sizeof(ev[0]), &lost), RS_EINVAL);
 	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, 64, NULL), RS_EINVAL);
 	CHECK_EQ(rs_transition(w0, (enum rs_cmd)RS_CMD_COUNT, 0, 0, 64, &w0), RS_EINVAL);
 	CHECK_EQ(rs_transition(w0, RS_CMD_STOP, 0, 0, 0, &w0), RS_EINVAL);
@@ -159,10 +134,201 @@ static void test_bad_input(void)
 	CHECK_EQ(rs_vcpu_unregister(&v), 0);
 	CHECK_EQ(rs_vcpu_unregister(&v), RS_EINVAL);
 	CHECK_EQ(rs_word(rs), w0);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, &lost), 0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, sizeof(ev[0]), &lost), 0);
 	CHECK_EQ(lost, 0);
 	rs_destroy(rs);
 	rs_destroy(NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * The structures that carry their size: the smallest size each call takes
+ * (the 0.9 layout), what a size below it gives (RS_EINVAL, nothing
+ * written), and what a newer caller's larger struct gets (zeros past the
+ * library's fields; a config's extra bytes must be zero).  The old layouts
+ * against a grown library are tests/abi's.
+ */
+#define CANARY 0xa5
+
+/* Every byte of [p, p + n) is b. */
+static bool all_bytes(const void *p, size_t n, unsigned char b)
+{
+	const unsigned char *c = p;
+
+	for (size_t i = 0; i < n; i++)
+		if (c[i] != b)
+			return false;
+	return true;
+}
+
+static void test_config_size(void)
+{
+	struct {
+		struct rs_config cfg;
+		unsigned char extra[8];
+	} big;
+	rs_runstate sentinel, *rs = &sentinel;
+	struct rs_config cfg;
+
+	/* Below the 0.9 layout: refused, *out untouched. */
+	memset(&cfg, 0, sizeof(cfg));
+	CHECK_EQ(rs_create(&cfg, &rs), RS_EINVAL);
+	cfg.size = RS_CONFIG_SIZE_0_9 - 1;
+	CHECK_EQ(rs_create(&cfg, &rs), RS_EINVAL);
+	CHECK(rs == &sentinel);
+
+	/* Exactly the 0.9 layout: every field is read, the last one too. */
+	CHECK_EQ(sizeof(cfg), RS_CONFIG_SIZE_0_9);
+	cfg.size = RS_CONFIG_SIZE_0_9;
+	cfg.max_backlog = RS_W_BACKLOG_MAX + 1;
+	CHECK_EQ(rs_create(&cfg, &rs), RS_EINVAL);
+	CHECK(rs == &sentinel);
+	cfg.max_backlog = 1;
+	CHECK_EQ(rs_create(&cfg, &rs), 0);
+	CHECK(rs != &sentinel);
+	rs_destroy(rs);
+
+	/* A newer caller's larger struct: zeros past ours are fine, anything
+	 * else asks for what this library lacks. */
+	memset(&big, 0, sizeof(big));
+	big.cfg.size = sizeof(big);
+	big.cfg.event_capacity = 4;
+	rs = &sentinel;
+	CHECK_EQ(rs_create(&big.cfg, &rs), 0);
+	CHECK(rs != &sentinel);
+	rs_destroy(rs);
+	/* Its first extra byte, then its last. */
+	for (size_t i = 0; i < 2; i++) {
+		size_t at = i ? sizeof(big.extra) - 1 : 0;
+
+		big.extra[at] = 1;
+		rs = &sentinel;
+		CHECK_EQ(rs_create(&big.cfg, &rs), RS_EINVAL);
+		CHECK(rs == &sentinel);
+		big.extra[at] = 0;
+	}
+	/* The fields before the extra bytes are still read. */
+	big.cfg.event_capacity = 3;
+	CHECK_EQ(rs_create(&big.cfg, &rs), RS_EINVAL);
+	CHECK(rs == &sentinel);
+}
+
+static void test_stats_and_state_size(void)
+{
+	rs_runstate *rs = make(0, 0);
+	struct {
+		struct rs_stats st;
+		unsigned char extra[16];
+	} big;
+	struct {
+		struct rs_state st;
+		unsigned char extra[12];
+	} bigst;
+	/* None, and one byte short of the 0.9 layout. */
+	const uint32_t short_stats[] = { 0, RS_STATS_SIZE_0_9 - 1 };
+	const uint32_t short_state[] = { 0, RS_STATE_SIZE_0_9 - 1 };
+	struct rs_stats st;
+	struct rs_state ds;
+
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+
+	/* rs_get_stats(): below the 0.9 layout, refused and nothing written. */
+	CHECK_EQ(sizeof(st), RS_STATS_SIZE_0_9);
+	for (int i = 0; i < 2; i++) {
+		memset(&st, CANARY, sizeof(st));
+		st.size = short_stats[i];
+		CHECK_EQ(rs_get_stats(rs, &st), RS_EINVAL);
+		CHECK_EQ(st.size, short_stats[i]);
+		CHECK(all_bytes((char *)&st + sizeof(st.size), sizeof(st) - sizeof(st.size),
+				CANARY));
+	}
+	CHECK_EQ(rs_get_stats(rs, NULL), RS_EINVAL);
+	st.size = sizeof(st);
+	CHECK_EQ(rs_get_stats(NULL, &st), RS_EINVAL);
+	CHECK_EQ(rs_get_stats(rs, &st), 0);
+	CHECK_EQ(st.start_edges, 1);
+	CHECK_EQ(st.stop_edges, 1);
+	/* Larger: the same counters, zeros past them, the caller's size kept. */
+	memset(&big, CANARY, sizeof(big));
+	big.st.size = sizeof(big);
+	CHECK_EQ(rs_get_stats(rs, &big.st), 0);
+	CHECK_EQ(big.st.size, sizeof(big));
+	CHECK(memcmp((char *)&big.st + sizeof(st.size), (char *)&st + sizeof(st.size),
+		     sizeof(st) - sizeof(st.size)) == 0);
+	CHECK(all_bytes(big.extra, sizeof(big.extra), 0));
+
+	/* rs_decode(): the same rules. */
+	CHECK_EQ(rs_decode(rs_word(rs), NULL), RS_EINVAL);
+	for (int i = 0; i < 2; i++) {
+		memset(&ds, CANARY, sizeof(ds));
+		ds.size = short_state[i];
+		CHECK_EQ(rs_decode(rs_word(rs), &ds), RS_EINVAL);
+		CHECK_EQ(ds.size, short_state[i]);
+		CHECK(all_bytes((char *)&ds + sizeof(ds.size), sizeof(ds) - sizeof(ds.size),
+				CANARY));
+	}
+	ds = tu_decode(rs_word(rs));
+	CHECK_EQ(ds.size, sizeof(ds));
+	CHECK_EQ(ds.edge, 2);
+	CHECK_EQ(ds.pause, RS_PAUSE_PAUSED);
+	memset(&bigst, CANARY, sizeof(bigst));
+	bigst.st.size = sizeof(bigst);
+	CHECK_EQ(rs_decode(rs_word(rs), &bigst.st), 0);
+	CHECK_EQ(bigst.st.size, sizeof(bigst));
+	CHECK(memcmp((char *)&bigst.st + sizeof(ds.size), (char *)&ds + sizeof(ds.size),
+		     sizeof(ds) - sizeof(ds.size)) == 0);
+	CHECK(all_bytes(bigst.extra, sizeof(bigst.extra), 0));
+	rs_destroy(rs);
+}
+
+/* rs_events_read()'s event_size: below the 0.9 record, refused; at it, the
+ * records as compiled; larger, the same records at that stride with zeros
+ * past each. */
+static void test_event_size(void)
+{
+	rs_runstate *rs = make(0, 0);
+	enum { STRIDE = 2 * RS_EVENT_SIZE_0_9 };
+	unsigned char wide[3 * STRIDE];
+	struct rs_event ev[3];
+	uint64_t c0, c1, c2, lost = 99;
+
+	c0 = rs_events_cursor(rs);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
+
+	c1 = c0;
+	memset(ev, CANARY, sizeof(ev));
+	CHECK_EQ(rs_events_read(rs, &c1, ev, 3, RS_EVENT_SIZE_0_9 - 1, &lost), RS_EINVAL);
+	CHECK_EQ(rs_events_read(rs, &c1, ev, 3, 0, &lost), RS_EINVAL);
+	CHECK_EQ(c1, c0);
+	CHECK(all_bytes(ev, sizeof(ev), CANARY));
+
+	CHECK_EQ(sizeof(ev[0]), RS_EVENT_SIZE_0_9);
+	CHECK_EQ(rs_events_read(rs, &c1, ev, 3, RS_EVENT_SIZE_0_9, &lost), 2);
+	CHECK_EQ(lost, 0);
+	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
+	CHECK_EQ(ev[1].kind, RS_EVENT_STOP);
+	CHECK(all_bytes(&ev[2], sizeof(ev[2]), CANARY));
+
+	c2 = c0;
+	memset(wide, CANARY, sizeof(wide));
+	CHECK_EQ(rs_events_read(rs, &c2, (struct rs_event *)wide, 3, STRIDE, &lost), 2);
+	CHECK_EQ(c2, c1);
+	for (int i = 0; i < 2; i++) {
+		/* The same record, byte for byte (the library zeroes its own
+		 * padding), then zeros to the stride. */
+		CHECK(memcmp(wide + i * STRIDE, &ev[i], sizeof(ev[i])) == 0);
+		CHECK(all_bytes(wide + i * STRIDE + sizeof(ev[i]), STRIDE - sizeof(ev[i]), 0));
+	}
+	CHECK(all_bytes(wide + 2 * STRIDE, STRIDE, CANARY));
+	rs_destroy(rs);
+}
+
+static void test_version(void)
+{
+	CHECK_EQ(rs_version(), (RS_VERSION_MAJOR << 16) | (RS_VERSION_MINOR << 8) |
+			       RS_VERSION_PATCH);
+	CHECK_EQ(rs_version(), 0x000900);
 }
 
 /* ---------------------------------------------------------------------------
@@ -176,35 +342,39 @@ static void test_initial_and_events(void)
 	uint64_t cursor = rs_events_cursor(rs), lost;
 	int n;
 
-	rs_decode(rs_word(rs), &st);
+	st = tu_decode(rs_word(rs));
 	CHECK(!st.running);
 	CHECK_EQ(st.pause, RS_PAUSE_PRELAUNCH);
 	CHECK_EQ(st.edge, 0);
 	CHECK_EQ(cursor, 1);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, &lost), 0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, sizeof(ev[0]), &lost), 0);
 
 	/* Changes that keep the VM stopped produce nothing. */
 	CHECK_EQ(rs_lock(rs, RS_LOCK_SAVEVM, RS_FOREVER), 0);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	CHECK_EQ(rs_io_error(rs, RS_FOREVER), 0);
 	CHECK_EQ(rs_retry(rs), 0);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, &lost), 0);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 16, sizeof(ev[0]), &lost), 0);
 	/* The last lock released: RESUME, numbered 1. */
 	CHECK_EQ(rs_unlock(rs, RS_LOCK_SAVEVM), 0);
 	CHECK(rs_may_run(rs));
 	CHECK(rs_may_run_func(rs));
-	n = rs_events_read(rs, &cursor, ev, 16, &lost);
+	n = rs_events_read(rs, &cursor, ev, 16, sizeof(ev[0]), &lost);
 	CHECK_EQ(n, 1);
 	CHECK_EQ(ev[0].seq, 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
 	CHECK(ev[0].time_ns > 0);
+	/* The decoded state carries the library's size, and the word's. */
+	CHECK_EQ(ev[0].state.size, sizeof(ev[0].state));
+	CHECK(ev[0].state.running);
+	CHECK_EQ(ev[0].state.edge, 1);
 
 	/* 10 more edges into a ring of 4: the reader is told 6 were lost. */
 	for (int i = 0; i < 5; i++) {
 		CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
 		CHECK_EQ(rs_start(rs, 0), 0);
 	}
-	n = rs_events_read(rs, &cursor, ev, 16, &lost);
+	n = rs_events_read(rs, &cursor, ev, 16, sizeof(ev[0]), &lost);
 	CHECK_EQ(lost, 6);
 	CHECK_EQ(n, 4);
 	CHECK_EQ(ev[0].seq, 8);
@@ -216,9 +386,9 @@ static void test_initial_and_events(void)
 	/* Reading in small pieces keeps the order. */
 	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
 	CHECK_EQ(rs_start(rs, 0), 0);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, &lost), 1);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, sizeof(ev[0]), &lost), 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, &lost), 1);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 1, sizeof(ev[0]), &lost), 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
 	CHECK_EQ(ev[0].seq, 13);
 	rs_destroy(rs);
@@ -276,8 +446,8 @@ static void test_lock_handover(void)
 	w = rs_word(rs);
 	CHECK(w & RS_W_LOCK(RS_LOCK_DEBUG));
 	CHECK(!(w & RS_W_LOCKWAIT));
-	CHECK_EQ(w >> RS_W_EDGE_SHIFT, 2);   /* one RESUME, one STOP: no more */
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, &lost), 1);
+	CHECK_EQ(rsu_edge(w), 2);   /* one RESUME, one STOP: no more */
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 4, sizeof(ev[0]), &lost), 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
 
 	/* The new holder releases; the VM runs. */
@@ -297,129 +467,25 @@ static void test_lock_handover(void)
 	CHECK_EQ(atomic_load(&l.result), 0);
 	w = rs_word(rs);
 	CHECK(w & RS_W_LOCK(RS_LOCK_RESTORE));
-	CHECK_EQ((w & RS_W_PAUSE_MASK) >> RS_W_PAUSE_SHIFT, RS_PAUSE_PAUSED);
+	CHECK_EQ(rsu_pause(w), RS_PAUSE_PAUSED);
 	CHECK_EQ(rs_unlock(rs, RS_LOCK_RESTORE), 0);
 	CHECK(!rs_may_run(rs));   /* paused stays */
 	rs_destroy(rs);
 }
 
 /* ---------------------------------------------------------------------------
- * Simulated vCPUs for the protocol tests.
+ * The vCPU protocol, with the simulated vCPUs of testutil.
  */
-struct tvcpu {
-	rs_vcpu v;
-	rs_runstate *rs;
-	pthread_t thread;
-	_Atomic uint64_t slices;
-	_Atomic int in_guest;
-	_Atomic int kicks;
-	_Atomic int drop_kicks;     /* kicks to ignore (lost kicks) */
-	_Atomic bool kicked;        /* ends a blocking slice */
-	_Atomic bool stuck;         /* ignore the word and kicks entirely */
-	_Atomic bool is_stuck;      /* inside the stuck loop now */
-	_Atomic bool blocking;      /* slices end only on a kick */
-	_Atomic bool exit;
-	_Atomic int last_enter;
-	_Atomic int work_seen;
-	_Atomic bool registered;
-	_Atomic bool stop_from_vcpu; /* raise a panic from inside a slice */
-	_Atomic int stop_result;
-};
-
-static void t_kick(rs_vcpu *v, void *opaque)
-{
-	struct tvcpu *t = opaque;
-
-	(void)v;
-	atomic_fetch_add(&t->kicks, 1);
-	if (atomic_load(&t->drop_kicks) > 0) {
-		atomic_fetch_sub(&t->drop_kicks, 1);
-		return;
-	}
-	atomic_store(&t->kicked, true);
-}
-
-static void *tvcpu_main(void *arg)
-{
-	struct tvcpu *t = arg;
-
-	if (rs_vcpu_register(t->rs, &t->v, t_kick, t))
-		return NULL;
-	atomic_store(&t->registered, true);
-	for (;;) {
-		int r = rs_vcpu_enter(&t->v);
-
-		atomic_store(&t->last_enter, r);
-		if (r == RS_VCPU_EXIT)
-			break;
-		if (r == RS_VCPU_WORK) {
-			atomic_fetch_add(&t->work_seen, 1);
-			continue;
-		}
-		do {
-			atomic_store(&t->in_guest, 1);
-			if (atomic_load(&t->stop_from_vcpu)) {
-				/* A guest panic raised during device emulation:
-				 * the synchronous form must not deadlock.  It
-				 * leaves this vCPU out: back through
-				 * rs_vcpu_enter() before any guest code. */
-				atomic_store(&t->stop_from_vcpu, false);
-				atomic_store(&t->stop_result,
-					     rs_pause(t->rs, RS_PAUSE_PANICKED, RS_FOREVER));
-				atomic_fetch_add(&t->slices, 1);
-				atomic_store(&t->in_guest, 0);
-				break;
-			}
-			while (atomic_load(&t->stuck))
-				atomic_store(&t->is_stuck, true);
-			atomic_store(&t->is_stuck, false);
-			if (atomic_load(&t->blocking)) {
-				while (!atomic_exchange(&t->kicked, false) && !atomic_load(&t->exit))
-					;
-			}
-			atomic_fetch_add(&t->slices, 1);
-			atomic_store(&t->in_guest, 0);
-		} while (rs_may_run(t->rs) && !atomic_load(&t->exit));
-	}
-	rs_vcpu_unregister(&t->v);
-	atomic_store(&t->registered, false);
-	return NULL;
-}
-
-static void spawn(struct tvcpu *t, rs_runstate *rs)
-{
-	memset(t, 0, sizeof(*t));
-	t->rs = rs;
-	pthread_create(&t->thread, NULL, tvcpu_main, t);
-	while (!atomic_load(&t->registered))
-		tu_sleep_ms(1);
-}
-
-static void reap(struct tvcpu *t)
-{
-	atomic_store(&t->exit, true);
-	atomic_store(&t->stuck, false);
-	CHECK_EQ(rs_vcpu_request(&t->v, RS_REQ_EXIT), 0);
-	pthread_join(t->thread, NULL);
-}
-
-/* Wait until cond holds, at most 5 s. */
-#define WAIT_FOR(cond) do { \
-	for (int wf = 0; wf < 5000 && !(cond); wf++) \
-		tu_sleep_ms(1); \
-	CHECK(cond); \
-} while (0)
-
 /* A synchronous stop returns with every vCPU out; nothing runs until the
  * start; a start wakes parked vCPUs. */
 static void test_stop_waits(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t[3];
+	struct tu_vcpu t[3];
 	uint64_t before[3];
 
 	for (int i = 0; i < 3; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	atomic_store(&t[1].blocking, true);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	for (int i = 0; i < 3; i++)
@@ -451,7 +517,7 @@ static void test_stop_waits(void)
 	for (int i = 0; i < 3; i++)
 		WAIT_FOR(atomic_load(&t[i].slices) > before[i] || atomic_load(&t[i].in_guest));
 	for (int i = 0; i < 3; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
 }
 
@@ -460,7 +526,7 @@ static void test_stop_waits(void)
 static void test_wake_counts(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t[2];
+	struct tu_vcpu t[2];
 
 	reset_counts();
 	CHECK_EQ(rs_start(rs, 0), 0);
@@ -471,7 +537,7 @@ static void test_wake_counts(void)
 
 	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
 	for (int i = 0; i < 2; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	/* Both park (the word shows it). */
 	WAIT_FOR(rs_word(rs) & RS_W_PARKED);
 	tu_sleep_ms(20);
@@ -487,7 +553,7 @@ static void test_wake_counts(void)
 	CHECK_EQ(atomic_load(&n_wake), 2);
 	CHECK(!(rs_word(rs) & RS_W_PARKED));
 	for (int i = 0; i < 2; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
 }
 
@@ -502,7 +568,7 @@ static void test_wake_counts(void)
  */
 #define EW_MAX 64
 static _Atomic uint64_t listener_saw_slices;
-static struct tvcpu *ew_vcpus;
+static struct tu_vcpu *ew_vcpus;
 static unsigned ew_n;
 
 static uint64_t ew_slices(void)
@@ -554,14 +620,14 @@ static uint64_t early_wake_round(rs_runstate *rs, bool expect_early)
 static void early_wake_with(unsigned n, bool expect_early)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t[EW_MAX];
+	struct tu_vcpu t[EW_MAX];
 	rs_listener *l;
 
 	ew_vcpus = t;
 	ew_n = n;
 	CHECK_EQ(rs_start(rs, 0), 0);
 	for (unsigned i = 0; i < n; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	for (unsigned i = 0; i < n; i++)
 		WAIT_FOR(atomic_load(&t[i].slices) > 0);
 	for (int round = 0; round < 4; round++)
@@ -577,37 +643,32 @@ static void early_wake_with(unsigned n, bool expect_early)
 	CHECK_EQ(rs_listener_remove(rs, l), 0);
 	early_wake_round(rs, expect_early);
 	for (unsigned i = 0; i < n; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
 }
 
 static void test_early_wake(void)
 {
 	/* The library counts the CPUs this process may use (its affinity
-	 * mask), as taskset or a cpuset leaves them. */
-	cpu_set_t set;
-	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+	 * mask), as taskset or a cpuset leaves them: so does rsu_ncpus(). */
+	unsigned cpus = rsu_ncpus();
 
-	if (cpus < 1)
-		cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cpus < 1)
-		cpus = 1;
 	/* One vCPU: early, if there is a CPU left for the starter. */
 	early_wake_with(1, cpus > 1);
 	/* As many vCPUs as CPUs: never early. */
 	if (cpus <= EW_MAX)
-		early_wake_with((unsigned)cpus, false);
+		early_wake_with(cpus, false);
 }
 
 /* Registration during a stop: the new vCPU runs nothing until the start. */
 static void test_register_while_stopped(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t;
+	struct tu_vcpu t;
 	unsigned reg, out;
 
 	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);   /* prelaunch: already stopped */
-	spawn(&t, rs);
+	tu_vcpu_spawn(&t, rs);
 	tu_sleep_ms(30);
 	CHECK_EQ(atomic_load(&t.slices), 0);
 	CHECK_EQ(atomic_load(&t.in_guest), 0);
@@ -616,7 +677,7 @@ static void test_register_while_stopped(void)
 	CHECK_EQ(out, 1);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	WAIT_FOR(atomic_load(&t.slices) > 0);
-	reap(&t);
+	tu_vcpu_reap(&t);
 	rs_vcpu_count(rs, &reg, &out);
 	CHECK_EQ(reg, 0);
 	rs_destroy(rs);
@@ -626,7 +687,7 @@ static void test_register_while_stopped(void)
  * the diagnosis names the vCPU; re-kicks arrive once per delay; when the
  * vCPU comes back the stop settles. */
 struct diag {
-	int active, unacked;
+	int active, unacked, bad_size;
 };
 
 static void diag_fn(const struct rs_vcpu_info *info, void *arg)
@@ -635,28 +696,31 @@ static void diag_fn(const struct rs_vcpu_info *info, void *arg)
 
 	d->active += info->active;
 	d->unacked += info->unacked_ns > 0;
+	/* The library fills it and says how much it filled. */
+	d->bad_size += info->size != sizeof(*info);
 }
 
 static void test_timeout_and_rekick(void)
 {
 	rs_runstate *rs = make(2 * MS, 0);
-	struct tvcpu t;
+	struct tu_vcpu t;
 	struct diag d = { 0 };
 	struct rs_state st;
 	int kicks;
 
-	spawn(&t, rs);
+	tu_vcpu_spawn(&t, rs);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	WAIT_FOR(atomic_load(&t.slices) > 0);
 	atomic_store(&t.stuck, true);
 	WAIT_FOR(atomic_load(&t.is_stuck));
 	CHECK_EQ(rs_stop(rs, 50 * MS), RS_ETIMEDOUT);
-	rs_decode(rs_word(rs), &st);
+	st = tu_decode(rs_word(rs));
 	CHECK(!st.running);
 	CHECK_EQ(st.pause, RS_PAUSE_PAUSED);
 	CHECK_EQ(rs_vcpu_foreach(rs, diag_fn, &d), 1);
 	CHECK_EQ(d.active, 1);
 	CHECK_EQ(d.unacked, 1);
+	CHECK_EQ(d.bad_size, 0);
 	kicks = atomic_load(&t.kicks);
 	/* 50 ms with a 2 ms re-kick delay: a first kick and re-kicks (at
 	 * least one even on a loaded machine), not hundreds. */
@@ -669,7 +733,7 @@ static void test_timeout_and_rekick(void)
 	atomic_store(&t.stuck, false);
 	CHECK_EQ(rs_wait(rs, 5 * SEC), 0);
 	CHECK_EQ(atomic_load(&t.in_guest), 0);
-	reap(&t);
+	tu_vcpu_reap(&t);
 	rs_destroy(rs);
 }
 
@@ -677,9 +741,9 @@ static void test_timeout_and_rekick(void)
 static void test_lost_kicks(void)
 {
 	rs_runstate *rs = make(1 * MS, 0);
-	struct tvcpu t;
+	struct tu_vcpu t;
 
-	spawn(&t, rs);
+	tu_vcpu_spawn(&t, rs);
 	atomic_store(&t.blocking, true);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	WAIT_FOR(atomic_load(&t.in_guest));
@@ -687,7 +751,7 @@ static void test_lost_kicks(void)
 	CHECK_EQ(rs_stop(rs, 5 * SEC), 0);
 	CHECK_EQ(atomic_load(&t.in_guest), 0);
 	CHECK(atomic_load(&t.kicks) >= 3);
-	reap(&t);
+	tu_vcpu_reap(&t);
 	rs_destroy(rs);
 }
 
@@ -696,19 +760,19 @@ static void test_lost_kicks(void)
 static void test_async_stop_settles(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t;
+	struct tu_vcpu t;
 	struct rs_event ev[4];
 	uint64_t cursor, lost;
 	int n = 0;
 
-	spawn(&t, rs);
+	tu_vcpu_spawn(&t, rs);
 	atomic_store(&t.blocking, true);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	WAIT_FOR(atomic_load(&t.in_guest));
 	cursor = rs_events_cursor(rs);
 	CHECK_EQ(rs_stop(rs, RS_ASYNC), 0);
 	for (int i = 0; i < 5000 && n == 0; i++) {
-		n = rs_events_read(rs, &cursor, ev, 4, &lost);
+		n = rs_events_read(rs, &cursor, ev, 4, sizeof(ev[0]), &lost);
 		if (!n)
 			tu_sleep_ms(1);
 	}
@@ -716,7 +780,7 @@ static void test_async_stop_settles(void)
 	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
 	CHECK(!(rs_word(rs) & RS_W_SETTLING_MASK));
 	CHECK_EQ(atomic_load(&t.in_guest), 0);
-	reap(&t);
+	tu_vcpu_reap(&t);
 	rs_destroy(rs);
 }
 
@@ -725,11 +789,11 @@ static void test_async_stop_settles(void)
 static void test_edges_in_order(void)
 {
 	rs_runstate *rs = make(1 * MS, 0);
-	struct tvcpu t[2];
+	struct tu_vcpu t[2];
 	uint64_t before;
 
 	for (int i = 0; i < 2; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	CHECK_EQ(rs_start(rs, 0), 0);
 	for (int i = 0; i < 2; i++)
 		WAIT_FOR(atomic_load(&t[i].slices) > 0);
@@ -748,8 +812,14 @@ static void test_edges_in_order(void)
 	WAIT_FOR(atomic_load(&t[1].slices) > before);
 	CHECK(rs_may_run(rs));
 	for (int i = 0; i < 2; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
+}
+
+static int job_panic(rs_runstate *rs, int64_t timeout, void *arg)
+{
+	(void)arg;
+	return rs_pause(rs, RS_PAUSE_PANICKED, timeout);
 }
 
 /* A synchronous stop raised from inside a vCPU's slice does not deadlock:
@@ -758,23 +828,28 @@ static void test_edges_in_order(void)
 static void test_stop_from_vcpu(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t[2];
+	struct tu_vcpu t[2];
 	struct rs_state st;
 	uint64_t before;
 
 	for (int i = 0; i < 2; i++)
-		spawn(&t[i], rs);
-	atomic_store(&t[0].stop_result, 99);
+		tu_vcpu_spawn(&t[i], rs);
 	CHECK_EQ(rs_start(rs, 0), 0);
-	atomic_store(&t[0].stop_from_vcpu, true);
+	WAIT_FOR(atomic_load(&t[0].slices) > 0);
+	/* A guest panic raised during device emulation, on the vCPU's
+	 * thread, in the synchronous form. */
+	tu_vcpu_post(&t[0], job_panic, RS_FOREVER, NULL);
 	WAIT_FOR((rs_word(rs) & RS_W_STOPPED_MASK) != 0);
 	CHECK_EQ(rs_wait(rs, 5 * SEC), 0);
-	rs_decode(rs_word(rs), &st);
+	st = tu_decode(rs_word(rs));
 	CHECK_EQ(st.pause, RS_PAUSE_PANICKED);
 	CHECK_EQ(atomic_load(&t[1].in_guest), 0);
-	/* The call returned without waiting for a start, and the panicking
-	 * vCPU is parked in rs_vcpu_enter(), out. */
-	WAIT_FOR(atomic_load(&t[0].stop_result) == 0);
+	/* The call returned without waiting for a start, left the vCPU out,
+	 * and the panicking vCPU is parked in rs_vcpu_enter(). */
+	CHECK(tu_vcpu_job_wait(&t[0], 5000));
+	CHECK_EQ(t[0].job_result, 0);
+	CHECK(t[0].job_active_before);
+	CHECK(!t[0].job_active_after);
 	before = atomic_load(&t[0].slices);
 	tu_sleep_ms(10);
 	CHECK_EQ(atomic_load(&t[0].slices), before);
@@ -782,7 +857,7 @@ static void test_stop_from_vcpu(void)
 	CHECK_EQ(rs_start(rs, RS_START_FORCE), 0);
 	WAIT_FOR(atomic_load(&t[0].slices) > before);
 	for (int i = 0; i < 2; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
 }
 
@@ -790,10 +865,10 @@ static void test_stop_from_vcpu(void)
 static void test_requests(void)
 {
 	rs_runstate *rs = make(0, 0);
-	struct tvcpu t[2];
+	struct tu_vcpu t[2];
 
 	for (int i = 0; i < 2; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	WAIT_FOR(rs_word(rs) & RS_W_PARKED);
 	tu_sleep_ms(20);
 	reset_counts();
@@ -802,10 +877,10 @@ static void test_requests(void)
 	CHECK_EQ(atomic_load(&t[1].work_seen), 0);
 	CHECK_EQ(atomic_load(&n_wake), 1);
 	CHECK_EQ(atomic_load(&t[0].slices), 0);   /* still stopped */
-	reap(&t[0]);
+	tu_vcpu_reap(&t[0]);
 	CHECK_EQ(atomic_load(&t[0].last_enter), RS_VCPU_EXIT);
 	CHECK_EQ(atomic_load(&t[1].work_seen), 0);
-	reap(&t[1]);
+	tu_vcpu_reap(&t[1]);
 	rs_destroy(rs);
 }
 
@@ -813,12 +888,12 @@ static void test_requests(void)
 static void test_faults(void)
 {
 	rs_runstate *rs = make(1 * MS, 0);
-	struct tvcpu t[3];
+	struct tu_vcpu t[3];
 
 	atomic_store(&fault_every, 2);
 	reset_counts();
 	for (int i = 0; i < 3; i++)
-		spawn(&t[i], rs);
+		tu_vcpu_spawn(&t[i], rs);
 	atomic_store(&t[2].blocking, true);
 	for (int round = 0; round < 200; round++) {
 		CHECK_EQ(rs_start(rs, 0), 0);
@@ -833,13 +908,17 @@ static void test_faults(void)
 	CHECK(atomic_load(&n_faults) > 0);
 	atomic_store(&fault_every, 0);
 	for (int i = 0; i < 3; i++)
-		reap(&t[i]);
+		tu_vcpu_reap(&t[i]);
 	rs_destroy(rs);
 }
 
 int main(void)
 {
 	RUN(test_bad_input);
+	RUN(test_config_size);
+	RUN(test_stats_and_state_size);
+	RUN(test_event_size);
+	RUN(test_version);
 	RUN(test_initial_and_events);
 	RUN(test_lock_handover);
 	RUN(test_stop_waits);

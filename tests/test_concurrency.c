@@ -9,21 +9,16 @@
  *  - while a thread holds a lock bit (after a synchronous lock returned),
  *    no vCPU executes a guest slice;
  *  - at the end nothing is left settling, waiting or held.
- * Usage: test_concurrency [iterations-per-thread] [seed]
+ * Usage: test_concurrency [milliseconds] [seed]
  */
-#define _GNU_SOURCE
-#include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "runstate.h"
 #include "testutil.h"
 
 #define NMGMT   4
 #define NVCPU   3
-#define MS      1000000LL
 
 static rs_runstate *rs;
 static _Atomic bool done;
@@ -31,7 +26,6 @@ static _Atomic int owner[RS_LOCK_COUNT];
 static _Atomic uint64_t guest_slices;
 static _Atomic int in_guest;
 static _Atomic long violations;
-static _Atomic long n_ops[RS_CMD_COUNT];
 
 static void violation(const char *what, uint64_t w)
 {
@@ -41,19 +35,10 @@ static void violation(const char *what, uint64_t w)
 
 static void check_word(uint64_t w)
 {
-	struct rs_state st;
+	struct rs_state st = tu_decode(w);
 
-	rs_decode(w, &st);
 	if ((st.edge & 1) != (unsigned)st.running)
 		violation("edge parity differs from running", w);
-}
-
-static uint32_t xorshift(uint32_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
 }
 
 /* Exclusion: while we hold a lock bit the guest slice count must not move
@@ -70,13 +55,16 @@ static void check_exclusion(uint64_t w)
 		violation("vCPU ran a slice while a lock is held", w);
 }
 
+/* The run's seed: each management thread draws its own stream of it. */
+static uint64_t run_seed;
+
 static void *mgmt_main(void *arg)
 {
-	uint32_t seed = (uint32_t)(uintptr_t)arg, held = 0;
+	struct rsu_rng rng = rsu_rng_stream(run_seed, (uintptr_t)arg);
 	long iters = 0;
 
 	while (!atomic_load(&done)) {
-		uint32_t x = xorshift(&seed);
+		uint32_t x = (uint32_t)rsu_rng_next(&rng);
 		int64_t to = x & 0x100 ? RS_ASYNC : 2000 * MS;
 		enum rs_lock r = (enum rs_lock)((x >> 4) & 3);
 		enum rs_pause p = (enum rs_pause)(1 + ((x >> 12) % 7));
@@ -87,42 +75,39 @@ static void *mgmt_main(void *arg)
 			err = rs_stop(rs, to);
 			if (err && err != RS_ETIMEDOUT)
 				violation("stop failed", rs_word(rs));
-			n_ops[RS_CMD_STOP]++;
 			break;
 		case 1:
 			rs_start(rs, x & 0x200 ? RS_START_FORCE : 0);
-			n_ops[RS_CMD_START]++;
 			break;
 		case 2:
 			rs_cont(rs);
-			n_ops[RS_CMD_CONT]++;
 			break;
 		case 3:
 			rs_retry(rs);
-			n_ops[RS_CMD_RETRY]++;
 			break;
 		case 4:
+			/* Not the rank-4 reasons, which only a reset clears:
+			 * the VM would stay stopped for long stretches. */
+			if (p == RS_PAUSE_SHUTDOWN || p == RS_PAUSE_INTERNAL_ERROR)
+				p = RS_PAUSE_WATCHDOG;
 			if (x & 0x400)
 				rs_io_error(rs, to);
 			else
-				rs_pause(rs, p == RS_PAUSE_SHUTDOWN || p == RS_PAUSE_INTERNAL_ERROR ?
-					     RS_PAUSE_WATCHDOG : p, to);
-			n_ops[RS_CMD_PAUSE]++;
+				rs_pause(rs, p, to);
 			break;
 		case 5:
 			if (x & 0x800)
 				rs_reset(rs);
 			break;
 		default:
-			if (held & (1u << r))
-				break;
 			/* Waiting locks one time in four: hand-over is strict
 			 * (the bit goes to a waiter that was already waiting),
 			 * so with more, 4 threads on 2 cores form lock convoys
 			 * that keep the VM stopped for the whole run. */
-			err = (x & 0x3000) == 0x3000 ? rs_lock(rs, r, (x & 0x8000) ? 5 * MS : 2000 * MS)
-						     : rs_trylock(rs, r, 2000 * MS);
-			n_ops[RS_CMD_LOCK]++;
+			if ((x & 0x3000) == 0x3000)
+				err = rs_lock(rs, r, (x & 0x8000) ? 5 * MS : 2000 * MS);
+			else
+				err = rs_trylock(rs, r, 2000 * MS);
 			if (err == RS_EBUSY) {
 				/* Let the holder (or the waiter it hands the bit
 				 * to) run: on 2 cores, spinning here starves it. */
@@ -154,7 +139,6 @@ static void *mgmt_main(void *arg)
 				err = rs_unlock(rs, r);
 			if (err && err != RS_ETIMEDOUT)
 				violation("unlock of a held bit failed", rs_word(rs));
-			n_ops[RS_CMD_UNLOCK]++;
 			break;
 		}
 		iters++;
@@ -172,7 +156,7 @@ static void read_events(void)
 	uint64_t lost;
 	int n;
 
-	while ((n = rs_events_read(rs, &ev_cursor, ev, 256, &lost)) > 0 || lost) {
+	while ((n = rs_events_read(rs, &ev_cursor, ev, 256, sizeof(ev[0]), &lost)) > 0 || lost) {
 		ev_lost += lost;
 		for (int i = 0; i < n; i++) {
 			if (ev[i].seq != ev_seq + 1 + lost)
@@ -189,13 +173,13 @@ static void read_events(void)
 
 static void *observer_main(void *arg)
 {
-	uint32_t last = tu_edge(rs_word(rs));
+	uint32_t last = rsu_edge(rs_word(rs));
 
 	(void)arg;
 	while (!atomic_load(&done)) {
 		read_events();
 		uint64_t w = rs_word(rs);
-		uint32_t e = tu_edge(w);
+		uint32_t e = rsu_edge(w);
 
 		check_word(w);
 		if (e - last >= UINT32_C(1) << 31)
@@ -239,23 +223,23 @@ static void *vcpu_main(void *arg)
 int main(int argc, char **argv)
 {
 	long ms = argc > 1 ? atol(argv[1]) : 1500;
-	uint32_t seed = argc > 2 ? (uint32_t)atol(argv[2]) : 12345;
-	struct rs_config cfg = { .rekick_ns = 1 * MS, .event_capacity = 64 };
+	uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : 12345;
 	pthread_t m[NMGMT], obs, vt[NVCPU];
 	struct vcpu vc[NVCPU];
 	uint64_t seq;
 	long total = 0;
 	uint64_t w;
 
-	printf("test_concurrency: %ld ms, seed %u\n", ms, seed);
-	CHECK_EQ(rs_create(&cfg, &rs), 0);
+	printf("test_concurrency: %ld ms, seed %llu\n", ms, (unsigned long long)seed);
+	run_seed = seed;
+	rs = tu_create((struct rs_config){ .rekick_ns = 1 * MS, .event_capacity = 64 }, NULL);
 	ev_cursor = rs_events_cursor(rs);
 	memset(vc, 0, sizeof(vc));
 	for (int i = 0; i < NVCPU; i++)
 		pthread_create(&vt[i], NULL, vcpu_main, &vc[i]);
 	pthread_create(&obs, NULL, observer_main, NULL);
 	for (int i = 0; i < NMGMT; i++)
-		pthread_create(&m[i], NULL, mgmt_main, (void *)(uintptr_t)(seed * 2654435761u + (unsigned)i + 1));
+		pthread_create(&m[i], NULL, mgmt_main, (void *)(uintptr_t)i);
 	tu_sleep_ms(ms);
 	atomic_store(&done, true);
 	for (int i = 0; i < NMGMT; i++) {
@@ -286,7 +270,7 @@ int main(int argc, char **argv)
 	read_events();
 	seq = ev_seq;
 	{
-		struct rs_stats lst;
+		struct rs_stats lst = { .size = sizeof(lst) };
 
 		CHECK_EQ(rs_get_stats(rs, &lst), 0);
 		CHECK_EQ(seq, lst.stop_edges + lst.start_edges);

@@ -3,26 +3,11 @@
  * Listeners, ordered events, introspection, and hot-plug storms during
  * stops.
  */
-#define _GNU_SOURCE
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "runstate.h"
 #include "testutil.h"
-
-#define SEC (1000000000LL)
-#define MS  (1000000LL)
-
-#define WAIT_FOR(cond) do { \
-	for (int wf = 0; wf < 5000 && !(cond); wf++) \
-		tu_sleep_ms(1); \
-	CHECK(cond); \
-} while (0)
 
 /* ---------------------------------------------------------------------------
  * A call log shared by the listeners of one test.
@@ -32,6 +17,7 @@ struct logent {
 	bool running;
 	uint32_t edge;
 	bool st_running;
+	uint32_t st_size;	/* the library's: it allocated the state */
 };
 
 static struct logent logv[100000];
@@ -47,7 +33,8 @@ static void log_fn(void *opaque, bool running, const struct rs_state *st)
 		atomic_fetch_add(&overlaps, 1);
 	i = atomic_fetch_add(&nlog, 1);
 	if (i < (int)(sizeof(logv) / sizeof(logv[0])))
-		logv[i] = (struct logent){ (int)(intptr_t)opaque, running, st->edge, st->running };
+		logv[i] = (struct logent){ (int)(intptr_t)opaque, running, st->edge, st->running,
+					   st->size };
 	atomic_fetch_sub(&in_listener, 1);
 }
 
@@ -76,6 +63,7 @@ static void test_order(void)
 		CHECK(logv[i].running);
 		CHECK(logv[i].st_running);
 		CHECK_EQ(logv[i].edge, 1);
+		CHECK_EQ(logv[i].st_size, sizeof(struct rs_state));
 	}
 	log_reset();
 	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
@@ -107,64 +95,10 @@ static void test_order(void)
 }
 
 /* ---------------------------------------------------------------------------
- * Listeners see vCPUs out (stop) and not yet running (start).
+ * Listeners see vCPUs out (stop) and not yet running (start), with
+ * testutil's simulated vCPUs.
  */
-struct tv {
-	rs_vcpu v;
-	rs_runstate *rs;
-	pthread_t t;
-	_Atomic uint64_t slices;
-	_Atomic int in_guest;
-	_Atomic bool exit;
-	_Atomic bool registered;
-};
-
-static void tv_kick(rs_vcpu *v, void *o)
-{
-	(void)v;
-	(void)o;
-}
-
-static void *tv_main(void *arg)
-{
-	struct tv *t = arg;
-
-	if (rs_vcpu_register(t->rs, &t->v, tv_kick, t))
-		return NULL;
-	atomic_store(&t->registered, true);
-	while (rs_vcpu_enter(&t->v) == 0) {
-		do {
-			atomic_store(&t->in_guest, 1);
-			for (volatile int i = 0; i < 50; i++)
-				;
-			atomic_fetch_add(&t->slices, 1);
-			atomic_store(&t->in_guest, 0);
-		} while (rs_may_run(t->rs) && !atomic_load(&t->exit));
-		if (atomic_load(&t->exit))
-			break;
-	}
-	rs_vcpu_unregister(&t->v);
-	atomic_store(&t->registered, false);
-	return NULL;
-}
-
-static void tv_spawn(struct tv *t, rs_runstate *rs)
-{
-	memset(t, 0, sizeof(*t));
-	t->rs = rs;
-	pthread_create(&t->t, NULL, tv_main, t);
-	while (!atomic_load(&t->registered))
-		tu_sleep_ms(1);
-}
-
-static void tv_reap(struct tv *t)
-{
-	atomic_store(&t->exit, true);
-	rs_vcpu_request(&t->v, RS_REQ_EXIT);
-	pthread_join(t->t, NULL);
-}
-
-static struct tv vcs[3];
+static struct tu_vcpu vcs[3];
 static _Atomic int listener_saw_guest;
 static uint64_t slices_at_stop[3];
 
@@ -195,7 +129,7 @@ static void test_listener_sees_quiet_vcpus(void)
 
 	CHECK_EQ(rs_create(NULL, &rs), 0);
 	for (int i = 0; i < 3; i++)
-		tv_spawn(&vcs[i], rs);
+		tu_vcpu_spawn(&vcs[i], rs);
 	CHECK_EQ(rs_listener_add(rs, guard_fn, NULL, 0, &l), 0);
 	for (int round = 0; round < 200; round++) {
 		CHECK_EQ(rs_start(rs, 0), 0);
@@ -206,7 +140,7 @@ static void test_listener_sees_quiet_vcpus(void)
 	}
 	CHECK_EQ(atomic_load(&listener_saw_guest), 0);
 	for (int i = 0; i < 3; i++)
-		tv_reap(&vcs[i]);
+		tu_vcpu_reap(&vcs[i]);
 	rs_destroy(rs);
 }
 
@@ -216,15 +150,13 @@ static void test_listener_sees_quiet_vcpus(void)
 static rs_runstate *race_rs;
 static _Atomic bool race_done;
 
+/* arg: the racer's number, its stream of a fixed seed. */
 static void *racer(void *arg)
 {
-	uint32_t x = (uint32_t)(uintptr_t)arg;
+	struct rsu_rng r = rsu_rng_stream(0x7261636572ull, (uintptr_t)arg);
 
 	for (int n = 0; n < 15000 && !atomic_load(&race_done); n++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		switch (x % 4) {
+		switch (rsu_rng_below(&r, 4)) {
 		case 0: rs_stop(race_rs, RS_ASYNC); break;
 		case 1: rs_stop(race_rs, 100 * MS); break;
 		case 2: rs_start(race_rs, 0); break;
@@ -248,17 +180,17 @@ static int expected_runs(rs_runstate *rs, uint32_t *want, int cap, uint64_t *coa
 	int n, k = 0;
 
 	*coalesced = 0;
-	while ((n = rs_events_read(rs, &cursor, ev, 64, NULL)) > 0) {
+	while ((n = rs_events_read(rs, &cursor, ev, 64, sizeof(ev[0]), NULL)) > 0) {
 		for (int i = 0; i < n; i++) {
 			if (k == cap)
 				return -1;
 			if (ev[i].kind != RS_EVENT_LOST) {
-				want[k++] = tu_edge(ev[i].word);
+				want[k++] = rsu_edge(ev[i].word);
 				continue;
 			}
 			*coalesced += ev[i].lost;
 			if (ev[i].lost % 2)
-				want[k++] = tu_edge(ev[i].word);
+				want[k++] = rsu_edge(ev[i].word);
 		}
 	}
 	return k;
@@ -267,22 +199,22 @@ static int expected_runs(rs_runstate *rs, uint32_t *want, int cap, uint64_t *coa
 static void test_exactly_once(void)
 {
 	static uint32_t want[100000];
-	struct rs_config cfg = { .event_capacity = 1u << 17 };
+	struct rs_config cfg = { .size = sizeof(cfg), .event_capacity = 1u << 17 };
 	uint64_t coalesced;
 	rs_listener *l;
 	pthread_t th[3];
-	struct tv v[2];
-	struct rs_stats st;
+	struct tu_vcpu v[2];
+	struct rs_stats st = { .size = sizeof(st) };
 	int n, k;
 
 	CHECK_EQ(rs_create(&cfg, &race_rs), 0);
 	for (int i = 0; i < 2; i++)
-		tv_spawn(&v[i], race_rs);
+		tu_vcpu_spawn(&v[i], race_rs);
 	CHECK_EQ(rs_listener_add(race_rs, log_fn, (void *)7, 0, &l), 0);
 	log_reset();
 	atomic_store(&race_done, false);
 	for (int i = 0; i < 3; i++)
-		pthread_create(&th[i], NULL, racer, (void *)(uintptr_t)(i * 7919 + 1));
+		pthread_create(&th[i], NULL, racer, (void *)(uintptr_t)i);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
 	CHECK_EQ(rs_cont(race_rs), 0);
@@ -310,7 +242,7 @@ static void test_exactly_once(void)
 	if (coalesced)
 		printf("test_exactly_once: %llu edges coalesced\n", (unsigned long long)coalesced);
 	for (int i = 0; i < 2; i++)
-		tv_reap(&v[i]);
+		tu_vcpu_reap(&v[i]);
 	rs_destroy(race_rs);
 }
 
@@ -374,7 +306,7 @@ static void test_changes_inside(void)
 	CHECK_EQ(rs_start(self_rs, 0), 0);
 	CHECK_EQ(rs_wait(self_rs, SEC), 0);
 	CHECK(!rs_may_run(self_rs));
-	n = rs_events_read(self_rs, &cursor, ev, 8, &lost);
+	n = rs_events_read(self_rs, &cursor, ev, 8, sizeof(ev[0]), &lost);
 	CHECK_EQ(n, 2);
 	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
 	CHECK_EQ(ev[1].kind, RS_EVENT_STOP);
@@ -442,7 +374,7 @@ static void *stopper_later(void *arg)
 
 static void test_events_api(void)
 {
-	struct rs_config cfg = { .event_capacity = 4 };
+	struct rs_config cfg = { .size = sizeof(cfg), .event_capacity = 4 };
 	rs_runstate *rs;
 	struct rs_event ev[8];
 	uint64_t cursor, val;
@@ -464,7 +396,7 @@ static void test_events_api(void)
 	CHECK_EQ(poll(&pfd, 1, 1000), 1);
 	CHECK_EQ(read(fd, &val, sizeof(val)), (long)sizeof(val));
 	CHECK_EQ(poll(&pfd, 1, 0), 0);
-	n = rs_events_read(rs, &cursor, ev, 8, NULL);
+	n = rs_events_read(rs, &cursor, ev, 8, sizeof(ev[0]), NULL);
 	CHECK_EQ(n, 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_RESUME);
 
@@ -472,7 +404,7 @@ static void test_events_api(void)
 	pthread_create(&t, NULL, stopper_later, rs);
 	CHECK_EQ(rs_events_wait(rs, cursor, 5 * SEC), 0);
 	pthread_join(t, NULL);
-	CHECK_EQ(rs_events_read(rs, &cursor, ev, 8, NULL), 1);
+	CHECK_EQ(rs_events_read(rs, &cursor, ev, 8, sizeof(ev[0]), NULL), 1);
 	CHECK_EQ(ev[0].kind, RS_EVENT_STOP);
 
 	/* Fall 6 behind a ring of 4: an explicit record, then the 4 kept. */
@@ -482,7 +414,7 @@ static void test_events_api(void)
 	}
 	CHECK_EQ(rs_start(rs, 0), 0);
 	CHECK_EQ(rs_stop(rs, RS_FOREVER), 0);
-	n = rs_events_read(rs, &cursor, ev, 8, NULL);
+	n = rs_events_read(rs, &cursor, ev, 8, sizeof(ev[0]), NULL);
 	CHECK_EQ(n, 5);
 	CHECK_EQ(ev[0].kind, RS_EVENT_LOST);
 	CHECK_EQ(ev[0].lost, 4);
@@ -519,7 +451,8 @@ static void *plug_main(void *arg)
 		int n = 0;
 
 		memset(&v, 0, sizeof(v));
-		if (rs_vcpu_register(storm_rs, &v, tv_kick, NULL))
+		/* No kick: its slices are short and never block. */
+		if (rs_vcpu_register(storm_rs, &v, NULL, NULL))
 			continue;
 		while (n++ < 3 && rs_vcpu_enter(&v) == 0) {
 			do {

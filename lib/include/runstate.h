@@ -9,11 +9,17 @@
  * lives in one 64-bit word changed only by compare-and-swap; a vCPU asks
  * "may I run?" with one load and one compare (rs_may_run()).
  *
- * Conventions: functions return 0 or a negative errno (RS_E* below name the
- * ones with a runstate-specific meaning; each call lists every value it can
- * return); a call that fails changes nothing, except RS_ETIMEDOUT, whose
- * change stays made.  Timeouts are relative, in nanoseconds: RS_FOREVER
- * waits without limit, RS_ASYNC does not wait at all.
+ * This header is the contract: every call lists the values it returns, the
+ * threads it may be called on, and the memory ordering it guarantees.
+ * docs/semantics.md says what the commands do, docs/protocol.md proves the
+ * orderings, and runstate-testing.h holds what only tests and models use
+ * (the word's layout, the pure transition function, the OS seam).
+ *
+ * Conventions.  Functions return 0 or a negative errno (RS_E* below; each
+ * call lists every value it can return); a call that fails changes nothing,
+ * except RS_ETIMEDOUT, whose change stays made.  Timeouts are relative, in
+ * nanoseconds: RS_FOREVER (or any negative value) waits without limit,
+ * RS_ASYNC does not wait at all.
  *
  * Thread context, for every call: any thread may make it, unless its entry
  * says otherwise.  A call "may wait" when it is given a timeout other than
@@ -27,8 +33,22 @@
  * From inside a listener, a call that may wait returns RS_EDEADLK and
  * changes nothing.
  *
- * This header compiles alone as C11 and as C++11 or later; it uses the
- * compiler's __atomic builtins, never <stdatomic.h>, in its inline code.
+ * Ordering, in the words used below: "full barrier" means the call's change
+ * is a sequentially consistent read-modify-write of the word (what the
+ * caller wrote before the call is visible to every thread that sees the
+ * change, and the caller sees what every earlier change published);
+ * "acquires" means the caller sees what was written before the state it
+ * read was made; "releases" the converse.
+ *
+ * Structures that cross the library boundary carry their size (the `size`
+ * member, set by whoever allocates the structure, or a size argument), so
+ * that a field can be added at the end without breaking old binaries:
+ * the library reads and writes only the bytes both sides know, and gives
+ * a field the caller's size does not reach its default.
+ *
+ * This header compiles alone as C11 and as C++11 or later; its inline code
+ * uses the compiler's __atomic builtins, never <stdatomic.h>.  Every
+ * constant is a plain integer expression that binding generators evaluate.
  */
 #ifndef RUNSTATE_H
 #define RUNSTATE_H
@@ -48,15 +68,20 @@ extern "C" {
 #define RS_API
 #endif
 
+/* The version of this header.  0.x: the API may still change between minor
+ * versions (NEWS says how); 1.0 comes once the QEMU port has proven it. */
 #define RS_VERSION_MAJOR 0
-#define RS_VERSION_MINOR 1
+#define RS_VERSION_MINOR 9
+#define RS_VERSION_PATCH 0
+/* The version of the library linked at run time, as
+ * (major << 16) | (minor << 8) | patch.  Any thread; never waits. */
+RS_API unsigned rs_version(void);
 
 /* ---------------------------------------------------------------------------
  * Reasons
  */
 
-/* Internal locks: taken and released by the emulator itself.  Values are bit
- * numbers in the word; 4 and 5 are reserved for future locks. */
+/* Internal locks: taken and released by the emulator itself. */
 enum rs_lock {
 	RS_LOCK_DEBUG = 0,
 	RS_LOCK_SAVEVM = 1,
@@ -79,100 +104,7 @@ enum rs_pause {
 #define RS_PAUSE_COUNT 8
 
 /* ---------------------------------------------------------------------------
- * The word.  This layout is the design; lib/word.h asserts it.  One 64-bit
- * word, changed only by compare-and-swap:
- *
- *  63          32 31    23  22   21   20  19    13  12   11  10..8   7    6   5..0
- * +--------------+--------+----+----+----+--------+----+----+-------+----+----+-----+
- * | edge (32)    | coal.  | GN | LW | PK | backlog| OV | RV | pause | EX | IO |locks|
- * +--------------+--------+----+----+----+--------+----+----+-------+----+----+-----+
- *
- * locks   internal lock bits (enum rs_lock; 4 and 5 reserved)
- * IO      io-error
- * EX      reserved: keeps vCPUs out without stopping the VM
- * pause   enum rs_pause
- * RV      reserved: keeps vCPUs out
- * OV      the backlog is full: edges made now are coalesced
- * backlog entries not yet settled (0..127): edges that each settle on their
- *         own (a stop waits for every vCPU to be out, then emits STOP; a
- *         start emits RESUME) and at most one run of coalesced edges.
- *         Nonzero keeps vCPUs out even when the VM is running ("settling")
- * PK      some vCPU is parked (or about to park): a start must wake
- * LW      some thread waits for a held lock bit: unlock hands over
- * GN      generation of the coalesced edges: flips when a run of them is
- *         taken up, so that their makers' counts never mix across runs
- * coal.   edges coalesced while OV is set, modulo 2^9
- * edge    the edge counter, modulo 2^32: +1 per edge that settles on its
- *         own; a run of coalesced edges adds 1 if it changed running and 2
- *         if not, so the counter is odd exactly while the VM is running
- *         (events count every edge: see struct rs_event)
- *
- * Bits 0 to 19 are exactly the ones that keep vCPUs out (RS_W_NORUN_MASK),
- * reserved ones included, so the inline fast path below never changes.
- */
-#define RS_W_LOCK(r)        ((uint64_t)1 << (r))
-#define RS_W_LOCKS          UINT64_C(0x000000000000003f)
-#define RS_W_IO_ERROR       UINT64_C(0x0000000000000040)
-#define RS_W_EXCL           UINT64_C(0x0000000000000080)
-#define RS_W_PAUSE_SHIFT    8
-#define RS_W_PAUSE_MASK     UINT64_C(0x0000000000000700)
-#define RS_W_RSV_NORUN      UINT64_C(0x0000000000000800)
-#define RS_W_OVERFLOW       UINT64_C(0x0000000000001000)
-#define RS_W_BACKLOG_SHIFT  13
-#define RS_W_BACKLOG_MASK   UINT64_C(0x00000000000fe000)
-#define RS_W_BACKLOG_ONE    (UINT64_C(1) << RS_W_BACKLOG_SHIFT)
-#define RS_W_BACKLOG_MAX    127
-#define RS_W_PARKED         UINT64_C(0x0000000000100000)
-#define RS_W_LOCKWAIT       UINT64_C(0x0000000000200000)
-#define RS_W_COAL_GEN       UINT64_C(0x0000000000400000)
-#define RS_W_COAL_SHIFT     23
-#define RS_W_COAL_MASK      UINT64_C(0x00000000ff800000)
-#define RS_W_COAL_ONE       (UINT64_C(1) << RS_W_COAL_SHIFT)
-#define RS_W_EDGE_SHIFT     32
-#define RS_W_EDGE_MASK      UINT64_C(0xffffffff00000000)
-#define RS_W_EDGE_ONE       (UINT64_C(1) << RS_W_EDGE_SHIFT)
-
-/* The VM is stopped while any of these is set. */
-#define RS_W_STOPPED_MASK   (RS_W_LOCKS | RS_W_IO_ERROR | RS_W_PAUSE_MASK)
-/* Settling: edges not yet settled, one by one or coalesced. */
-#define RS_W_SETTLING_MASK  (RS_W_BACKLOG_MASK | RS_W_OVERFLOW)
-/* A vCPU may execute guest code only while none of these is set. */
-#define RS_W_NORUN_MASK     UINT64_C(0x00000000000fffff)
-
-struct rs_runstate;
-typedef struct rs_runstate rs_runstate;
-
-/*
- * The one thing the header knows about an instance: its first member is the
- * word.  Everything else is private to the library.
- */
-struct rs_runstate_head {
-	uint64_t word;
-};
-
-/*
- * The vCPU fast path: may the calling vCPU keep executing guest code?
- * One load and one compare; no store, no fence, no read-modify-write.
- *
- * Relaxed is enough: a vCPU only gets here after rs_vcpu_enter() returned 0,
- * and that call announced it with a seq_cst read-modify-write and then
- * re-loaded the word with a seq_cst (so acquire) load (pairs with the
- * stopper's compare-and-swap, see docs/protocol.md).  While
- * the vCPU stays active it needs no new data from other threads; as soon as
- * this check fails the vCPU calls rs_vcpu_enter() again, which acquires.
- */
-static inline bool rs_may_run(const rs_runstate *rs)
-{
-	const struct rs_runstate_head *h = (const struct rs_runstate_head *)rs;
-	return (__atomic_load_n(&h->word, __ATOMIC_RELAXED) & RS_W_NORUN_MASK) == 0;
-}
-/* Out-of-line twin of rs_may_run() for FFI users.  On a registered vCPU's
- * thread, only while that vCPU is active: checking builds abort otherwise
- * (see "Calls from a vCPU thread"). */
-RS_API bool rs_may_run_func(const rs_runstate *rs);
-
-/* ---------------------------------------------------------------------------
- * Errors (negative errno values).
+ * Errors (negative errno values) and timeouts.
  */
 #define RS_EINVAL     (-EINVAL)           /* bad argument; nothing changed */
 #define RS_EBUSY      (-EBUSY)            /* lock bit held; nothing changed */
@@ -186,72 +118,108 @@ RS_API bool rs_may_run_func(const rs_runstate *rs);
 
 /* Short name of an error: "invalid", "busy", "not-held", "needs-force",
  * "needs-reset", "timeout", "no-memory", "no-space", "deadlock", "ok" for 0,
- * or "unknown". */
+ * or "unknown".  Any thread; never waits. */
 RS_API const char *rs_strerror(int err);
 
-/* ---------------------------------------------------------------------------
- * Timeouts
- */
-#define RS_FOREVER ((int64_t)-1)
-#define RS_ASYNC   ((int64_t)0)
+#define RS_FOREVER (-1)
+#define RS_ASYNC   0
 
 /* ---------------------------------------------------------------------------
- * Operating-system seam.  Tests use it to count system calls, inject
- * spurious wake-ups and EINTR, and drive time.  NULL fields use the default.
+ * The instance and the vCPU fast path
  */
-struct rs_ops {
-	/* FUTEX_WAIT on *addr while it equals val, for at most timeout_ns
-	 * (negative: forever).  Returns 0, or -EAGAIN, -EINTR, -ETIMEDOUT. */
-	int (*futex_wait)(void *ctx, uint32_t *addr, uint32_t val, int64_t timeout_ns);
-	/* FUTEX_WAKE up to n waiters; returns the number woken or -errno. */
-	int (*futex_wake)(void *ctx, uint32_t *addr, int n);
-	/* Monotonic clock in nanoseconds. */
-	uint64_t (*now_ns)(void *ctx);
-	/* Called at named delay points (builds with -Ddelay_points=true). */
-	void (*delay)(void *ctx, const char *point);
-	void *ctx;
-};
 
+/*
+ * An instance.  Only rs_create() makes one.  Its one visible member is the
+ * word, there so that the inline fast path below can load it; callers never
+ * read, write, copy or declare one: the rest of the instance lies behind it
+ * and is the library's.
+ */
+typedef struct rs_runstate {
+	uint64_t word_private;
+} rs_runstate;
+
+/*
+ * The bits of the word that keep vCPUs out of guest code: every stop
+ * reason, edges not yet settled, and bits reserved for reasons that keep
+ * vCPUs out without stopping the VM (exclusive sections use one).  It is
+ * compiled into every caller, so it covers every such bit this ABI will
+ * ever have.
+ */
+#define RS_NORUN_MASK 0xfffffu
+
+/*
+ * The vCPU fast path: may the calling vCPU keep executing guest code?
+ * One load and one compare; no store, no fence, no read-modify-write.
+ * On a registered vCPU's thread, only while that vCPU is active (after
+ * rs_vcpu_enter() returned 0, and before any call that may wait).
+ *
+ * Ordering: relaxed.  rs_vcpu_enter() announced the vCPU with a seq_cst
+ * read-modify-write and re-loaded the word with a seq_cst (so acquire)
+ * load, pairing with the stopper's compare-and-swap (docs/protocol.md,
+ * P1).  While the vCPU stays active it needs no new data from other
+ * threads; as soon as this check fails it calls rs_vcpu_enter() again,
+ * which acquires.
+ */
+static inline bool rs_may_run(const rs_runstate *rs)
+{
+	return (__atomic_load_n(&rs->word_private, __ATOMIC_RELAXED) & RS_NORUN_MASK) == 0;
+}
+/* Out-of-line twin of rs_may_run() for FFI users, with the same contract;
+ * checking builds (assertions enabled) abort when it is asked on the thread
+ * of a vCPU that is out. */
+RS_API bool rs_may_run_func(const rs_runstate *rs);
+
+/* ---------------------------------------------------------------------------
+ * Creating an instance
+ */
 struct rs_config {
-	/* Maximum number of vCPUs registered at once (default 1024). */
+	/* sizeof(struct rs_config) as the caller compiled it.  Fields beyond
+	 * it take their defaults; a newer caller's extra bytes must be zero
+	 * (else RS_EINVAL: it asks for something this library lacks). */
+	uint32_t size;
+	/* Maximum number of vCPUs registered at once (0: 1024). */
 	unsigned max_vcpus;
 	/* A vCPU that has not acknowledged a stop is kicked again after this
-	 * long while some thread waits (default 1 ms). */
+	 * long while some thread waits (0: 1 ms). */
 	int64_t rekick_ns;
-	/* Capacity of the event ring, a power of two (default 256). */
+	/* Capacity of the event ring, a power of two (0: 256). */
 	unsigned event_capacity;
 	/* Edges settled one by one, each with its own event and listener
 	 * run, when several are made before the first of them has settled
-	 * (1 to RS_W_BACKLOG_MAX, default 64).  Edges made beyond it are
-	 * coalesced until the backlog drains: their events are reported as
-	 * RS_EVENT_LOST, and the listeners run once for their net effect
-	 * (docs/semantics.md, "Coalesced edges"). */
+	 * (1 to 127; 0: 64).  Edges made beyond it are coalesced until the
+	 * backlog drains: their events are reported as RS_EVENT_LOST, and
+	 * the listeners run once for their net effect (docs/semantics.md,
+	 * "Coalesced edges"). */
 	unsigned max_backlog;
-	const struct rs_ops *ops;
 };
+/* The size of the first published struct rs_config (0.9.0): the smallest
+ * size rs_create() accepts. */
+#define RS_CONFIG_SIZE_0_9 24
 
 /*
- * Create an instance, stopped in `prelaunch`, with no event.  cfg may be NULL.
- * Returns 0, RS_EINVAL (NULL out; event_capacity not a power of two or over
- * 2^20; max_vcpus over 2^20; rekick_ns negative; max_backlog over
- * RS_W_BACKLOG_MAX) or RS_ENOMEM.
+ * Create an instance, stopped in `prelaunch`, with no event.  cfg may be NULL
+ * (every default).  Any thread; never waits.
+ * Returns 0, RS_EINVAL (NULL out; cfg->size below RS_CONFIG_SIZE_0_9 or
+ * nonzero bytes past the library's struct; event_capacity not a power of
+ * two or over 2^20; max_vcpus over 2^20; rekick_ns negative; max_backlog
+ * over 127) or RS_ENOMEM.
  */
 RS_API int rs_create(const struct rs_config *cfg, rs_runstate **out);
 /* Destroy an instance.  No vCPU may be registered and no call in flight. */
 RS_API void rs_destroy(rs_runstate *rs);
 
 /* ---------------------------------------------------------------------------
- * Management commands.  Each is one compare-and-swap on the word, with a
- * full barrier (seq_cst): what the caller wrote before it is visible to
- * every thread that sees the new state, and to every vCPU that runs after it.
+ * Management commands.  Each is one compare-and-swap on the word: a full
+ * barrier.  What the caller wrote before it is visible to every thread that
+ * sees the new state, and to every vCPU that runs after it.
  *
  * Stopping calls (rs_stop, rs_lock, rs_trylock, rs_io_error, rs_pause,
  * rs_unlock_pause) take timeout_ns: with RS_ASYNC they return once the change
  * is made; otherwise they also wait until every registered vCPU has been out
  * of guest code since the change (RS_ETIMEDOUT: the change stays made, and
  * the vCPUs are kept out until it settles).  When one returns 0 after
- * waiting, the caller sees everything the vCPUs wrote in guest code and
- * exit handling before they went out.
+ * waiting, it has acquired every vCPU's going out: the caller sees
+ * everything the vCPUs wrote in guest code and exit handling before.
  */
 
 /* Apply `paused` under the rank rule (replaces only `none`).
@@ -294,8 +262,8 @@ RS_API int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns);
  * RS_ETIMEDOUT if the bit was taken but a vCPU is not out yet (the bit stays
  * held: unlock it or call rs_wait()).  rs_trylock fails with RS_EBUSY at once
  * if the bit is held, else takes it and waits for the vCPUs within timeout_ns.
- * With RS_ASYNC both are try forms.  A holder that a waiter's unlock handed
- * the bit to sees what the unlocking thread wrote before its unlock.
+ * With RS_ASYNC both are try forms.  A full barrier; a holder that a
+ * waiter's unlock handed the bit to acquires that unlock.
  * Returns 0, RS_EBUSY, RS_ETIMEDOUT, RS_EDEADLK, RS_EINVAL (NULL, r not one
  * of the four locks).
  */
@@ -304,6 +272,7 @@ RS_API int rs_trylock(rs_runstate *rs, enum rs_lock r, int64_t timeout_ns);
 /* Release a bit.  If another thread waits for the same bit, the bit passes
  * to it directly: the VM does not run in between and no event is produced.
  * Never waits (beyond a short critical section shared with lock waiters).
+ * A full barrier (a hand-over releases to the new holder).
  * Returns 0, RS_ENOTHELD (not held), RS_EINVAL (NULL, r unknown). */
 RS_API int rs_unlock(rs_runstate *rs, enum rs_lock r);
 /* Release a bit and apply pause reason p in the same compare-and-swap, so the
@@ -317,26 +286,33 @@ RS_API int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p,
 /* Wait until every edge made before the call has settled and, if the VM was
  * stopped, every vCPU is out.  With RS_ASYNC: help settle without waiting,
  * then answer.  Changes no state (but a vCPU's own, as any call that may
- * wait).  Returns 0, RS_ETIMEDOUT (still settling), RS_EDEADLK, RS_EINVAL. */
+ * wait).  Returning 0, it acquires what rs_stop() returning 0 would.
+ * Returns 0, RS_ETIMEDOUT (still settling), RS_EDEADLK, RS_EINVAL. */
 RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
 
 /* ---------------------------------------------------------------------------
  * Queries
  */
 struct rs_state {
+	uint32_t size;       /* set by whoever allocates it (rs_decode()'s
+			      * caller; the library for the ones it passes) */
 	bool running;        /* no lock, no io-error, pause reason none */
 	bool may_run;        /* running and not settling */
 	bool settling;       /* edges not yet settled */
 	bool io_error;
 	unsigned locks;      /* bit (1u << enum rs_lock) per held lock */
 	enum rs_pause pause;
-	uint32_t edge;       /* the edge counter (see "The word") */
+	uint32_t edge;       /* the edge counter: odd exactly while running */
 };
+#define RS_STATE_SIZE_0_9 20
 
-/* Load the word (acquire); 0 for NULL. */
+/* Load the word: an opaque snapshot for rs_decode() and rs_legacy_status()
+ * (0 for NULL).  Acquires. */
 RS_API uint64_t rs_word(const rs_runstate *rs);
-/* Decode a word; works on any 64-bit value. */
-RS_API void rs_decode(uint64_t word, struct rs_state *st);
+/* Decode a word; works on any 64-bit value.  Fills st->size bytes: the
+ * fields this library knows, zeros beyond (st->size is left as it was).
+ * Returns 0, RS_EINVAL (NULL st, st->size below RS_STATE_SIZE_0_9). */
+RS_API int rs_decode(uint64_t word, struct rs_state *st);
 /* QEMU query-status string for a word: finish-migrate, restore-vm, save-vm,
  * debug, the pause reason (guest-panicked for panicked), io-error, running. */
 RS_API const char *rs_legacy_status(uint64_t word);
@@ -351,40 +327,6 @@ RS_API int rs_lock_parse(const char *name);
 RS_API int rs_pause_parse(const char *name);
 /* Rank of a pause reason (0..4), RS_EINVAL when out of range. */
 RS_API int rs_pause_rank(int p);
-
-/* ---------------------------------------------------------------------------
- * The pure transition function: what a command does to a word, without
- * touching any instance.  Every command above is this function inside one
- * compare-and-swap loop.  Exported so tests, fuzzers and models check the
- * very code the library runs.
- */
-enum rs_cmd {
-	RS_CMD_STOP = 0,
-	RS_CMD_START,       /* arg: RS_START_FORCE or 0 */
-	RS_CMD_RETRY,
-	RS_CMD_CONT,
-	RS_CMD_RESET,
-	RS_CMD_IO_ERROR,
-	RS_CMD_PAUSE,       /* arg: enum rs_pause */
-	RS_CMD_LOCK,        /* arg: enum rs_lock */
-	RS_CMD_UNLOCK,      /* arg: enum rs_lock; arg2: enum rs_pause or NONE */
-};
-#define RS_CMD_COUNT 9
-
-/*
- * Compute the word after cmd, for an instance whose max_backlog is
- * `backlog` (1..RS_W_BACKLOG_MAX).  Returns 0 and stores the new word (equal
- * to old when nothing changes), or a negative error and leaves *out
- * untouched.  A running<->stopped edge either joins the backlog (edge
- * counter and backlog +1) or, when the backlog is full or edges are already
- * being coalesced, is coalesced: the overflow bit is set, the coalesced
- * count +1, and the edge counter moves between the backlog's last edge and
- * the one after it, so that its parity stays the running flag.  A word that
- * lets vCPUs run never keeps the parked flag (only the settler's last claim
- * makes one, and it wakes the parked).
- */
-RS_API int rs_transition(uint64_t old, enum rs_cmd cmd, int arg, int arg2, unsigned backlog,
-			 uint64_t *out);
 
 /* ---------------------------------------------------------------------------
  * Events: one per running<->stopped edge, in edge order.
@@ -408,37 +350,42 @@ struct rs_event {
 			      * coalesced edges, or 0 for a reader's loss */
 	struct rs_state state; /* that word, decoded */
 };
+#define RS_EVENT_SIZE_0_9 64
 
 /* Sequence number of the next event to be produced: a cursor that skips
- * every event so far (0 for NULL). */
+ * every event so far (0 for NULL).  Acquires. */
 RS_API uint64_t rs_events_cursor(const rs_runstate *rs);
 /*
- * Copy up to n events starting at *cursor into buf, oldest first, and
- * advance *cursor.  If the ring overwrote events the reader had not read,
- * reading resumes at the oldest kept one and the loss is reported, never a
- * silent gap: through *lost when lost is not NULL (else *lost is 0), or,
- * when lost is NULL, as an RS_EVENT_LOST record in buf.  The loss always
- * comes before the first event copied (a loss found after some were copied
- * ends this call and is reported by the next).  Returns the number of
- * records copied, or RS_EINVAL.  Any thread may read; each reader keeps its
- * own cursor.  Producing an event never waits for readers.  Edges that were
+ * Copy up to n event records starting at *cursor into buf, oldest first,
+ * and advance *cursor.  event_size is sizeof(struct rs_event) as the caller
+ * compiled it: the records are event_size bytes apart, each filled with
+ * the fields both sides know and zeros beyond.  If the ring overwrote events the reader had not
+ * read, reading resumes at the oldest kept one and the loss is reported,
+ * never a silent gap: through *lost when lost is not NULL (else *lost is
+ * 0), or, when lost is NULL, as an RS_EVENT_LOST record in buf.  The loss
+ * always comes before the first event copied (a loss found after some were
+ * copied ends this call and is reported by the next).  Edges that were
  * coalesced (see rs_config.max_backlog) never had events: they come as an
- * RS_EVENT_LOST record too (its word is the one that ended them).  Reading
- * acquires: a reader sees what the settler wrote before producing the
- * record.  Never waits.
+ * RS_EVENT_LOST record too (its word is the one that ended them).
+ * Any thread; each reader keeps its own cursor; never waits, and producing
+ * an event never waits for readers.  Acquires: a reader sees what the
+ * settler wrote before producing the record.
+ * Returns the number of records copied, or RS_EINVAL (NULL rs or cursor,
+ * NULL buf with n > 0, event_size below RS_EVENT_SIZE_0_9).
  */
-RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor,
-			  struct rs_event *buf, size_t n, uint64_t *lost);
+RS_API int rs_events_read(const rs_runstate *rs, uint64_t *cursor, struct rs_event *buf,
+			  size_t n, size_t event_size, uint64_t *lost);
 /* Wait until an event with seq >= cursor exists.  The cursor is not
- * advanced.  Returns 0, RS_ETIMEDOUT (none by the deadline; with RS_ASYNC:
- * none now), RS_EDEADLK (from a listener, with a timeout), RS_EINVAL. */
+ * advanced.  Acquires, as rs_events_read().  Returns 0, RS_ETIMEDOUT (none
+ * by the deadline; with RS_ASYNC: none now), RS_EDEADLK (from a listener,
+ * with a timeout), RS_EINVAL. */
 RS_API int rs_events_wait(rs_runstate *rs, uint64_t cursor, int64_t timeout_ns);
 /*
  * An eventfd (EFD_NONBLOCK) that becomes readable when an event is
  * produced, for a glib, epoll or tokio main loop.  Created on the first
  * call, owned by the instance (closed by rs_destroy); returns the fd or a
  * negative errno.  Read it to clear the readiness, then drain
- * rs_events_read(): clearing first means no event is missed.
+ * rs_events_read(): clearing first means no event is missed.  Never waits.
  */
 RS_API int rs_events_fd(rs_runstate *rs);
 
@@ -463,8 +410,9 @@ RS_API int rs_events_fd(rs_runstate *rs);
  * or remove listeners (effective from the next edge).  It must not wait:
  * a call that may wait returns RS_EDEADLK from a listener, and changes
  * nothing.  Listeners run without any lock of the emulator's and with the
- * settle lock held: the settling thread sees everything the listeners
- * wrote, and so does every vCPU that runs after a start's listeners.
+ * settle lock held: a stop's listeners acquire every vCPU's going out, the
+ * settling thread sees everything the listeners wrote, and so does every
+ * vCPU that runs after a start's listeners.  st->size is the library's.
  */
 typedef void rs_listener_fn(void *opaque, bool running, const struct rs_state *st);
 typedef struct rs_listener rs_listener;
@@ -485,6 +433,8 @@ RS_API int rs_listener_remove(rs_runstate *rs, rs_listener *l);
  * Introspection: the first thing to read when a VM will not stop.
  */
 struct rs_stats {
+	uint32_t size;           /* sizeof(struct rs_stats) as the caller
+				  * compiled it; set before the call */
 	uint64_t stop_edges, start_edges;   /* coalesced ones included */
 	uint64_t parks;          /* vCPU futex sleeps */
 	uint64_t wakes;          /* vCPU futex wakes (start, requests) */
@@ -494,7 +444,11 @@ struct rs_stats {
 	uint64_t listener_runs;
 	uint64_t coalesced;      /* edges made while the backlog overflowed */
 };
-/* Relaxed counters.  Returns 0, RS_EINVAL (NULL). */
+#define RS_STATS_SIZE_0_9 88
+/* Relaxed counters, each read on its own (no snapshot).  Fills st->size
+ * bytes: the counters this library knows, zeros beyond (st->size is left
+ * as it was).  Never waits.  Returns 0, RS_EINVAL (NULL, st->size below
+ * RS_STATS_SIZE_0_9). */
 RS_API int rs_get_stats(const rs_runstate *rs, struct rs_stats *st);
 /*
  * Describe the instance in text: the decoded word, the counters, and every
@@ -516,20 +470,18 @@ RS_API int rs_dump(rs_runstate *rs, char *buf, size_t len);
  *		while (rs_may_run(rs));                    // the fast path
  *	}
  *	rs_vcpu_unregister(&v);
- */
-
-/*
+ *
  * Calls from a vCPU thread (see the thread context at the top): a call that
  * may wait takes the calling vCPU out, so stops raised from vCPU threads
  * never deadlock, and leaves it out.  The rule for the emulator: after any
  * call that may wait, go through rs_vcpu_enter() before guest code; never
  * poll rs_may_run() instead (a start between the call and the poll would
- * let an out vCPU run unseen).  Checking builds (assertions enabled) abort
- * when rs_may_run_func() is asked on the thread of a vCPU that is out.
+ * let an out vCPU run unseen).
  */
 
 /* Caller-owned storage for a vCPU, embeddable in the emulator's own vCPU
- * structure.  Its contents are private. */
+ * structure.  Its contents are private; its size and alignment are part of
+ * the ABI. */
 typedef struct rs_vcpu {
 	uint64_t rs_opaque[16];
 } __attribute__((aligned(64))) rs_vcpu;
@@ -545,10 +497,10 @@ typedef void rs_kick_fn(rs_vcpu *v, void *opaque);
  * (NULL, v already registered, the thread already runs a vCPU), RS_ENOSPC
  * (max_vcpus registered). */
 RS_API int rs_vcpu_register(rs_runstate *rs, rs_vcpu *v, rs_kick_fn *kick, void *opaque);
-/* Unregister from its own thread (counts as acknowledgement).  Returns once
- * no other thread can touch v (it may wait for a scan or a request in
- * flight on v, a few instructions).  Returns 0, RS_EINVAL (v is not
- * registered, or this is not its thread). */
+/* Unregister from its own thread (counts as acknowledgement: releases, as
+ * going out does).  Returns once no other thread can touch v (it may wait
+ * for a scan or a request in flight on v, a few instructions).  Returns 0,
+ * RS_EINVAL (v is not registered, or this is not its thread). */
 RS_API int rs_vcpu_unregister(rs_vcpu *v);
 
 #define RS_VCPU_EXIT 1   /* an exit request: unregister */
@@ -566,8 +518,8 @@ RS_API int rs_vcpu_unregister(rs_vcpu *v);
 RS_API int rs_vcpu_enter(rs_vcpu *v);
 /* Declare v quiescent (halted, or blocked in a host call that touches no
  * guest or device state): it counts as out until rs_vcpu_enter().  Only when
- * no exit is pending, on v's own thread.  Never waits.
- * Returns 0, RS_EINVAL (not registered to this thread). */
+ * no exit is pending, on v's own thread.  Never waits.  Releases, as going
+ * out does.  Returns 0, RS_EINVAL (not registered to this thread). */
 RS_API int rs_vcpu_quiesce(rs_vcpu *v);
 #define RS_REQ_EXIT 1u
 #define RS_REQ_WORK 2u
@@ -577,12 +529,16 @@ RS_API int rs_vcpu_quiesce(rs_vcpu *v);
  * It may race with v's unregistration and a new registration of the same
  * storage: it then acts on whichever registration holds the slot it finds
  * (or returns RS_EINVAL), and never kicks after the unregistration
- * returned; v's storage must stay allocated during the call.  A request
- * seen by rs_vcpu_enter() comes with what the requester wrote before it.
- * Returns 0, RS_EINVAL (v not registered, req 0 or unknown). */
+ * returned; v's storage must stay allocated during the call.  Releases: a
+ * request seen by rs_vcpu_enter() comes with what the requester wrote
+ * before it.  Returns 0, RS_EINVAL (v not registered, req 0 or unknown). */
 RS_API int rs_vcpu_request(rs_vcpu *v, unsigned req);
 
+/* What rs_vcpu_foreach() tells of a vCPU.  Filled by the library, whose
+ * size it carries: a caller compiled against an older header reads the
+ * fields it knows. */
 struct rs_vcpu_info {
+	uint32_t size;
 	const rs_vcpu *vcpu;
 	void *opaque;
 	unsigned index;           /* its slot in the registry */

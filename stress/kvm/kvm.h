@@ -277,7 +277,4 @@ uint64_t rk_vcpu_resume_ns(const struct rk_vm *vm, unsigned idx);
 int rk_vcpu_fd(const struct rk_vm *vm, unsigned idx);
 void *rk_vcpu_kvm_run(const struct rk_vm *vm, unsigned idx);
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t rk_now_ns(void);
-
 #endif /* RS_KVM_H */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Differential fuzz target: a command sequence is applied both to the library
- * (one instance, no vCPU, one thread) and to the reference model of model.c,
+ * (one instance, no vCPU, one thread) and to the oracle of model.h (the model
+ * test_transition enumerates against too),
  * and any difference aborts: a result (error code and its rs_strerror()),
  * the word (decoded by the model's own code, every field), the legacy
  * string, the edge counter and its parity, the events (kinds, sequence
@@ -31,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
 #include "model.h"
 #include "fuzz_semantics.h"
 
@@ -197,11 +198,11 @@ static int create(struct fz *f, unsigned cap, unsigned max_backlog, rs_runstate 
 		.futex_wake = f_futex_wake,
 		.now_ns = f_now,
 	};
-	struct rs_config cfg = { .max_vcpus = 1, .event_capacity = cap,
-				 .max_backlog = max_backlog, .ops = &ops };
+	struct rs_config cfg = { .size = sizeof(cfg), .max_vcpus = 1, .event_capacity = cap,
+				 .max_backlog = max_backlog };
 
 	ops.ctx = f;
-	return rs_create(&cfg, out);
+	return rs_create_ops(&cfg, &ops, out);
 }
 
 static void on_edge(void *opaque, bool running, const struct rs_state *st)
@@ -236,35 +237,33 @@ static void model_reset(struct fz *f, unsigned cap, unsigned max_backlog)
 /* ---------------------------------------------------------------------------
  * Checks after every command.
  */
+/* rs_decode() against the model's decoding, with the size it was given and
+ * the library's answer to it. */
 static void check_word_fields(struct fz *f, uint64_t w)
 {
-	struct rs_state st;
-	struct m_word d;
+	struct rs_state st = { .size = sizeof(st) }, want;
 
-	m_decode(w, &d);
-	rs_decode(w, &st);
-	if (st.locks != d.t.locks || st.io_error != d.t.io || (int)st.pause != d.t.pause ||
-	    st.settling != m_settling(&d) || st.edge != d.edge ||
-	    st.running != m_running(&d.t) || st.may_run != m_may_run(&d))
-		fail(f, "rs_decode(%#llx) = {locks=%#x io=%d pause=%d settling=%d edge=%u "
-		     "running=%d may_run=%d}, model {locks=%#x io=%d pause=%d settling=%d "
-		     "edge=%u running=%d may_run=%d}", (unsigned long long)w, st.locks,
-		     st.io_error, st.pause, st.settling, st.edge, st.running, st.may_run,
-		     d.t.locks, d.t.io, d.t.pause, m_settling(&d), d.edge, m_running(&d.t),
-		     m_may_run(&d));
+	m_state(w, &want);
+	if (rs_decode(w, &st) != 0 || st.size != sizeof(st) || !m_state_eq(&st, &want))
+		fail(f, "rs_decode(%#llx) = {size=%u locks=%#x io=%d pause=%d settling=%d "
+		     "edge=%u running=%d may_run=%d}, model {locks=%#x io=%d pause=%d "
+		     "settling=%d edge=%u running=%d may_run=%d}", (unsigned long long)w,
+		     st.size, st.locks, st.io_error, st.pause, st.settling, st.edge, st.running,
+		     st.may_run, want.locks, want.io_error, want.pause, want.settling, want.edge,
+		     want.running, want.may_run);
 	if (strcmp(rs_legacy_status(w), m_legacy(w)) != 0)
 		fail(f, "rs_legacy_status(%#llx) = \"%s\", model \"%s\"",
 		     (unsigned long long)w, rs_legacy_status(w), m_legacy(w));
 }
 
-static bool state_eq(const struct rs_state *a, uint64_t w)
+/* A state the library passed (an event's, a listener's): its size is the
+ * library's, its fields the model's decoding of w. */
+static bool state_is(const struct rs_state *st, uint64_t w)
 {
-	struct rs_state b;
+	struct rs_state want;
 
-	rs_decode(w, &b);
-	return a->running == b.running && a->may_run == b.may_run &&
-	       a->settling == b.settling && a->io_error == b.io_error &&
-	       a->locks == b.locks && a->pause == b.pause && a->edge == b.edge;
+	m_state(w, &want);
+	return st->size == sizeof(*st) && m_state_eq(st, &want);
 }
 
 static void check_event(struct fz *f, const struct rs_event *ev, uint64_t want_seq)
@@ -290,15 +289,15 @@ static void check_event(struct fz *f, const struct rs_event *ev, uint64_t want_s
 		fail(f, "event %llu carries word %#llx: its edge counter is not the event's "
 		     "seq (no edge is coalesced with one thread)",
 		     (unsigned long long)ev->seq, (unsigned long long)ev->word);
-	if (ev->word != ww || !state_eq(&ev->state, ww) || ev->lost != 0)
-		fail(f, "event %llu carries word %#llx (lost %llu), model %#llx",
-		     (unsigned long long)ev->seq, (unsigned long long)ev->word,
-		     (unsigned long long)ev->lost, (unsigned long long)ww);
+	if (ev->word != ww || !state_is(&ev->state, ww) || ev->lost != 0)
+		fail(f, "event %llu carries word %#llx (lost %llu, state of size %u), model "
+		     "%#llx", (unsigned long long)ev->seq, (unsigned long long)ev->word,
+		     (unsigned long long)ev->lost, ev->state.size, (unsigned long long)ww);
 }
 
 static void check_stats(struct fz *f)
 {
-	struct rs_stats st;
+	struct rs_stats st = { .size = sizeof(st) };
 
 	if (rs_get_stats(f->rs, &st) != 0)
 		fail(f, "rs_get_stats() failed");
@@ -349,7 +348,7 @@ static void check_state(struct fz *f, uint64_t new_events)
 		fail(f, "rs_events_cursor() = %llu, model %llu",
 		     (unsigned long long)rs_events_cursor(f->rs),
 		     (unsigned long long)f->edges + 1);
-	n = rs_events_read(f->rs, &f->eager, ev, 4, &lost);
+	n = rs_events_read(f->rs, &f->eager, ev, 4, sizeof(ev[0]), &lost);
 	if (n < 0 || (uint64_t)n != new_events || lost != 0)
 		fail(f, "rs_events_read() = %d (lost %llu), model %llu new events (lost 0)",
 		     n, (unsigned long long)lost, (unsigned long long)new_events);
@@ -370,7 +369,7 @@ static void check_state(struct fz *f, uint64_t new_events)
 		fail(f, "the listener ran %llu times for %llu edges",
 		     (unsigned long long)f->calls, (unsigned long long)f->edges);
 	if (new_events && (f->call_running != (f->edges % 2 == 1) ||
-			   !state_eq(&f->call_st, f->hist[f->edges % 512])))
+			   !state_is(&f->call_st, f->hist[f->edges % 512])))
 		fail(f, "listener called with running=%d edge=%u, model running=%d word %#llx",
 		     f->call_running, f->call_st.edge, f->edges % 2 == 1,
 		     (unsigned long long)f->hist[f->edges % 512]);
@@ -563,7 +562,7 @@ static void do_events(struct fz *f)
 	want_n = start > e ? 0 : e - start + 1;
 	if (want_n > n - (rec && want_lost))
 		want_n = n - (rec && want_lost);
-	got = rs_events_read(f->rs, &f->lag, ev, n, rec ? NULL : &lost);
+	got = rs_events_read(f->rs, &f->lag, ev, n, sizeof(ev[0]), rec ? NULL : &lost);
 	if (rec && want_lost) {
 		/* A reader's own loss: its record carries word 0 (a coalesced
 		 * run's would carry the word that ended the run; none here). */
@@ -575,7 +574,8 @@ static void do_events(struct fz *f)
 			     got > 0 ? (unsigned long long)ev[0].seq : 0,
 			     got > 0 ? (unsigned long long)ev[0].lost : 0,
 			     got > 0 ? (unsigned long long)ev[0].word : 0,
-			     (unsigned long long)(start - want_lost), (unsigned long long)want_lost);
+			     (unsigned long long)(start - want_lost),
+			     (unsigned long long)want_lost);
 		first = 1;
 	}
 	if (got < 0 || (uint64_t)got != first + want_n || (!rec && lost != want_lost))
@@ -601,7 +601,8 @@ static void do_badcall(struct fz *f)
 	struct rs_event ev;
 	uint64_t c = f->lag, lost, w, out = 0xdeadbeefdeadbeefull;
 	rs_runstate *other = NULL;
-	struct rs_config bad = { .max_vcpus = 1 };
+	/* Valid but for the one field each case spoils. */
+	struct rs_config bad = { .size = sizeof(bad), .max_vcpus = 1 };
 	int got;
 
 	note(f, "badcall %u", k);
@@ -618,9 +619,9 @@ static void do_badcall(struct fz *f)
 	case 9: got = rs_unlock(NULL, RS_LOCK_DEBUG); break;
 	case 10: got = rs_unlock_pause(NULL, RS_LOCK_DEBUG, RS_PAUSE_PAUSED, RS_ASYNC); break;
 	case 11: got = rs_wait(NULL, RS_ASYNC); break;
-	case 12: got = rs_events_read(f->rs, NULL, &ev, 1, &lost); break;
+	case 12: got = rs_events_read(f->rs, NULL, &ev, 1, sizeof(ev), &lost); break;
 	case 13:
-		got = rs_events_read(f->rs, &c, NULL, 1, &lost);
+		got = rs_events_read(f->rs, &c, NULL, 1, sizeof(ev), &lost);
 		if (c != f->lag)
 			fail(f, "a failed rs_events_read() moved the cursor");
 		break;

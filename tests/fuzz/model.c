@@ -1,63 +1,84 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The reference model: docs/semantics.md turned into code, independently of
- * lib/transition.c, with the 64-bit word of <runstate.h>'s diagram and the
+ * The oracle (model.h): docs/semantics.md turned into code, independently of
+ * lib/transition.c, with the 64-bit word of the header's diagram and the
  * edge rules of the rs_transition() contract (an edge joins the backlog or
- * is coalesced).  Word positions are taken from the diagram and checked
- * against the header's macros at compile time, so a change of layout on
- * either side breaks the build rather than the fuzzer.
+ * is coalesced).  Its word positions (model.h) are checked here against the
+ * header's macros at compile time, so a change of layout on either side
+ * breaks the build rather than a checker.
  */
 #include <errno.h>
+#include <string.h>
 
-#include "runstate.h"
+#include "runstate-testing.h"
 #include "model.h"
 
-/* The word, bit positions as drawn (least significant first). */
-#define M_LOCK_BITS     UINT64_C(0x3f)     /* 0..5 (4 and 5 reserved) */
-#define M_IO            (UINT64_C(1) << 6)
-#define M_EX            (UINT64_C(1) << 7)
-#define M_PAUSE_SHIFT   8                  /* 8..10 */
-#define M_RV            (UINT64_C(1) << 11)
-#define M_OV            (UINT64_C(1) << 12)
-#define M_BACKLOG_SHIFT 13                 /* 13..19 */
-#define M_PK            (UINT64_C(1) << 20)
-#define M_LW            (UINT64_C(1) << 21)
-#define M_GN            (UINT64_C(1) << 22)
-#define M_COAL_SHIFT    23                 /* 23..31 */
-#define M_COAL_MAX      511u               /* counted modulo 2^9 */
-#define M_EDGE_SHIFT    32                 /* 32..63 */
+#ifndef MODEL_PLANT
+#define MODEL_PLANT 0
+#endif
 
-_Static_assert(M_LOCK_BITS == RS_W_LOCKS, "locks");
-_Static_assert(M_IO == RS_W_IO_ERROR, "io-error");
-_Static_assert(M_EX == RS_W_EXCL, "EX");
-_Static_assert(M_PAUSE_SHIFT == RS_W_PAUSE_SHIFT &&
-	       (UINT64_C(7) << M_PAUSE_SHIFT) == RS_W_PAUSE_MASK, "pause");
-_Static_assert(M_RV == RS_W_RSV_NORUN, "RV");
-_Static_assert(M_OV == RS_W_OVERFLOW, "overflow");
-_Static_assert(M_BACKLOG_SHIFT == RS_W_BACKLOG_SHIFT &&
-	       ((uint64_t)M_BACKLOG_MAX << M_BACKLOG_SHIFT) == RS_W_BACKLOG_MASK &&
-	       M_BACKLOG_MAX == RS_W_BACKLOG_MAX, "backlog");
-_Static_assert(M_PK == RS_W_PARKED, "parked");
-_Static_assert(M_LW == RS_W_LOCKWAIT, "lockwait");
-_Static_assert(M_COAL_SHIFT == RS_W_COAL_SHIFT &&
-	       ((uint64_t)M_COAL_MAX << M_COAL_SHIFT) == RS_W_COAL_MASK &&
-	       RS_W_COAL_ONE == UINT64_C(1) << M_COAL_SHIFT, "coalesced count");
-_Static_assert(M_GN == RS_W_COAL_GEN, "generation");
-_Static_assert(M_EDGE_SHIFT == RS_W_EDGE_SHIFT &&
-	       (UINT64_C(0xffffffff) << M_EDGE_SHIFT) == RS_W_EDGE_MASK, "edge");
-/* Everything below the parked bit keeps vCPUs out, nothing above it. */
-_Static_assert(RS_W_NORUN_MASK == M_PK - 1, "no-run bits");
+/* ---------------------------------------------------------------------------
+ * The layout, as drawn in the header's diagram.
+ */
+_Static_assert(sizeof(((rs_runstate *)0)->word_private) == 8, "the word is 64 bits");
+_Static_assert(sizeof(((struct rs_state *)0)->edge) == 4, "decoded edge: 32 bits");
+_Static_assert(RS_W_LOCK(RS_LOCK_DEBUG) == M_LOCK(0) && RS_W_LOCK(RS_LOCK_SAVEVM) == M_LOCK(1) &&
+	       RS_W_LOCK(RS_LOCK_PRE_MIGRATE) == M_LOCK(2) &&
+	       RS_W_LOCK(RS_LOCK_RESTORE) == M_LOCK(3), "lock bits 0..3, in enum order");
+_Static_assert(RS_W_LOCK(5) == UINT64_C(0x20) && RS_W_LOCK(31) == UINT64_C(0x80000000),
+	       "RS_W_LOCK() is a 64-bit shift");
+_Static_assert(RS_W_LOCKS == M_LOCK_BITS, "locks: bits 0..5 (4 and 5 reserved)");
+_Static_assert(RS_W_IO_ERROR == M_IO, "IO: bit 6");
+_Static_assert(RS_W_EXCL == M_EX, "EX: bit 7");
+_Static_assert(RS_W_PAUSE_SHIFT == M_PAUSE_SHIFT && RS_W_PAUSE_MASK == M_PAUSE_MASK &&
+	       (M_PAUSE_MASK >> M_PAUSE_SHIFT) == RS_PAUSE_COUNT - 1,
+	       "pause: bits 8..10, every reason fits");
+_Static_assert(RS_W_RSV_NORUN == M_RV, "RV: bit 11");
+_Static_assert(RS_W_OVERFLOW == M_OV, "OV: bit 12");
+_Static_assert(RS_W_BACKLOG_SHIFT == M_BACKLOG_SHIFT && RS_W_BACKLOG_MASK == M_BACKLOG_MASK &&
+	       RS_W_BACKLOG_ONE == M_BACKLOG(1) && RS_W_BACKLOG_MAX == M_BACKLOG_MAX &&
+	       (M_BACKLOG_MASK >> M_BACKLOG_SHIFT) == M_BACKLOG_MAX,
+	       "backlog: bits 13..19, 0..127");
+_Static_assert(RS_W_PARKED == M_PK, "PK: bit 20");
+_Static_assert(RS_W_LOCKWAIT == M_LW, "LW: bit 21");
+_Static_assert(RS_W_COAL_GEN == M_GN, "GN: bit 22");
+_Static_assert(RS_W_COAL_SHIFT == M_COAL_SHIFT && RS_W_COAL_MASK == M_COAL_MASK &&
+	       RS_W_COAL_ONE == M_COAL(1) && (M_COAL_MASK >> M_COAL_SHIFT) == M_COAL_MAX &&
+	       M_COAL_MAX + 1 == 1u << M_COAL_BITS, "COAL: bits 23..31, a count modulo 2^9");
+_Static_assert(RS_W_EDGE_SHIFT == M_EDGE_SHIFT && RS_W_EDGE_MASK == M_EDGE_MASK &&
+	       RS_W_EDGE_ONE == M_EDGE(1), "edge: bits 32..63");
+/* The fields tile the word: they cover it (OR), and do not overlap (for
+ * disjoint masks the sum is the OR; an overlap counts some bits twice, and
+ * unsigned arithmetic cannot bring the sum back to all ones). */
+#define M_FIELDS_OR  (M_LOCK_BITS | M_IO | M_EX | M_PAUSE_MASK | M_RV | M_OV | \
+		      M_BACKLOG_MASK | M_PK | M_LW | M_GN | M_COAL_MASK | M_EDGE_MASK)
+#define M_FIELDS_SUM (M_LOCK_BITS + M_IO + M_EX + M_PAUSE_MASK + M_RV + M_OV + \
+		      M_BACKLOG_MASK + M_PK + M_LW + M_GN + M_COAL_MASK + M_EDGE_MASK)
+_Static_assert(M_FIELDS_OR == UINT64_MAX, "the fields cover the 64-bit word");
+_Static_assert(M_FIELDS_SUM == UINT64_MAX, "the fields do not overlap");
+_Static_assert(RS_W_STOPPED_MASK == M_STOP_MASK && M_STOP_MASK == 0x77fu,
+	       "stopped: locks (6 bits), io-error, pause");
+_Static_assert(RS_W_SETTLING_MASK == (M_BACKLOG_MASK | M_OV), "settling: backlog or OV");
+/* Everything below PK keeps vCPUs out, nothing above it; the fast path of
+ * runstate.h tests the same bits. */
+_Static_assert(RS_W_NORUN_MASK == M_NORUN_MASK && M_NORUN_MASK == M_PK - 1 &&
+	       RS_NORUN_MASK == M_NORUN_MASK, "no-run: exactly bits 0..19");
+_Static_assert(M_NORUN_MASK == (M_STOP_MASK | M_EX | M_RV | M_BACKLOG_MASK | M_OV),
+	       "no-run: stopped, EX, RV, settling");
+_Static_assert(RS_LOCK_COUNT == 4 && RS_PAUSE_COUNT == 8 && RS_CMD_COUNT == 9, "counts");
 
 /* Section 3: the error values. */
 _Static_assert(RS_EINVAL == -EINVAL && RS_EBUSY == -EBUSY && RS_ENOTHELD == -EPERM &&
 	       RS_ENEEDFORCE == -EACCES && RS_ENEEDRESET == -ENOTRECOVERABLE &&
+	       RS_ETIMEDOUT == -ETIMEDOUT && RS_ENOMEM == -ENOMEM && RS_ENOSPC == -ENOSPC &&
 	       RS_EDEADLK == -EDEADLK, "errors");
 /* Section 6.3: the command numbers. */
-_Static_assert((int)RS_CMD_STOP == (int)M_STOP && (int)RS_CMD_START == (int)M_START && (int)RS_CMD_RETRY == (int)M_RETRY &&
-	       (int)RS_CMD_CONT == (int)M_CONT && (int)RS_CMD_RESET == (int)M_RESET &&
-	       (int)RS_CMD_IO_ERROR == (int)M_IO_ERROR && (int)RS_CMD_PAUSE == (int)M_PAUSE &&
-	       (int)RS_CMD_LOCK == (int)M_LOCK && (int)RS_CMD_UNLOCK == (int)M_UNLOCK &&
-	       (int)RS_CMD_COUNT == (int)M_CMD_COUNT, "commands");
+_Static_assert((int)RS_CMD_STOP == (int)M_STOP && (int)RS_CMD_START == (int)M_START &&
+	       (int)RS_CMD_RETRY == (int)M_RETRY && (int)RS_CMD_CONT == (int)M_CONT &&
+	       (int)RS_CMD_RESET == (int)M_RESET && (int)RS_CMD_IO_ERROR == (int)M_IO_ERROR &&
+	       (int)RS_CMD_PAUSE == (int)M_PAUSE && (int)RS_CMD_LOCK == (int)M_LOCK &&
+	       (int)RS_CMD_UNLOCK == (int)M_UNLOCK && (int)RS_CMD_COUNT == (int)M_CMD_COUNT,
+	       "commands");
 
 enum { NONE = 0, PRELAUNCH = 1, PAUSED = 2 };
 
@@ -87,6 +108,11 @@ bool m_may_run(const struct m_word *d)
 	return m_running(&d->t) && !m_settling(d) && !d->ex && !d->rv;
 }
 
+uint32_t m_tail(const struct m_word *d)
+{
+	return d->overflow ? (uint32_t)(d->edge - (d->coal & 1u)) : d->edge;
+}
+
 void m_decode(uint64_t w, struct m_word *d)
 {
 	d->t.locks = (unsigned)(w & M_LOCK_BITS);
@@ -114,11 +140,34 @@ uint64_t m_encode(const struct m_word *d)
 	       ((uint64_t)d->edge << M_EDGE_SHIFT);
 }
 
+void m_state(uint64_t w, struct rs_state *st)
+{
+	struct m_word d;
+
+	m_decode(w, &d);
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	st->running = m_running(&d.t);
+	st->may_run = m_may_run(&d);
+	st->settling = m_settling(&d);
+	st->io_error = d.t.io;
+	st->locks = d.t.locks;
+	st->pause = (enum rs_pause)d.t.pause;
+	st->edge = d.edge;
+}
+
+bool m_state_eq(const struct rs_state *a, const struct rs_state *b)
+{
+	return a->running == b->running && a->may_run == b->may_run &&
+	       a->settling == b->settling && a->io_error == b->io_error &&
+	       a->locks == b->locks && a->pause == b->pause && a->edge == b->edge;
+}
+
 /* The rank rule: p replaces the current reason only if it ranks strictly
  * higher. */
 static void apply_reason(struct m_tuple *t, int p)
 {
-#if FUZZ_PLANT == 3
+#if MODEL_PLANT == 3
 	if (m_rank(p) >= m_rank(t->pause))
 #else
 	if (m_rank(p) > m_rank(t->pause))
@@ -183,7 +232,7 @@ int m_apply(struct m_tuple *t, int cmd, int arg, int arg2)
 		break;
 	case M_CONT:
 		if (rank == 4) {
-#if FUZZ_PLANT == 1
+#if MODEL_PLANT == 1
 			t->io = false;
 #endif
 			return -ENOTRECOVERABLE;
@@ -248,16 +297,16 @@ int m_transition(uint64_t old, int cmd, int arg, int arg2, unsigned backlog, uin
 			d.backlog++;
 			d.edge = (uint32_t)(d.edge + 1u);
 		} else {
-			uint32_t tail = d.overflow ? (uint32_t)(d.edge - (d.coal & 1u)) : d.edge;
+			uint32_t tail = m_tail(&d);
 			unsigned run = d.overflow ? d.coal + 1u : 1u;
 
-#if FUZZ_PLANT == 4
+#if MODEL_PLANT == 4
 			tail += run / (M_COAL_MAX + 1u);   /* the carry out of COAL */
 #endif
 			run %= M_COAL_MAX + 1u;
 			d.overflow = true;
 			d.coal = run;
-#if FUZZ_PLANT == 2
+#if MODEL_PLANT == 2
 			d.edge = (uint32_t)(d.edge + 1u);
 			(void)tail;
 #else

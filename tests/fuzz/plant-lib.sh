@@ -1,12 +1,14 @@
 #!/bin/sh
-# Show that the fuzz target catches a bug in the library itself: copy lib/
-# to a temporary directory (never touching the source tree), plant one wrong
-# rule in the copy of transition.c, build the target against the copy with
-# the correct model, and fuzz from an empty corpus until the mismatch.
+# Show that the checkers catch a bug in the library itself: copy lib/ to a
+# temporary directory (never touching the source tree), plant one wrong rule
+# in the copy of transition.c, build a checker against the copy with the
+# correct model, and run it until the mismatch.
 #
-#	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay|corpus] [SEED]
+#	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay|corpus|transition] [SEED]
 #
-# corpus: the replay driver on the committed corpus alone (no SEED).
+# libfuzzer, replay: the fuzz target from an empty corpus (SEED: its seed);
+# corpus: the replay driver on the committed corpus alone (no SEED);
+# transition: tests/test_transition.c, up to its first failure (no SEED).
 #
 # PLANT:
 #   retry-resumes      retry also clears the pause reason (the oVirt bug:
@@ -74,19 +76,31 @@ libfuzzer)
 		"$tmp/corpus" >"$log" 2>&1 || true ;;
 replay|corpus)
 	# shellcheck disable=SC2086
-	${CC:-cc} -std=c11 -O2 $defs $src "$root/tests/fuzz/replay.c" -pthread $urcu \
-		-o "$tmp/fz"
+	${CC:-cc} -std=c11 -O2 $defs -I"$root/tests/util" $src "$root/tests/fuzz/replay.c" \
+		"$root/tests/util/rsutil.c" -pthread $urcu -o "$tmp/fz"
 	if [ "$mode" = replay ]; then
 		"$tmp/fz" -n 5000000 -s "$seed" >"$log" 2>&1 || true
 	else
 		"$tmp/fz" -n 0 "$root/tests/fuzz/corpus" >"$log" 2>&1 || true
+	fi ;;
+transition)
+	# shellcheck disable=SC2086
+	${CC:-cc} -std=c11 -O2 $defs -I"$root/tests/util" "$root/tests/test_transition.c" \
+		"$root/tests/fuzz/model.c" "$root/tests/util/rsutil.c" $tmp/lib/*.c -pthread \
+		$urcu -o "$tmp/tt"
+	"$tmp/tt" -x >"$log" 2>&1 || true
+	if grep -q '^FAIL:' "$log"; then
+		grep -m1 -A1 '^FAIL:' "$log"
+		echo "CAUGHT by transition: $(sed -n 's/.*(-x), \([0-9]* checks\)$/\1/p' "$log")"
+		exit 0
 	fi ;;
 *)
 	echo "unknown mode $mode"; exit 2 ;;
 esac
 if grep -q 'fuzz-semantics: MISMATCH' "$log"; then
 	grep -A10 'fuzz-semantics: MISMATCH' "$log" | head -12
-	echo "CAUGHT by $mode (seed $seed): $(grep -o 'MISMATCH in input #[0-9]*' "$log" | head -n 1 | sed 's/MISMATCH in //')"
+	first=$(grep -o 'MISMATCH in input #[0-9]*' "$log" | head -n 1)
+	echo "CAUGHT by $mode (seed $seed): ${first#MISMATCH in }"
 	exit 0
 fi
 tail -5 "$log"

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "fuzz_semantics.h"
+#include "rsutil.h"
 
 struct input {
 	uint8_t *data;
@@ -25,15 +25,11 @@ struct input {
 static struct input *corpus;
 static size_t ncorpus;
 
-static uint64_t rng;
+static struct rsu_rng rng;
 
 static uint64_t next(void)
 {
-	/* xorshift64* */
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dull;
+	return rsu_rng_next(&rng);
 }
 
 static void load_file(const char *path)
@@ -112,7 +108,7 @@ int main(int argc, char **argv)
 	unsigned long count = 20000, i;
 	uint64_t seed = 0x5eed5eedull;
 	uint8_t buf[1024];
-	struct timespec t0, t1;
+	uint64_t t0;
 	size_t len, j, k;
 	int a;
 
@@ -128,10 +124,10 @@ int main(int argc, char **argv)
 	}
 	for (; a < argc; a++)
 		load(argv[a]);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = rsu_now_ns();
 	for (i = 0; i < ncorpus; i++)
 		fuzz_one(corpus[i].data, corpus[i].size);
-	rng = seed ? seed : 1;
+	rng = rsu_rng_stream(seed, 0);
 	for (i = 0; i < count; i++) {
 		if (ncorpus && (next() & 1)) {
 			/* A corpus file with a few bytes changed, inserted or cut. */
@@ -165,10 +161,9 @@ int main(int argc, char **argv)
 		}
 		fuzz_one(buf, len);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("fuzz-semantics-replay: %zu corpus files and %lu generated inputs "
 	       "(seed %#llx), no difference, %.2f s\n", ncorpus, count,
 	       (unsigned long long)seed,
-	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	       (double)(rsu_now_ns() - t0) / 1e9);
 	return 0;
 }

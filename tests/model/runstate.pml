@@ -10,9 +10,9 @@
  *     BMAX), the overflow bit and the coalesced count modulo 4, PARKED and
  *     the edge counter modulo 4 (8 with BMAX 2; odd while running); every change is one
  *     atomic step (a compare-and-swap loop collapsed into its successful
- *     CAS).  The counters are far narrower than the library's (32 and 10
- *     bits), so that they wrap within the runs: the design must not rely on
- *     them not wrapping;
+ *     CAS).  The counters are far narrower than the library's (the edge
+ *     counter 32 bits, the coalesced count 9), so that they wrap within the
+ *     runs: the design must not rely on them not wrapping;
  *   - per-vCPU words S[i]: ACTIVE, WANTED, PARKED, generation modulo 2;
  *   - `pending` (outstanding acknowledgements) and its futex;
  *   - the settler role (a mutex: blocking acquire for synchronous stopping
@@ -28,11 +28,11 @@
  *     (synchronous lock, then unlock or unlock-with-pause), and a finisher
  *     that waits until nothing can move, checks that quiet state, then does
  *     a final cont and asks every vCPU to exit;
- *   - the early wake of a start (wake_early(), apply() and releasing() in
- *     lib/runstate.c): a start or cont whose CAS makes an edge on a word
- *     with PARKED, if that edge is the next to settle, clears PARKED in the
- *     same CAS, and its maker wakes every parked vCPU before it helps
- *     settle.
+ *   - the early wake of a start (wake_early(), rs_cmd_apply() and
+ *     releasing() in lib/commands.c): a start or cont whose CAS makes an
+ *     edge on a word with PARKED, if that edge is the next to settle,
+ *     clears PARKED in the same CAS, and its maker wakes every parked vCPU
+ *     before it helps settle.
  *
  * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 2 or 3 [2];
  * BMAX the instance's max_backlog, 1 or 2 [1]; SPURIOUS, LOSTKICKS budgets
@@ -46,7 +46,7 @@
  * NO_EARLY_WAKE: the protocol without the early wake (wakes only by the
  * settling CAS); EARLY_SECOND_CAS: the early wake as first written, with a
  * second CAS after the command's to clear PARKED; EARLY_ALWAYS: the early
- * wake without its "next to settle" condition (that condition is a hint:
+ * wake without its "next to settle" condition (it saves wasted wake-ups:
  * the protocol is safe without it).
  * The protocol as first written (README, findings): SPEC_KICK, RECHECK_SPEC.
  * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_H.
@@ -119,7 +119,7 @@
 /* While edges are coalesced, the counter is the backlog's last edge (an
  * even count) or the one after it (odd). */
 #define TAIL(w)		((EDGE(w) - (CC(w) & 1)) & EM)
-/* The edge a synchronous caller waits for (wait_target()). */
+/* The edge a synchronous caller waits for (rs_settle_target()). */
 #define TARGET(w)	(((w) & W_OV) -> ((TAIL(w) + 1) & EM) : EDGE(w))
 #define ISSTOP(e)	(((e) & 1) == 0)	/* even edge: the VM stopped */
 
@@ -284,7 +284,7 @@ inline note_edge(w, nw)
 
 /* wake_early(): is this start edge the whole backlog?  The new word says so
  * (its backlog is 1, with no overflow): an exact test on the word alone, no
- * load of `settled`.  -DEARLY_ALWAYS drops it (a hint in the library). */
+ * load of `settled`.  -DEARLY_ALWAYS drops it (not needed for safety). */
 #ifndef EARLY_ALWAYS
 #define NEXT_TO_SETTLE(nw)	(BL(nw) == 1 && !((nw) & W_OV))
 #else
@@ -320,7 +320,7 @@ inline do_cmd(c)
 }
 
 /* A coalesced edge's maker bumps `made` of its generation a step after its
- * CAS (the library's word_cas()): absorb() must count it even while the
+ * CAS (the library's rs_edge_cas()): absorb() must count it even while the
  * bump is in flight.  coal is 1 + the generation. */
 inline coal_bump()
 {
@@ -419,8 +419,9 @@ inline wake_all()
 #ifdef EARLY_SECOND_CAS
 /* The early wake as first written (-DEARLY_SECOND_CAS), called between the
  * command and the help to settle, entered with nw and mine kept by
- * cmd_flags (else nw is 0 and nothing happens).  One step loads `settled`
- * (is this start edge the next to settle?); then CAS the word from w (first
+ * cmd_flags (else nw is 0 and nothing happens).  One step tests the
+ * command's new word (is this start edge the next to settle?  As first
+ * written, a load of `settled`); then CAS the word from w (first
  * the command's new word, then what each failed CAS returns) to w without
  * PARKED, while w has PARKED; if a CAS succeeded, wake every parked vCPU. */
 inline early_wake_second_cas()

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runstate-bench: the world harness.  A world is one benchmark's set of
+ * simulated vCPU threads running one implementation (bench.h): each runs
+ * short busy guest slices and asks the implementation between them whether
+ * it may go on.  The benchmarks (bench.c) stop and start a world and read
+ * the stamps its vCPUs leave.
+ *
+ * With fewer vCPUs than CPUs, each vCPU is pinned to its own CPU and the
+ * benchmark (management) thread to the first one; with as many or more,
+ * nothing is pinned (oversubscribed: the threads that spin yield now and
+ * then, see rsb_spin()).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* About 100 ns of dependent multiplies: a short guest slice, on the order of
+ * a few translated blocks. */
+#define SLICE_ROUNDS 100
+/* Give up waiting for vCPUs after this long (a hang is a failure). */
+#define WAIT_LIMIT_NS 10000000000ull
+
+/* ---------------------------------------------------------------------------
+ * Kicks and waiting
+ */
+
+/* Set by the kick signal's handler on the vCPU thread it interrupts; a sig
+ * implementation's guest loop runs until it is set. */
+static _Thread_local volatile sig_atomic_t tls_kicked;
+
+static void on_kick(int sig)
+{
+	(void)sig;
+	tls_kicked = 1;
+}
+
+/* Once, before any world: the kick signal's handler. */
+void rsb_world_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_kick;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(RSB_KICK_SIGNAL, &sa, NULL);
+}
+
+void rsb_kick_signal(struct vcpu *v)
+{
+	pthread_kill(v->thread, RSB_KICK_SIGNAL);
+}
+
+void rsb_spin(const struct world *w, unsigned *i)
+{
+	rsu_cpu_relax();
+	if ((++*i & 63) == 0 && w->oversub)
+		sched_yield();
+}
+
+bool rsb_idle_wait(struct world *w)
+{
+	/* Sleeps only while idle is still 1: rsb_wake_up() clears it before
+	 * its FUTEX_WAKE, so the wake cannot slip in between. */
+	if (!atomic_load_explicit(&w->idle, memory_order_seq_cst))
+		return false;
+	rsu_futex_wait((uint32_t *)&w->idle, 1, -1);
+	return true;
+}
+
+
+/* ---------------------------------------------------------------------------
+ * vCPU threads
+ */
+
+static uint64_t slice_sink;
+
+/* One guest slice: a short chain of dependent multiplies. */
+static __attribute__((noinline)) void guest_work(struct vcpu *v)
+{
+	uint64_t x = v->idx + 1;
+
+	for (int i = 0; i < SLICE_ROUNDS; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		__asm__ __volatile__("" : "+r"(x));
+	}
+	if (x == 42)    /* practically never; keeps x alive */
+		slice_sink = x;
+}
+
+static inline void slice(struct vcpu *v)
+{
+	/* The first slice to begin after the benchmark thread armed the
+	 * world (a new arm_gen) stamps its start.  The release store pairs
+	 * with the acquire load in rsb_wait_entered(). */
+	uint32_t gen = atomic_load_explicit(&v->w->arm_gen, memory_order_relaxed);
+
+	if (__builtin_expect(gen != atomic_load_explicit(&v->seen_gen, memory_order_relaxed), 0)) {
+		atomic_store_explicit(&v->entry_ns, rsu_now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&v->seen_gen, gen, memory_order_release);
+	}
+	atomic_store_explicit(&v->in_slice, 1, memory_order_relaxed);
+	guest_work(v);
+	atomic_store_explicit(&v->slices,
+			      atomic_load_explicit(&v->slices, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	/* Release: a stopper that sees 0 here after its stop (acquire, via
+	 * the implementation's own acknowledgement) sees the slice done. */
+	atomic_store_explicit(&v->in_slice, 0, memory_order_release);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct world *w = v->w;
+	const struct impl *impl = w->impl;
+	int err;
+
+	v->tid = (pid_t)syscall(SYS_gettid);
+	if (v->cpu < 0)
+		rsu_unpin_self();
+	err = impl->vcpu_init(v);
+	atomic_store_explicit(&v->ready, err ? 2 : 1, memory_order_release);
+	if (err)
+		return NULL;
+	while (!atomic_load_explicit(&w->go, memory_order_acquire))
+		sched_yield();
+
+	if (impl->sig) {
+		for (;;) {
+			/* Eat the signal before asking: a kick that arrives
+			 * from here on ends the next guest loop at once
+			 * (KVM's immediate_exit). */
+			tls_kicked = 0;
+			if (!impl->enter(v))
+				break;
+			while (!tls_kicked)
+				slice(v);
+		}
+	} else {
+		while (impl->enter(v))
+			while (impl->may_run(v))
+				slice(v);
+	}
+	impl->vcpu_fini(v);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Worlds
+ */
+
+/*
+ * Arm the world: every vCPU stamps the start of its next slice.  Called only
+ * when no vCPU may begin a slice (after a stop or lock returned, before the
+ * start), so the stamp is that of the first slice after the start, whether or
+ * not the vCPU went through enter() (a brlock or QSBR vCPU may have been
+ * between two slices during the whole stop).  One store, so it costs nothing
+ * inside a timed region; the start that follows publishes it.
+ */
+uint32_t rsb_arm(struct world *w)
+{
+	uint32_t gen = atomic_load_explicit(&w->arm_gen, memory_order_relaxed) + 1;
+
+	atomic_store_explicit(&w->arm_gen, gen, memory_order_release);
+	return gen;
+}
+
+/*
+ * Wait until every vCPU has begun a slice since rsb_arm() returned gen; returns
+ * the latest stamp, or 0 after WAIT_LIMIT_NS.  The stamps are the vCPUs'
+ * own, so how soon this thread notices does not matter: oversubscribed, it
+ * naps rather than spins, leaving the CPUs to the vCPUs.
+ */
+uint64_t rsb_wait_entered(struct world *w, uint32_t gen)
+{
+	const struct timespec nap = { 0, 20000 };
+	uint64_t last = 0, t0 = rsu_now_ns();
+	unsigned spins = 0;
+
+	for (unsigned i = 0; i < w->n; i++) {
+		struct vcpu *v = &w->v[i];
+		uint64_t e;
+
+		while (atomic_load_explicit(&v->seen_gen, memory_order_acquire) != gen) {
+			if (w->oversub && ++spins > 64)
+				nanosleep(&nap, NULL);
+			else
+				rsu_cpu_relax();
+			if ((++spins & 1023) == 0 && rsu_now_ns() - t0 > WAIT_LIMIT_NS)
+				return 0;
+		}
+		e = atomic_load_explicit(&v->entry_ns, memory_order_relaxed);
+		if (e > last)
+			last = e;
+	}
+	return last;
+}
+
+/* Is thread tid asleep ('S' in /proc)? */
+bool rsb_thread_sleeping(pid_t tid)
+{
+	char path[64], buf[512];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'S';
+}
+
+static bool all_sleeping(const struct world *w)
+{
+	for (unsigned i = 0; i < w->n; i++)
+		if (!rsb_thread_sleeping(w->v[i].tid))
+			return false;
+	return true;
+}
+
+/*
+ * After a stop: wait until every vCPU sleeps, for implementations whose
+ * stopped vCPUs park; false after WAIT_LIMIT_NS.
+ *
+ * How long a CPU has been idle decides how long waking it takes (the
+ * guest's idle states, the host's halt polling: in the 2-CPU VM of
+ * docs/performance.md, a vCPU asleep for 60 us wakes measurably slower than
+ * one asleep for 30 us).  So the start must come the same time after every
+ * implementation's vCPUs fell asleep: poll without napping until all sleep,
+ * then let exactly PARKED_NS pass (spinning on the clock: a nap's timer
+ * slack is as long as the interval) and check that they still sleep.  With
+ * 30 us naps between polls, an implementation whose vCPUs spin a few
+ * microseconds before sleeping (runstate's park()) was started one nap
+ * later, and its start measured 3% to 17% slower for it.
+ */
+#define PARKED_NS 100000ull
+
+bool rsb_wait_parked(struct world *w)
+{
+	const struct timespec nap = { 0, 20000 };
+	uint64_t t0 = rsu_now_ns();
+
+	if (!w->impl->parks)
+		return true;
+	for (;;) {
+		if (all_sleeping(w)) {
+			uint64_t t1 = rsu_now_ns();
+
+			while (rsu_now_ns() - t1 < PARKED_NS)
+				if (w->oversub)
+					sched_yield();
+				else
+					rsu_cpu_relax();
+			if (all_sleeping(w))
+				return true;
+		}
+		if (rsu_now_ns() - t0 > WAIT_LIMIT_NS)
+			return false;
+		if (w->oversub)
+			nanosleep(&nap, NULL);
+	}
+}
+
+uint64_t rsb_slices_sum(const struct world *w)
+{
+	uint64_t s = 0;
+
+	for (unsigned i = 0; i < w->n; i++)
+		s += atomic_load_explicit(&w->v[i].slices, memory_order_relaxed);
+	return s;
+}
+
+/* After a stop returned: no vCPU is inside a slice. */
+bool rsb_all_out(const struct world *w)
+{
+	for (unsigned i = 0; i < w->n; i++)
+		if (atomic_load_explicit(&w->v[i].in_slice, memory_order_acquire))
+			return false;
+	return true;
+}
+
+int rsb_world_up(struct world *w, const struct impl *impl, unsigned n)
+{
+	pthread_attr_t attr;
+	unsigned started = 0;
+	uint32_t gen;
+	int err;
+
+	memset(w, 0, sizeof(*w));
+	w->impl = impl;
+	w->n = n;
+	w->oversub = n >= rsu_ncpus();
+	w->v = aligned_alloc(_Alignof(struct vcpu), sizeof(struct vcpu) * n);
+	if (!w->v)
+		return -ENOMEM;
+	memset(w->v, 0, sizeof(struct vcpu) * n);
+	/* Pin only when every thread, the management one included, gets a
+	 * CPU of its own: a vCPU pinned beside the management thread would
+	 * make each wake-up of the latter wait for a scheduler tick. */
+	for (unsigned i = 0; i < n; i++) {
+		w->v[i].idx = i;
+		w->v[i].w = w;
+		w->v[i].cpu = n < rsu_ncpus() ? rsu_cpu_id(i + 1) : -1;
+	}
+	err = impl->init(w);
+	if (err) {
+		free(w->v);
+		return err;
+	}
+
+	pthread_attr_init(&attr);
+	for (unsigned i = 0; i < n; i++) {
+		struct vcpu *v = &w->v[i];
+		cpu_set_t set;
+
+		/* Unpinned ones unpin themselves (vcpu_thread()). */
+		if (v->cpu >= 0) {
+			CPU_ZERO(&set);
+			CPU_SET(v->cpu, &set);
+			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+		}
+		err = -pthread_create(&v->thread, &attr, vcpu_thread, v);
+		if (err)
+			break;
+		started++;
+	}
+	pthread_attr_destroy(&attr);
+	if (n < rsu_ncpus())
+		rsu_pin_self(0);
+	else
+		rsu_unpin_self();
+
+	for (unsigned i = 0; i < started; i++) {
+		uint32_t r;
+
+		while ((r = atomic_load_explicit(&w->v[i].ready, memory_order_acquire)) == 0)
+			sched_yield();
+		if (r != 1)
+			err = -EINVAL;
+	}
+	if (err) {
+		/* Let the registered ones run into the quit. */
+		w->n = started;
+		atomic_store_explicit(&w->go, 1, memory_order_release);
+		impl->quit(w);
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(w->v[i].thread, NULL);
+		impl->fini(w);
+		free(w->v);
+		rsu_unpin_self();
+		return err;
+	}
+
+	if (impl->created_stopped)
+		impl->start(w);
+	gen = rsb_arm(w);
+	atomic_store_explicit(&w->go, 1, memory_order_release);
+	if (!rsb_wait_entered(w, gen)) {
+		rsb_world_down(w);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+void rsb_world_down(struct world *w)
+{
+	atomic_store_explicit(&w->idle, 0, memory_order_seq_cst);
+	rsu_futex_wake((uint32_t *)&w->idle, INT_MAX);
+	w->impl->quit(w);
+	for (unsigned i = 0; i < w->n; i++)
+		pthread_join(w->v[i].thread, NULL);
+	w->impl->fini(w);
+	free(w->v);
+	rsu_unpin_self();
+}
+
+
+/*
+ * Paired runs: the world not being measured is kept stopped and quiet (its
+ * vCPUs asleep), so the two never compete for the CPUs.
+ */
+void rsb_go_idle(struct world *w)
+{
+	w->impl->stop(w);
+	atomic_store_explicit(&w->idle, 1, memory_order_seq_cst);
+}
+
+const char *rsb_wake_up(struct world *w)
+{
+	uint32_t gen;
+
+	atomic_store_explicit(&w->idle, 0, memory_order_seq_cst);
+	rsu_futex_wake((uint32_t *)&w->idle, INT_MAX);
+	gen = rsb_arm(w);
+	w->impl->start(w);
+	return rsb_wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
+}
+

@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Acknowledgements: how a stopper learns that every vCPU is out of guest
+ * code.  docs/protocol.md has the case analysis (P1, P2, P8); the comments
+ * here name the pairings, and both sides of each are in this file.
+ *
+ * The store-buffering pairing (KVM's vcpu->mode against its request bits):
+ *
+ *   vCPU (rs_ack_enter)                stopper (stop edge)
+ *   state |= ACTIVE        (seq_cst)   CAS word: stopped     (seq_cst)
+ *                                      fence(seq_cst)        [rs_ack_scan]
+ *   load word              (seq_cst)   load state of each vCPU
+ *
+ * At least one side sees the other's store: either the vCPU sees the stop
+ * and retreats without running guest code, or the stopper sees ACTIVE and
+ * waits for (and kicks) the vCPU.
+ *
+ * The pending hand-over: a stopper that finds a vCPU active counts it in
+ * `pending` and marks it WANTED (want_ack()); the vCPU's next active->out
+ * transition sees WANTED and decrements (pending_dec()).  A waiting
+ * stopper sleeps on `pending` with PENDING_SLEEPER set (rs_ack_wait()); the
+ * decrement that brings the count to zero wakes it, or, when nobody waits
+ * (an asynchronous stop), settles the edge itself.
+ */
+#include <limits.h>
+#include <sched.h>
+
+#include "instance.h"
+
+void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns)
+{
+	ri->ack.rekick_ns = rekick_ns;
+}
+
+/* ---------------------------------------------------------------------------
+ * The vCPU side
+ */
+
+static void pending_dec(struct rs_instance *ri)
+{
+	/* seq_cst: the settle mutex holder's "unlock, then re-check" in
+	 * rs_settle_help() relies on this being in the total order. */
+	uint32_t old = atomic_fetch_sub_explicit(&ri->ack.pending, 1, memory_order_seq_cst);
+
+	if ((old & PENDING_COUNT) != 1)
+		return;
+	/* The last wanted acknowledgement: wake the stopper if it sleeps
+	 * (rs_ack_wait()), else help settle ourselves (an asynchronous stop
+	 * has nobody waiting for it). */
+	if (old & PENDING_SLEEPER) {
+		atomic_fetch_and_explicit(&ri->ack.pending, ~PENDING_SLEEPER, memory_order_relaxed);
+		rs_futex_wake(ri, &ri->ack.pending, INT_MAX);
+	}
+	rs_settle_help(ri);
+}
+
+/* active -> out.  Called by the vCPU's own thread only. */
+void rs_ack_go_out(struct rs_vcpu_impl *v)
+{
+	struct rs_instance *ri = rs_vcpu_inst(v);
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_relaxed), ns;
+	uint64_t now;
+
+	RS_DELAY(ri, "vcpu-ack");
+	do
+		ns = (s & ~(VS_ACTIVE | VS_WANTED)) + VS_GEN_ONE;
+	while (!atomic_compare_exchange_weak_explicit(&v->state, &s, ns,
+						      /* Release: pairs with the
+						       * acquire load of state in
+						       * want_ack(): a stopper that
+						       * sees this vCPU out sees
+						       * everything its guest code
+						       * and exit handling wrote. */
+						      memory_order_seq_cst, memory_order_relaxed));
+	now = rs_now(ri) | 1;
+	atomic_store_explicit(&v->out_since_ns, now, memory_order_relaxed);
+	atomic_store_explicit(&v->last_ack_ns, now, memory_order_relaxed);
+	if (s & VS_WANTED)
+		pending_dec(ri);
+}
+
+bool rs_ack_enter(struct rs_vcpu_impl *v)
+{
+	struct rs_instance *ri = rs_vcpu_inst(v);
+	uint64_t w;
+
+	/* out -> active: announce, re-load.  Both seq_cst, with no fence
+	 * between: against the stopper's seq_cst CAS, fence, load of the
+	 * state (rs_ack_scan()), the store-buffering outcome is a cycle in
+	 * the single total order (weak-memory.md).  On x86 the locked RMW is
+	 * the barrier; an mfence would add ~15 ns to every start. */
+	atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst);
+	RS_DELAY(ri, "announce");
+	w = rs_word_load(ri, memory_order_seq_cst);
+	if (rs_w_may_run(w)) {
+		atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
+		return true;
+	}
+	/* Retreat: we ran no guest code. */
+	rs_ack_go_out(v);
+	return false;
+}
+
+/* ---------------------------------------------------------------------------
+ * The stopper side
+ */
+
+void rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v, uint64_t now)
+{
+	RS_STAT_INC(ri, kicks);
+	atomic_store_explicit(&v->kick_ns, now, memory_order_relaxed);
+	RS_DELAY(ri, "kick");
+	if (v->kick)
+		v->kick(rs_vcpu_handle(v), v->opaque);
+}
+
+/*
+ * Is v active?  If so make sure it is counted in pending and kicked (once
+ * per active period; again when rekick and the delay has passed).
+ */
+static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_scan_mode mode)
+{
+	/* Acquire: pairs with the release CAS in rs_ack_go_out(). */
+	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
+	bool rekick = mode == RS_SCAN_REKICK;
+
+	for (;;) {
+		if (!(s & VS_ACTIVE))
+			return false;
+		if (s & VS_WANTED) {
+			uint64_t now, last;
+
+			/* A new stop edge kicks every active vCPU, counted or
+			 * not: WANTED may be left from an earlier edge whose
+			 * kick was lost while nobody waited to re-kick (the
+			 * model found this: tests/model, design spec-kick). */
+			if (mode == RS_SCAN_EDGE) {
+				rs_ack_kick(ri, v, rs_now(ri));
+				return true;
+			}
+			if (!rekick)
+				return true;
+			now = rs_now(ri);
+			last = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
+			/* One re-kick per delay however many threads scan. */
+			if (now - last >= (uint64_t)ri->ack.rekick_ns &&
+			    atomic_compare_exchange_strong_explicit(&v->kick_ns, &last, now,
+								    memory_order_relaxed,
+								    memory_order_relaxed)) {
+				RS_STAT_INC(ri, rekicks);
+				rs_ack_kick(ri, v, now);
+			}
+			return true;
+		}
+		/* Count first, so the vCPU's decrement never precedes it. */
+		atomic_fetch_add_explicit(&ri->ack.pending, 1, memory_order_seq_cst);
+		if (atomic_compare_exchange_strong_explicit(&v->state, &s, s | VS_WANTED,
+							    memory_order_seq_cst,
+							    memory_order_acquire)) {
+			uint64_t now = rs_now(ri);
+
+			atomic_store_explicit(&v->wanted_ns, now, memory_order_relaxed);
+			rs_ack_kick(ri, v, now);
+			return true;
+		}
+		pending_dec(ri);
+	}
+}
+
+struct scan_arg {
+	struct rs_instance *ri;
+	enum rs_scan_mode mode;
+	bool all_out;
+};
+
+static bool scan_one(struct rs_vcpu_impl *v, void *arg)
+{
+	struct scan_arg *a = arg;
+
+	if (want_ack(a->ri, v, a->mode))
+		a->all_out = false;
+	return true;
+}
+
+/*
+ * Kick every active vCPU not kicked yet (and re-kick laggards if rekick);
+ * true if every registered vCPU is out.  Called after a stop edge's CAS
+ * (RS_SCAN_EDGE, by its maker only: one kick per vCPU per edge) and by the
+ * settler.
+ */
+bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode)
+{
+	struct scan_arg a = { .ri = ri, .mode = mode, .all_out = true };
+
+	/* The stopper's fence: pairs with the vCPU's seq_cst OR of ACTIVE
+	 * and seq_cst load of the word (rs_ack_enter()). */
+	atomic_thread_fence(memory_order_seq_cst);
+	rs_registry_for_each(&ri->reg, scan_one, &a);
+	return a.all_out;
+}
+
+int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
+{
+	for (int spin = 0;; spin++) {
+		uint32_t p;
+		int64_t left, nap;
+
+		/* Read pending before the scan: an acknowledgement after
+		 * the scan changes it and the futex wait returns at once. */
+		p = atomic_load_explicit(&ri->ack.pending, memory_order_seq_cst);
+		if (rs_ack_scan(ri, spin > 0 && spin % 64 == 0 ? RS_SCAN_REKICK : RS_SCAN_CHECK))
+			return 0;
+		left = rs_remaining(ri, deadline);
+		if (left == 0)
+			return RS_ETIMEDOUT;
+		if (spin < 64) {
+			rs_cpu_relax();
+			continue;
+		}
+		if (!(p & PENDING_COUNT))
+			continue;
+		/* Announce the sleeper; the acknowledgement that brings the
+		 * count to zero wakes us (pending_dec()). */
+		if (!(p & PENDING_SLEEPER) &&
+		    !atomic_compare_exchange_strong_explicit(&ri->ack.pending, &p,
+							     p | PENDING_SLEEPER,
+							     memory_order_seq_cst,
+							     memory_order_relaxed))
+			continue;
+		nap = ri->ack.rekick_ns;
+		if (left > 0 && left < nap)
+			nap = left;
+		RS_DELAY(ri, "stopper-sleep");
+		rs_futex_wait(ri, &ri->ack.pending, p | PENDING_SLEEPER, nap);
+		/* After a nap the next scan re-kicks the laggards. */
+		spin = 63;
+	}
+}
+
+bool rs_ack_outstanding(struct rs_instance *ri)
+{
+	return (atomic_load_explicit(&ri->ack.pending, memory_order_seq_cst) & PENDING_COUNT) != 0;
+}
+
+unsigned rs_ack_pending_count(struct rs_instance *ri)
+{
+	return atomic_load_explicit(&ri->ack.pending, memory_order_relaxed) & PENDING_COUNT;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ack.c: acknowledgements.  Both halves of the store-buffering pairing
+ * between a vCPU going active and a stopper scanning, the kicks, and the
+ * pending count through which the last acknowledgement hands a stop edge
+ * back to its waiter.
+ */
+#ifndef RS_ACK_H
+#define RS_ACK_H
+
+/* pending: the number of active vCPUs with VS_WANTED set, plus
+ * PENDING_SLEEPER while a stopper sleeps on it.  Written by the stopper
+ * (counting) and by every acknowledging vCPU, so on a line of its own with
+ * nothing but the re-kick delay, which only waiting stoppers read. */
+struct rs_ack {
+	_Atomic uint32_t pending;
+	int64_t rekick_ns;
+};
+#define PENDING_SLEEPER 0x80000000u
+#define PENDING_COUNT   0x7fffffffu
+
+RS_HIDDEN void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns);
+
+/* The vCPU side, on its own thread: out -> active when the word lets it run
+ * (true: active, and the word it re-loaded still lets it run; false: it
+ * retreated and ran no guest code); and active -> out, the
+ * acknowledgement. */
+RS_HIDDEN bool rs_ack_enter(struct rs_vcpu_impl *v);
+RS_HIDDEN void rs_ack_go_out(struct rs_vcpu_impl *v);
+
+/* The stopper side.  Scan the vCPUs: check (count and kick the newly
+ * active), re-kick laggards after the delay, or kick every active vCPU for
+ * a new stop edge.  True when every registered vCPU is out. */
+enum rs_scan_mode { RS_SCAN_CHECK, RS_SCAN_REKICK, RS_SCAN_EDGE };
+RS_HIDDEN bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode);
+/* Wait until every registered vCPU is out, kicking and re-kicking; 0 or
+ * RS_ETIMEDOUT at the deadline. */
+RS_HIDDEN int rs_ack_wait(struct rs_instance *ri, uint64_t deadline);
+/* Some wanted acknowledgement is still outstanding (a hint, seq_cst). */
+RS_HIDDEN bool rs_ack_outstanding(struct rs_instance *ri);
+RS_HIDDEN unsigned rs_ack_pending_count(struct rs_instance *ri);
+/* Kick v now (it must be pinned or its own thread's). */
+RS_HIDDEN void rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v, uint64_t now);
+
+#endif
