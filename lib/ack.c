@@ -92,7 +92,8 @@ bool rs_ack_enter(struct rs_vcpu_impl *v)
 	atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst);
 	RS_DELAY(ri, "announce");
 	w = rs_word_load(ri, memory_order_seq_cst);
-	if (rs_w_may_run(w)) {
+	/* A section's owner runs with RS_W_EXCL set (exclusive.c, P18). */
+	if (rs_excl_lets_run(&ri->excl, w)) {
 		atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
 		return true;
 	}

@@ -139,7 +139,11 @@ EOF
 	fi
 fi
 # The library only: the tools would need liburcu-bp for arm64 to link.
-if ! meson compile -C "$build" runstate >"$build/ninja.log" 2>&1; then
+# Regenerate a build directory left by an earlier run first: meson compile
+# names the target from the introspection data, which would otherwise still
+# carry the version of the run that configured it.
+if ! { ninja -C "$build" build.ninja && meson compile -C "$build" runstate; } \
+	>"$build/ninja.log" 2>&1; then
 	cat "$build/ninja.log"
 	echo "FAIL: the aarch64 build"
 	exit 1
