@@ -192,7 +192,7 @@ struct sect_thread {
 	rs_runstate *rs;
 	pthread_t th;
 	int64_t timeout;
-	int order;                /* when it got the section (1, 2, ...) */
+	_Atomic int order;        /* when it got the section (1, 2, ...) */
 	int result;
 	_Atomic bool started, done, release;
 };
@@ -206,7 +206,7 @@ static void *sect_main(void *arg)
 	t->result = rs_exclusive_begin(t->rs, t->timeout);
 	if (t->result == 0) {
 		CHECK_EQ(atomic_fetch_add(&holders, 1), 0);
-		t->order = atomic_fetch_add(&served, 1) + 1;
+		atomic_store(&t->order, atomic_fetch_add(&served, 1) + 1);
 		while (!atomic_load(&t->release))
 			tu_sleep_ms(1);
 		CHECK_EQ(atomic_fetch_sub(&holders, 1), 1);
@@ -244,18 +244,18 @@ static void test_fifo(void)
 	check_held_out(-1, 10);
 	atomic_store(&a.release, true);
 	WAIT_FOR(atomic_load(&served) == 2);
-	CHECK_EQ(b.order, 2);
+	CHECK_EQ(atomic_load(&b.order), 2);
 	check_held_out(-1, 10);          /* handed over: nobody ran between */
 	atomic_store(&b.release, true);
 	WAIT_FOR(atomic_load(&served) == 3);
-	CHECK_EQ(c.order, 3);
+	CHECK_EQ(atomic_load(&c.order), 3);
 	atomic_store(&c.release, true);
 	pthread_join(a.th, NULL);
 	pthread_join(b.th, NULL);
 	pthread_join(c.th, NULL);
 	pthread_join(d.th, NULL);
 	CHECK_EQ(a.result, 0);
-	CHECK_EQ(a.order, 1);
+	CHECK_EQ(atomic_load(&a.order), 1);
 	CHECK_EQ(rs_word(rs) & RS_W_EXCL, 0);
 	reap(rs);
 }
