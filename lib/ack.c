@@ -200,6 +200,30 @@ bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode)
 	return a.all_out;
 }
 
+static bool active_one(struct rs_vcpu_impl *v, void *arg)
+{
+	bool *any = arg;
+
+	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE) {
+		*any = true;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Is some registered vCPU active?  A hint, with no kick and no count: a
+ * try (an exclusive section's RS_ASYNC begin) that would fail anyway must
+ * not force every running vCPU out of guest code first.
+ */
+bool rs_ack_any_active(struct rs_instance *ri)
+{
+	bool any = false;
+
+	rs_registry_for_each(&ri->reg, active_one, &any);
+	return any;
+}
+
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 {
 	for (int spin = 0;; spin++) {

@@ -192,7 +192,10 @@ int rs_exclusive_begin(rs_runstate *rs, int64_t timeout_ns)
 	deadline = rs_deadline(ri, timeout_ns);
 
 	if (timeout_ns == RS_ASYNC) {
-		if (!rs_mutex_trylock(&ri->excl.mutex))
+		/* A try that would fail anyway fails here, before it kicks
+		 * every running vCPU out of guest code (the scan below kicks
+		 * only if a vCPU went active since). */
+		if (rs_ack_any_active(ri) || !rs_mutex_trylock(&ri->excl.mutex))
 			return RS_ETIMEDOUT;
 	} else {
 		excl_lock(ri);

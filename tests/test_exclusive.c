@@ -170,8 +170,17 @@ static void test_timeout(void)
 	snap(base);
 	WAIT_FOR(slices(0) > base[0] && slices(2) > base[2]);
 	CHECK(slices(0) > base[0] && slices(2) > base[2]);
-	/* A try while it is still in guest code fails at once too. */
-	CHECK_EQ(rs_exclusive_begin(rs, RS_ASYNC), RS_ETIMEDOUT);
+	/* A try while it is still in guest code fails at once too, and
+	 * kicks nobody. */
+	{
+		int k0 = atomic_load(&vc[0].kicks), k1 = atomic_load(&vc[1].kicks),
+		    k2 = atomic_load(&vc[2].kicks);
+
+		CHECK_EQ(rs_exclusive_begin(rs, RS_ASYNC), RS_ETIMEDOUT);
+		CHECK_EQ(atomic_load(&vc[0].kicks), k0);
+		CHECK_EQ(atomic_load(&vc[1].kicks), k1);
+		CHECK_EQ(atomic_load(&vc[2].kicks), k2);
+	}
 	CHECK_EQ(rs_word(rs), w0);
 	atomic_store(&vc[1].stuck, false);
 	CHECK_EQ(rs_exclusive_begin(rs, 5 * SEC), 0);

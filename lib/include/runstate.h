@@ -323,7 +323,9 @@ RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
  * while it waits: two vCPU threads beginning sections at once do not
  * deadlock.  The owner's vCPU goes back through rs_vcpu_enter() before its
  * guest code.  RS_ASYNC makes it a try: 0 only if no section is held and
- * every other vCPU is out already.
+ * every other vCPU is out already; a try that finds a vCPU in guest code
+ * fails without kicking it.  A timed begin kicks the vCPUs in guest code
+ * as a stop does, also when it then times out.
  *
  * Returns 0 (the section is held: a full barrier, and the caller has
  * acquired every vCPU's going out and the previous section's end),
