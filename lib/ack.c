@@ -92,7 +92,8 @@ bool rs_ack_enter(struct rs_vcpu_impl *v)
 	atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst);
 	RS_DELAY(ri, "announce");
 	w = rs_word_load(ri, memory_order_seq_cst);
-	if (rs_w_may_run(w)) {
+	/* A section's owner runs with RS_W_EXCL set (exclusive.c, P18). */
+	if (rs_excl_lets_run(&ri->excl, w)) {
 		atomic_store_explicit(&v->out_since_ns, 0, memory_order_relaxed);
 		return true;
 	}
@@ -197,6 +198,30 @@ bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode)
 	atomic_thread_fence(memory_order_seq_cst);
 	rs_registry_for_each(&ri->reg, scan_one, &a);
 	return a.all_out;
+}
+
+static bool active_one(struct rs_vcpu_impl *v, void *arg)
+{
+	bool *any = arg;
+
+	if (atomic_load_explicit(&v->state, memory_order_relaxed) & VS_ACTIVE) {
+		*any = true;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Is some registered vCPU active?  A hint, with no kick and no count: a
+ * try (an exclusive section's RS_ASYNC begin) that would fail anyway must
+ * not force every running vCPU out of guest code first.
+ */
+bool rs_ack_any_active(struct rs_instance *ri)
+{
+	bool any = false;
+
+	rs_registry_for_each(&ri->reg, active_one, &any);
+	return any;
 }
 
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)

@@ -36,6 +36,8 @@ RS_HIDDEN bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode);
 /* Wait until every registered vCPU is out, kicking and re-kicking; 0 or
  * RS_ETIMEDOUT at the deadline. */
 RS_HIDDEN int rs_ack_wait(struct rs_instance *ri, uint64_t deadline);
+/* Some registered vCPU is active (a hint: no kick, no count). */
+RS_HIDDEN bool rs_ack_any_active(struct rs_instance *ri);
 /* Some wanted acknowledgement is still outstanding (a hint, seq_cst). */
 RS_HIDDEN bool rs_ack_outstanding(struct rs_instance *ri);
 RS_HIDDEN unsigned rs_ack_pending_count(struct rs_instance *ri);

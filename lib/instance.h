@@ -41,6 +41,7 @@ struct rs_vcpu_impl;
 #include "lockq.h"
 #include "listener.h"
 #include "commands.h"
+#include "exclusive.h"
 
 /* Grouped by who bumps them, one cache line per group: a stop or start
  * must not pull in a line that the vCPUs or event readers just wrote.
@@ -84,6 +85,9 @@ struct rs_instance {
 	_Alignas(RS_LINE) struct rs_settle settle;
 	_Alignas(RS_LINE) struct rs_ack ack;
 	_Alignas(RS_LINE) struct rs_lockq lockq;
+	/* Sections: their queue's mutex and owner, written by section
+	 * threads only, read by vCPU slow paths. */
+	_Alignas(RS_LINE) struct rs_excl excl;
 	/* Events, produced in edge order by the settle mutex holder, read
 	 * by consumers; and the listener set, read by the same settler. */
 	_Alignas(RS_LINE) struct rs_events ev;

@@ -160,8 +160,9 @@ int rs_dump(rs_runstate *rs, char *buf, size_t len)
 	for (int i = 0; i < RS_LOCK_COUNT; i++)
 		if (s.locks & (1u << i))
 			dprint(&d, "%s,", rs_lock_name(i));
-	dprint(&d, "%s pause=%s legacy=%s%s%s%s\n", s.io_error ? "io-error" : "-",
+	dprint(&d, "%s pause=%s legacy=%s%s%s%s%s\n", s.io_error ? "io-error" : "-",
 	       rs_pause_name(s.pause), rs_legacy_status(w), s.settling ? " settling" : "",
+	       w & RS_W_EXCL ? (rs_excl_held(ri) ? " exclusive" : " exclusive(ending)") : "",
 	       w & RS_W_PARKED ? " parked" : "", w & RS_W_LOCKWAIT ? " lockwait" : "");
 	dprint(&d, "backlog %u%s, settled edge %llu, events %llu, pending acks %u%s\n",
 	       rs_w_backlog(w), w & RS_W_OVERFLOW ? " (coalescing)" : "",

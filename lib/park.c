@@ -154,7 +154,7 @@ void rs_park(struct rs_vcpu_impl *v, uint32_t reqmask)
 	/* Spin briefly first: a short pause must not pay a futex sleep. */
 	for (int i = 0; i < PARK_SPIN; i++) {
 		rs_cpu_relax();
-		if (rs_w_may_run(rs_word_load(ri, memory_order_relaxed)) ||
+		if (rs_excl_lets_run(&ri->excl, rs_word_load(ri, memory_order_relaxed)) ||
 		    atomic_load_explicit(&v->state, memory_order_relaxed) & reqmask)
 			return;
 	}
@@ -167,7 +167,7 @@ void rs_park(struct rs_vcpu_impl *v, uint32_t reqmask)
 		goto out;
 	w = rs_word_load(ri, memory_order_seq_cst);
 	for (;;) {
-		if (rs_w_may_run(w))
+		if (rs_excl_lets_run(&ri->excl, w))
 			goto out;
 		if (w & RS_W_PARKED)
 			break;

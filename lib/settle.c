@@ -144,7 +144,10 @@ static void claim(struct rs_instance *ri)
 
 	do {
 		nw = w - RS_W_BACKLOG_ONE;
-		if (rs_w_may_run(nw))
+		/* Runnable but for a section: the owner may run, and may be
+		 * parked (a stop during its section): wake them all, the
+		 * others park again (exclusive.c, P20). */
+		if (rs_w_may_run_but_excl(nw))
 			nw &= ~RS_W_PARKED;
 		RS_DELAY(ri, "settle-clear");
 		/* seq_cst: pairs with the parkers' CAS that sets RS_W_PARKED

@@ -46,7 +46,7 @@ static int vcpu_enter(struct rs_vcpu_impl *v)
 	if (s & VS_ACTIVE) {
 		/* Acquire: the fast path's relaxed load gets its ordering
 		 * here (see rs_may_run()). */
-		if (!(s & reqmask) && rs_w_may_run(rs_word_load(ri, memory_order_acquire)))
+		if (!(s & reqmask) && rs_excl_lets_run(&ri->excl, rs_word_load(ri, memory_order_acquire)))
 			return 0;
 		rs_ack_go_out(v);
 	}
@@ -55,7 +55,7 @@ static int vcpu_enter(struct rs_vcpu_impl *v)
 
 		if (req)
 			return req;
-		if (rs_w_may_run(rs_word_load(ri, memory_order_acquire)) && rs_ack_enter(v))
+		if (rs_excl_lets_run(&ri->excl, rs_word_load(ri, memory_order_acquire)) && rs_ack_enter(v))
 			return 0;
 		rs_park(v, reqmask);
 	}

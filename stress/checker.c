@@ -67,6 +67,26 @@ static enum tclass tclass_of(int64_t timeout)
 	return timeout == RS_ASYNC ? TC_ASYNC : timeout < 0 ? TC_SYNC : TC_TIMED;
 }
 
+/*
+ * Every command that can change the word is counted in ctx.cmds, started
+ * and in flight in one atomic (exclusive.c's "no change" check): a reader
+ * that finds none in flight knows that every command begun before its read
+ * has returned, and one begun after it shows in the started count.
+ * seq_cst: in the single total order with the commands' CAS on the word.
+ */
+static void cmd_start(int kind)
+{
+	if (kind != LIN_READ)
+		atomic_fetch_add_explicit(&ctx.cmds, ((uint64_t)1 << CMD_SHIFT) + 1,
+					  memory_order_seq_cst);
+}
+
+static void cmd_done(int kind)
+{
+	if (kind != LIN_READ)
+		atomic_fetch_sub_explicit(&ctx.cmds, 1, memory_order_seq_cst);
+}
+
 /* Begin a gated operation; with try, give up (false) if the gate is closed. */
 bool op_begin(struct thr *t, struct opctx *c, int kind, int arg, int arg2, int64_t timeout,
 	      bool try)
@@ -91,6 +111,7 @@ bool op_begin(struct thr *t, struct opctx *c, int kind, int arg, int arg2, int64
 		ctx.gate.closed = true;
 	ctx.gate.inflight++;
 	pthread_mutex_unlock(&ctx.gate.m);
+	cmd_start(kind);
 	c->op.kind = (uint8_t)kind;
 	c->op.arg = (int8_t)arg;
 	c->op.arg2 = (int8_t)arg2;
@@ -125,6 +146,7 @@ bool op_begin_ungated(struct thr *t, struct opctx *c, int kind, int arg, int64_t
 		return false;
 	}
 	ctx.gate.ung_this_round++;
+	cmd_start(kind);
 	c->idx = i;
 	c->w_before = rs_word(ctx.rs);
 	c->op.inv = rsu_now_ns();
@@ -139,6 +161,7 @@ void op_end(struct opctx *c, int result)
 {
 	c->op.resp = rsu_now_ns();
 	c->op.result = result;
+	cmd_done(c->op.kind);
 	switch (result) {
 	case RS_ETIMEDOUT: INC(ctx.stats.r_timedout); break;
 	case RS_EBUSY: INC(ctx.stats.r_busy); break;

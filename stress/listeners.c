@@ -494,6 +494,7 @@ static void listener_acts(struct lrec *l, int idx, uint64_t u, uint32_t e, bool 
 		else if (!running && rsu_rng_chance(r, 1.0 / 1024))
 			listener_command(LIN_START);
 	}
+	listener_section_try();
 	if (atomic_load(&ctx.stop))
 		return;
 	if (rsu_rng_chance(r, 1.0 / 128) && atomic_load(&ctx.l.dyn_live) < LDYN_MAX)

@@ -16,6 +16,9 @@
  *   listener         each edge's listeners run once, in edge and priority
  *                    order, never overlapping, with every vCPU out (stop)
  *                    or none in yet (start); removal is final
+ *   section          (--exclusive) during an exclusive section no vCPU but
+ *                    the owner's runs guest code, the owner's does, one
+ *                    holder at a time, and the section changes nothing
  *   kick             no kick callback after rs_vcpu_unregister() returned
  *   result, word, final   results outside the contract, edge parity, and
  *                    the state after the run
@@ -38,6 +41,7 @@
 struct stress ctx = {
 	.argv0 = "runstate-stress",
 	.vfirst = -1,
+	.excl_holder = -1,
 	.report_lock = PTHREAD_MUTEX_INITIALIZER,
 	.gate = {
 		.m = PTHREAD_MUTEX_INITIALIZER,
@@ -124,9 +128,12 @@ static int alloc_tables(int nroles)
 			thr_name(THR_ROLES + i, false, "mgmt%d", i);
 		else if (i < ctx.cfg.mgmt + ctx.cfg.holders)
 			thr_name(THR_ROLES + i, false, "holder%d", i - ctx.cfg.mgmt);
-		else
+		else if (i < ctx.cfg.mgmt + ctx.cfg.holders + ctx.cfg.devices)
 			thr_name(THR_ROLES + i, false, "device%d",
 				 i - ctx.cfg.mgmt - ctx.cfg.holders);
+		else
+			thr_name(THR_ROLES + i, false, "excl%d",
+				 i - ctx.cfg.mgmt - ctx.cfg.holders - ctx.cfg.devices);
 	}
 	for (int i = 0; i < ctx.nslots; i++)
 		thr_name(ctx.thr_vcpu0 + i, true, "vcpu%d", i);
@@ -172,8 +179,10 @@ static void print_banner(void)
  */
 
 /* Let vCPUs parked inside synchronous calls return, then stop with every
- * vCPU still registered and check that stop once more; unplug them all. */
-static void teardown_vcpus(struct thr *me)
+ * vCPU still registered and check that stop once more; unplug them all.
+ * The section threads are joined once the VM runs: one may wait for a
+ * section behind a vCPU owner parked while the VM was stopped. */
+static void teardown_vcpus(struct thr *me, pthread_t *excl, int nexcl)
 {
 	uint64_t w;
 	int r;
@@ -188,6 +197,9 @@ static void teardown_vcpus(struct thr *me)
 	r = rs_wait(ctx.rs, RS_FOREVER);
 	if (r)
 		bad_result("rs_wait(FOREVER) at teardown", r);
+	set_op(me, "join section threads");
+	for (int i = 0; i < nexcl; i++)
+		pthread_join(excl[i], NULL);
 	set_op(me, "teardown: stop");
 	do_stopping(me, LIN_STOP, 0, RS_FOREVER, "final rs_stop");
 	for (int i = 0; i < ctx.nslots; i++)
@@ -229,6 +241,7 @@ static void final_checks(void)
 	final_reader(&ctx.mon_reader, w);
 	final_reader(&ctx.ew_reader, w);
 	final_reader(&ctx.ef_reader, w);
+	excl_final(w);
 	atomic_store(&ctx.stats.last_seq, ctx.mon_reader.last_seq);
 }
 
@@ -240,7 +253,7 @@ int main(int argc, char **argv)
 {
 	pthread_t *th, mon, chk, hp, churn, evw, evf;
 	struct thr *me;
-	int nroles, r;
+	int nroles, ncallers, r;
 	uint64_t deadline;
 	double elapsed;
 
@@ -261,7 +274,8 @@ int main(int argc, char **argv)
 		sigaction(KICK_SIGNAL, &sa, NULL);
 	}
 
-	nroles = ctx.cfg.mgmt + ctx.cfg.holders + ctx.cfg.devices;
+	ncallers = ctx.cfg.mgmt + ctx.cfg.holders + ctx.cfg.devices;
+	nroles = ncallers + ctx.cfg.excl_threads;
 	th = calloc((size_t)nroles, sizeof(*th));
 	if (!th || alloc_tables(nroles)) {
 		fprintf(stderr, "%s: out of memory\n", ctx.argv0);
@@ -322,8 +336,10 @@ int main(int argc, char **argv)
 			fn = mgmt_main;
 		else if (i < ctx.cfg.mgmt + ctx.cfg.holders)
 			fn = holder_main;
-		else
+		else if (i < ncallers)
 			fn = device_main;
+		else
+			fn = excl_main;
 		pthread_create(&th[i], NULL, fn, t);
 	}
 	pthread_create(&hp, NULL, hotplug_main, NULL);
@@ -338,14 +354,14 @@ int main(int argc, char **argv)
 
 	/* Teardown: the callers finish (holders release their locks). */
 	set_op(me, "join callers");
-	for (int i = 0; i < nroles; i++)
+	for (int i = 0; i < ncallers; i++)
 		pthread_join(th[i], NULL);
 	pthread_join(hp, NULL);
 	if (ctx.cfg.listeners)
 		pthread_join(churn, NULL);
 	atomic_store(&ctx.calm, false);
 
-	teardown_vcpus(me);
+	teardown_vcpus(me, th + ncallers, nroles - ncallers);
 	set_op(me, "teardown: checker");
 	atomic_store(&ctx.checker_exit, true);
 	pthread_join(chk, NULL);

@@ -16,7 +16,7 @@
  * Management threads
  */
 
-static int64_t pick_timeout(struct rsu_rng *r)
+int64_t pick_timeout(struct rsu_rng *r)
 {
 	switch (rsu_rng_below(r, 10)) {
 	case 0: case 1: case 2:
@@ -30,7 +30,7 @@ static int64_t pick_timeout(struct rsu_rng *r)
 	}
 }
 
-static void between_ops(struct rsu_rng *r)
+void between_ops(struct rsu_rng *r)
 {
 	switch (rsu_rng_below(r, 4)) {
 	case 0:

@@ -18,6 +18,7 @@ static void liveness(uint64_t now)
 	uint32_t e = rsu_edge(w);
 
 	check_word(w, "monitor");
+	excl_liveness(now, w);
 	if (!rsu_may_run(w)) {
 		ctx.live_valid = false;
 		return;
@@ -30,6 +31,18 @@ static void liveness(uint64_t now)
 		for (int i = 0; i < ctx.nslots; i++)
 			ctx.vcpus[i].lv_since = 0;
 		return;
+	}
+	if (ctx.cfg.exclusive) {
+		/* A section, or a wait for one, since the last sample: the
+		 * vCPUs were kept out legitimately; their clocks restart. */
+		uint64_t g = atomic_load(&ctx.excl_gen);
+
+		if (atomic_load(&ctx.excl_busy) || g != ctx.live_excl_gen) {
+			ctx.live_excl_gen = g;
+			for (int i = 0; i < ctx.nslots; i++)
+				ctx.vcpus[i].lv_since = 0;
+			return;
+		}
 	}
 	for (int i = 0; i < ctx.nslots; i++) {
 		struct vcpu *v = &ctx.vcpus[i];
@@ -101,6 +114,13 @@ void dump_state(const char *why)
 		s.settling ? " settling" : "", s.io_error, locks[0] ? locks : "-",
 		rs_pause_name(s.pause), s.edge, w & RS_W_PARKED ? " PK" : "",
 		w & RS_W_LOCKWAIT ? " LW" : "", rs_legacy_status(w));
+	if (ctx.cfg.exclusive) {
+		int h = atomic_load(&ctx.excl_holder);
+
+		fprintf(stderr, "  section: bit %s, held by %s (as the harness believes), %d "
+				"threads in or waiting for one\n", w & RS_W_EXCL ? "set" : "clear",
+			h >= 0 ? ctx.thr[h].name : "nobody", atomic_load(&ctx.excl_busy));
+	}
 	fprintf(stderr, "  threads (operation, for how long):\n");
 	for (int i = 0; i < ctx.nthr; i++) {
 		struct thr *t = &ctx.thr[i];
@@ -188,6 +208,8 @@ void *monitor_main(void *arg)
 			bool calm = !atomic_load(&ctx.calm);
 
 			atomic_store(&ctx.calm, calm);
+			if (calm)
+				atomic_store(&ctx.excl_calm_vcpu, true);
 			phase_end = now + (uint64_t)(calm ? ctx.cfg.calm_ns : ctx.cfg.storm_ns);
 		}
 		set_op(t, "events");

@@ -13,7 +13,7 @@
 
 const char *const vname[V_COUNT] = {
 	"exclusion", "stop", "liveness", "hang", "linearizability", "events", "result", "kick",
-	"word", "final", "listener",
+	"word", "final", "listener", "section",
 };
 
 /* --skip-checks, for the replay line. */
@@ -47,6 +47,9 @@ void print_replay(FILE *f)
 		fprintf(f, " --kvm-io-shift %u", cfg->kvm_io_shift);
 	if (cfg->plant)
 		fprintf(f, " --plant %s", cfg->plant);
+	if (cfg->exclusive)
+		fprintf(f, " --exclusive --excl-threads %d --excl-vcpu-rate %g", cfg->excl_threads,
+			cfg->excl_vcpu_rate);
 	print_skip(f);
 	fputc('\n', f);
 }
@@ -91,9 +94,17 @@ static void usage(int status)
 		"  --kvm                real KVM vCPUs (stress/kvm); exit 77 if /dev/kvm "
 		"is unusable\n"
 		"  --kvm-io-shift N     a KVM guest exits every 2^N loop iterations (default 10)\n"
+		"  --exclusive          exclusive sections (rs_exclusive_begin/end) from section\n"
+		"                       threads and from vCPU threads, checked (kind 'section')\n"
+		"  --excl-threads N     management threads that make sections (default 1;\n"
+		"                       implies --exclusive)\n"
+		"  --excl-vcpu-rate P   a section from a vCPU thread, per slice end (default\n"
+		"                       0.02; implies --exclusive; simulated vCPUs only)\n"
 		"  --skip-checks K,...  do not make these checks (so another catches a plant)\n"
 		"  --plant order|remove a checker test: one listener's priority is not what the\n"
 		"                       checker believes / removals are believed early\n"
+		"  --plant section-edge a checker test: section threads make a stop and a cont\n"
+		"                       inside every storm section, not counted as commands\n"
 		"  --json               summary as JSON\n"
 		"  --quiet              no progress line\n"
 		"  --keep-going         do not stop at the first violation\n"
@@ -167,6 +178,8 @@ void parse_args(int argc, char **argv)
 	cfg->events = 64;
 	cfg->listeners = 4;
 	cfg->kvm_io_shift = 10;
+	cfg->excl_threads = 1;
+	cfg->excl_vcpu_rate = 0.02;
 	cfg->storm_ns = 1000 * MS;
 	cfg->rekick_ns = 1 * MS;
 #if defined(STRESS_TSAN)
@@ -247,11 +260,20 @@ void parse_args(int argc, char **argv)
 			cfg->listeners = (int)parse_int(need(argc, argv, &i), 0, 64);
 		else if (!strcmp(a, "--kvm"))
 			cfg->kvm = true;
-		else if (!strcmp(a, "--kvm-io-shift"))
+		else if (!strcmp(a, "--exclusive"))
+			cfg->exclusive = true;
+		else if (!strcmp(a, "--excl-threads")) {
+			cfg->excl_threads = (int)parse_int(need(argc, argv, &i), 0, 16);
+			cfg->exclusive = true;
+		} else if (!strcmp(a, "--excl-vcpu-rate")) {
+			cfg->excl_vcpu_rate = parse_double(need(argc, argv, &i), 0, 0.5);
+			cfg->exclusive = true;
+		} else if (!strcmp(a, "--kvm-io-shift"))
 			cfg->kvm_io_shift = (unsigned)parse_int(need(argc, argv, &i), 0, 32);
 		else if (!strcmp(a, "--plant")) {
 			cfg->plant = need(argc, argv, &i);
-			if (strcmp(cfg->plant, "order") && strcmp(cfg->plant, "remove"))
+			if (strcmp(cfg->plant, "order") && strcmp(cfg->plant, "remove") &&
+			    strcmp(cfg->plant, "section-edge"))
 				usage(2);
 		} else if (!strcmp(a, "--skip-checks")) {
 			char buf[256], *save = NULL;
@@ -282,7 +304,13 @@ void parse_args(int argc, char **argv)
 		fprintf(stderr, "%s: --events must be a power of two\n", ctx.argv0);
 		usage(2);
 	}
-	if (cfg->plant && !cfg->listeners) {
+	if (cfg->plant && !strcmp(cfg->plant, "section-edge")) {
+		if (!cfg->exclusive || !cfg->excl_threads) {
+			fprintf(stderr, "%s: --plant section-edge needs section threads\n",
+				ctx.argv0);
+			usage(2);
+		}
+	} else if (cfg->plant && !cfg->listeners) {
 		fprintf(stderr, "%s: --plant needs listeners\n", ctx.argv0);
 		usage(2);
 	}
@@ -290,6 +318,11 @@ void parse_args(int argc, char **argv)
 		fprintf(stderr, "%s: --kvm takes at most %u vCPUs\n", ctx.argv0, kvm_max_vcpus());
 		usage(2);
 	}
+	if (!cfg->exclusive)
+		cfg->excl_threads = 0;
+	/* A KVM vCPU runs the module's loop: no sections from vCPU threads. */
+	if (!cfg->exclusive || cfg->kvm)
+		cfg->excl_vcpu_rate = 0;
 	if (!seeded)
 		cfg->seed = rsu_now_ns() ^ ((uint64_t)getpid() << 32);
 	cfg->live_ns = (live_ms > 0 ? live_ms : 250 * scale_live) * MS;

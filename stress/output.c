@@ -77,6 +77,7 @@ static const struct {
 	{ "start latency (settled):", "start", &ctx.stats.start_lat },
 	{ "lock latency (waited):", "lock", &ctx.stats.lock_lat },
 	{ "listener call:", "listener_call", &ctx.stats.listener_lat },
+	{ "section begin (waited):", "section_begin", &ctx.stats.excl_lat },
 };
 #define NLATS (sizeof(lats) / sizeof(lats[0]))
 
@@ -94,9 +95,10 @@ static const struct {
  *   key    its name there (NULL: text only)
  *   flags  F_SIM: in the text only without --kvm (those counters are the
  *          simulated vCPUs'); F_KVM: only with --kvm; F_NOTEXT: JSON only;
- *          F_KINDS: the operations by kind and timeout class follow
+ *          F_KINDS: the operations by kind and timeout class follow;
+ *          F_EXCL: only with --exclusive
  */
-enum { F_SIM = 1, F_KVM = 2, F_NOTEXT = 4, F_KINDS = 8 };
+enum { F_SIM = 1, F_KVM = 2, F_NOTEXT = 4, F_KINDS = 8, F_EXCL = 16 };
 
 #define ST(x) atomic_load(&ctx.stats.x)
 #define LIB(x) ctx.lstats.x
@@ -197,6 +199,29 @@ enum { F_SIM = 1, F_KVM = 2, F_NOTEXT = 4, F_KINDS = 8 };
 #define FIGURES_KVM(F)
 #endif
 
+#define FIGURES_SECTIONS(F)							\
+	F(ST(x_mgmt), "sections: ", "by section threads %s", "sections", "mgmt", F_EXCL) \
+	F(ST(x_calm), NULL, " (%s at a calm phase's start)", "sections", "calm", F_EXCL) \
+	F(ST(x_vcpu), NULL, ", by vCPU threads %s", "sections", "vcpu", F_EXCL)	\
+	F(ST(x_vcpu_begins), NULL, " (of %s begins", "sections", "vcpu_begins", F_EXCL) \
+	F(ST(x_vcpu_calm), NULL, "; %s at a calm phase's start", "sections", "vcpu_calm", F_EXCL) \
+	F(ST(x_owner_stops), NULL, ", which stopped the VM %s times)", "sections", "owner_stops", \
+	  F_EXCL)								\
+	F(ST(x_tries), NULL, "; tries %s", "sections", "tries", F_EXCL)		\
+	F(ST(x_try_fail), NULL, " (%s refused)", "sections", "tries_refused", F_EXCL) \
+	F(ST(x_timeouts), NULL, ", timed out %s", "sections", "timeouts", F_EXCL) \
+	F(ST(x_owner_slices), NULL, "; owner slices %s", "sections", "owner_slices", F_EXCL) \
+	F(ST(x_owner_ran), NULL, " in %s sections", "sections", "owner_ran", F_EXCL) \
+	F(ST(x_owner_none), NULL, " (%s with none)", "sections", "owner_none", F_EXCL) \
+	F(ST(x_owner_woken), NULL, ", owners admitted after a stop in their section %s",	\
+	  "sections", "owner_woken", F_EXCL)					\
+	F(ST(x_owner_exit), NULL, ", owners unplugged in their section %s", "sections",	\
+	  "owner_exit", F_EXCL)							\
+	F(ST(x_cmds_in), NULL, "; commands inside %s", "sections", "commands_inside", F_EXCL) \
+	F(ST(x_nested), NULL, ", nested begins %s", "sections", "nested", F_EXCL)	\
+	F(ST(x_l_tries), NULL, ", begins from listeners %s", "sections", "from_listeners", \
+	  F_EXCL)
+
 #define FIGURES_CHECKS(F)							\
 	F(ST(futex_waits), "futex: ", "other waits %s", "futex", "other_waits", 0) \
 	F(ST(futex_wakes), NULL, ", wakes %s", "futex", "wakes", 0)		\
@@ -209,6 +234,13 @@ enum { F_SIM = 1, F_KVM = 2, F_NOTEXT = 4, F_KINDS = 8 };
 	  "holders_descheduled", 0)						\
 	F(ST(stop_checks), "checks: ", "stop %s", "checks", "stop", 0)		\
 	F(ST(exclusion_checks), NULL, ", exclusion %s", "checks", "exclusion", 0) \
+	F(ST(x_scans), NULL, ", section scans %s", "checks", "section_scans", F_EXCL) \
+	F(ST(x_same), NULL, ", sections that changed nothing %s", "checks", "section_unchanged", \
+	  F_EXCL)								\
+	F(ST(x_owner_admitted), NULL, ", owners admitted %s", "checks",		\
+	  "section_owner_admitted", F_EXCL)					\
+	F(ST(x_owner_samples), NULL, " (monitor samples of an owner not admitted yet %s)",	\
+	  "checks", "section_owner_samples", F_EXCL)				\
 	F(ST(liveness_windows), NULL, ", run windows %s", "checks", "run_windows", 0) \
 	F(ctx.lin.rounds, NULL, ", linearizability rounds %s", "checks", "lin_rounds", 0) \
 	F(ctx.lin.ops, NULL, " (ops %s", "checks", "lin_ops", 0)		\
@@ -218,7 +250,7 @@ enum { F_SIM = 1, F_KVM = 2, F_NOTEXT = 4, F_KINDS = 8 };
 
 #define FIGURES(F)								\
 	FIGURES_OPS(F) FIGURES_VCPUS(F) FIGURES_LIBRARY(F) FIGURES_LISTENERS(F)	\
-	FIGURES_READERS(F) FIGURES_KVM(F) FIGURES_CHECKS(F)
+	FIGURES_READERS(F) FIGURES_SECTIONS(F) FIGURES_KVM(F) FIGURES_CHECKS(F)
 
 struct figure {
 	const char *lead, *fmt, *group, *key;
@@ -233,7 +265,7 @@ static const struct figure figures[] = { FIGURES(AS_FIGURE) };
 static const char *const json_order[] = {
 	"operations", "results", "transitions", "events", "vcpus", "parks", "kicks", "rekicks",
 	"kicks_dropped", "kicks_slow", "faults", "library", "listeners", "event_readers",
-	"kvm_stats", "futex", "checks",
+	"sections", "kvm_stats", "futex", "checks",
 };
 
 /* Every figure's value now, in the order of figures[]. */
@@ -257,6 +289,8 @@ static bool figure_shown(size_t i, bool text)
 	unsigned fl = figures[i].flags;
 
 	if ((fl & F_KVM) && !(ctx.cfg.kvm && ctx.vm))
+		return false;
+	if ((fl & F_EXCL) && !ctx.cfg.exclusive)
 		return false;
 	if (text)
 		return !(fl & F_NOTEXT) && !((fl & F_SIM) && ctx.cfg.kvm);

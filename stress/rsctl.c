@@ -40,6 +40,14 @@ static long long wait_ns = 10LL * 1000000000LL;  /* --wait-ms */
 
 #define KICK_SIGNAL SIGUSR1
 
+/* A command run on a vCPU's own thread (`exclusive N`, `end-exclusive N`). */
+enum job_kind { JOB_BEGIN = 1, JOB_END };
+/* job_state: the management thread posts (IDLE -> POSTED) and may take a
+ * job back that was not taken (POSTED -> IDLE); the vCPU takes it
+ * (POSTED -> TAKEN) and finishes it (TAKEN -> DONE); the management
+ * thread reads the result and makes it IDLE. */
+enum { JOB_IDLE, JOB_POSTED, JOB_TAKEN, JOB_DONE };
+
 /* A simulated vCPU.  Odd-numbered ones enter a "guest" that only a kick
  * ends, as a KVM vCPU in KVM_RUN does. */
 struct vcpu {
@@ -49,11 +57,18 @@ struct vcpu {
 	bool blocking;
 	_Atomic uint32_t kick_word;     /* futex kick (TSan builds) */
 	_Atomic bool exit_flag;         /* set by unplug before the request */
-	_Atomic uint64_t slices;
+	_Atomic uint64_t slices;         /* slices ended */
+	_Atomic uint64_t entries;        /* slices begun */
 	_Atomic int in_guest;
 	_Atomic uint64_t epoch;          /* run epoch of the last slice entry */
 	sem_t registered;
 	int reg_result;
+	_Atomic int job;                 /* enum job_kind, set before POSTED */
+	_Atomic int job_state;
+	int job_result;                  /* written before DONE */
+	/* `mark` and `ran`, management thread only. */
+	uint64_t mark_entries, mark_slices;
+	bool ran;
 };
 
 static rs_runstate *rs;
@@ -62,6 +77,13 @@ static int nvcpus;
 static bool kick_signal = KICK_SIGNAL_DEFAULT;
 static _Atomic uint64_t run_epoch;
 static _Atomic bool violation;
+
+/* rsctl's account of the exclusive section: who holds it, as the commands
+ * returned (management thread only).  Commands run one at a time, so no
+ * section ever waits in the library's queue between two commands. */
+#define EXCL_NONE  (-2)
+#define EXCL_MGMT  (-1)
+static int excl_owner = EXCL_NONE;
 
 static _Thread_local volatile sig_atomic_t immediate_exit;
 
@@ -106,6 +128,30 @@ static void busy_slice(void)
 		;
 }
 
+/*
+ * Run the command posted to this vCPU, if any, on its thread.  True if one
+ * ran: the caller goes back through rs_vcpu_enter() before guest code (a
+ * begin takes the vCPU out).
+ */
+static bool run_job(struct vcpu *v)
+{
+	int st = JOB_POSTED, r;
+
+	/* Acquire: pairs with post_job()'s release of POSTED (the kind). */
+	if (!atomic_compare_exchange_strong_explicit(&v->job_state, &st, JOB_TAKEN,
+						     memory_order_acquire, memory_order_relaxed))
+		return false;
+	if (atomic_load_explicit(&v->job, memory_order_relaxed) == JOB_BEGIN)
+		r = rs_exclusive_begin(rs, wait_ns);
+	else
+		r = rs_exclusive_end(rs);
+	v->job_result = r;
+	/* Release: pairs with post_job()'s acquire of DONE (the result, and
+	 * what the section's begin acquired from the other vCPUs). */
+	atomic_store_explicit(&v->job_state, JOB_DONE, memory_order_release);
+	return true;
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
@@ -125,10 +171,20 @@ static void *vcpu_main(void *arg)
 
 		if (r == RS_VCPU_EXIT || atomic_load(&v->exit_flag))
 			break;
+		if (r == RS_VCPU_WORK) {
+			run_job(v);     /* out: parked, or kept out */
+			continue;
+		}
 		if (r != 0)
 			continue;
 		do {
+			/* Between slices, active, as an emulator handles an
+			 * exit.  The work request that came with the job is
+			 * taken by the next rs_vcpu_enter(), with no job. */
+			if (run_job(v))
+				break;
 			atomic_store_explicit(&v->epoch, atomic_load(&run_epoch), memory_order_relaxed);
+			atomic_fetch_add_explicit(&v->entries, 1, memory_order_relaxed);
 			atomic_store_explicit(&v->in_guest, 1, memory_order_relaxed);
 			if (v->blocking)
 				blocking_slice(v, &run_mask);
@@ -138,6 +194,9 @@ static void *vcpu_main(void *arg)
 			atomic_store_explicit(&v->in_guest, 0, memory_order_release);
 		} while (rs_may_run(rs) && !atomic_load(&v->exit_flag));
 	}
+	/* A thread must end its section before it exits (RS_ENOTHELD if it
+	 * holds none). */
+	rs_exclusive_end(rs);
 	rs_vcpu_unregister(&v->rv);
 	return NULL;
 }
@@ -176,6 +235,8 @@ static int unplug(void)
 	if (!nvcpus)
 		return -1;
 	v = vcpus[--nvcpus];
+	if (excl_owner == v->index)
+		excl_owner = EXCL_NONE;   /* its thread ends it on the way out */
 	atomic_store(&v->exit_flag, true);
 	rs_vcpu_request(&v->rv, RS_REQ_EXIT);
 	kick_vcpu(&v->rv, v);
@@ -193,15 +254,22 @@ static void report_violation(const char *fmt, const char *what)
 	atomic_store(&violation, true);
 }
 
-/* The VM is stopped: for check_ms, no vCPU may execute a guest slice. */
-static void check_stopped(const char *cmd, int check_ms)
+/*
+ * For check_ms, no vCPU but `except` (-1: none) may execute a guest slice:
+ * the VM is stopped, or (section) it runs while a section is held, and
+ * `except` is the owner's vCPU.
+ */
+static void check_kept_out(const char *cmd, int check_ms, bool section, int except)
 {
 	uint64_t before[MAX_VCPUS], end = rsu_now_ns() + (uint64_t)check_ms * 1000000u;
 
 	for (int i = 0; i < nvcpus; i++) {
+		if (i == except)
+			continue;
 		before[i] = atomic_load(&vcpus[i]->slices);
 		if (atomic_load_explicit(&vcpus[i]->in_guest, memory_order_acquire)) {
-			report_violation("vCPU in guest code after '%s' returned", cmd);
+			report_violation(section ? "vCPU in guest code during a section after '%s' returned"
+						 : "vCPU in guest code after '%s' returned", cmd);
 			return;
 		}
 	}
@@ -210,9 +278,10 @@ static void check_stopped(const char *cmd, int check_ms)
 
 		nanosleep(&ts, NULL);
 		for (int i = 0; i < nvcpus; i++)
-			if (atomic_load(&vcpus[i]->slices) != before[i] ||
-			    atomic_load(&vcpus[i]->in_guest)) {
-				report_violation("vCPU ran a guest slice while stopped after '%s'", cmd);
+			if (i != except && (atomic_load(&vcpus[i]->slices) != before[i] ||
+					    atomic_load(&vcpus[i]->in_guest))) {
+				report_violation(section ? "vCPU ran a guest slice during a section after '%s'"
+							 : "vCPU ran a guest slice while stopped after '%s'", cmd);
 				return;
 			}
 	} while (rsu_now_ns() < end);
@@ -265,7 +334,7 @@ static void print_events(void)
 static void print_status(void)
 {
 	static const char *const lock_order[] = { "debug", "savevm", "pre-migrate", "restore" };
-	uint32_t w = rs_word(rs);
+	uint64_t w = rs_word(rs);
 	struct rs_state st = { .size = sizeof(st) };
 	bool any = false;
 
@@ -294,7 +363,14 @@ static bool is_running(void)
 	return st.running;
 }
 
-/* `vcpus`: while running, wait until every vCPU entered a slice since the
+/* May vCPU i run guest code now, by rsctl's account: the VM runs, and no
+ * section is held or vCPU i's thread holds it. */
+static bool may_run_now(int i)
+{
+	return is_running() && (excl_owner == EXCL_NONE || excl_owner == i);
+}
+
+/* `vcpus`: wait until every vCPU that may run entered a slice since the
  * VM last started, then count. */
 static void print_vcpus(void)
 {
@@ -305,7 +381,7 @@ static void print_vcpus(void)
 		int i = 0;
 
 		while (i < nvcpus) {
-			if (atomic_load(&vcpus[i]->epoch) == epoch) {
+			if (!may_run_now(i) || atomic_load(&vcpus[i]->epoch) == epoch) {
 				i++;
 				continue;
 			}
@@ -319,6 +395,84 @@ static void print_vcpus(void)
 	}
 	rs_vcpu_count(rs, &reg, &out);
 	printf("vcpus=%u quiescent=%u\n", reg, out);
+}
+
+/* `mark`: from now on, `ran` tells which vCPUs were in guest code. */
+static void mark_vcpus(void)
+{
+	for (int i = 0; i < nvcpus; i++) {
+		struct vcpu *v = vcpus[i];
+
+		v->mark_slices = atomic_load(&v->slices);
+		v->mark_entries = atomic_load(&v->entries);
+		v->ran = false;
+	}
+	puts("ok");
+}
+
+/* Has vCPU i been inside a guest slice since the mark?  Inside one now,
+ * or it began or ended one since (one it was in at the mark ended since,
+ * or it is still in it). */
+static bool update_ran(int i)
+{
+	struct vcpu *v = vcpus[i];
+
+	if (!v->ran)
+		v->ran = atomic_load(&v->in_guest) || atomic_load(&v->entries) != v->mark_entries ||
+			 atomic_load(&v->slices) != v->mark_slices;
+	return v->ran;
+}
+
+/*
+ * `ran`: wait, within the wait limit, until every vCPU that may run now has
+ * been in guest code since the mark, then watch for check_ms more; print
+ * the vCPUs that were.  One that may run and still was not is a violation.
+ */
+static void print_ran(int check_ms)
+{
+	uint64_t end = rsu_now_ns() + (uint64_t)wait_ns;
+	bool all = nvcpus > 0, timed_out = false, missing = false;
+	int i;
+
+	for (;;) {
+		for (i = 0; i < nvcpus; i++)
+			if (!update_ran(i) && may_run_now(i))
+				break;
+		if (i == nvcpus)
+			break;
+		if (rsu_now_ns() > end) {
+			timed_out = true;
+			break;
+		}
+		nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+	}
+	for (end = rsu_now_ns() + (uint64_t)check_ms * 1000000u; rsu_now_ns() < end;) {
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		for (i = 0; i < nvcpus; i++)
+			update_ran(i);
+	}
+	for (i = 0; i < nvcpus; i++) {
+		all = all && update_ran(i);
+		missing = missing || (timed_out && !vcpus[i]->ran && may_run_now(i));
+	}
+	fputs("ran", stdout);
+	if (all) {
+		fputs(" all", stdout);
+	} else {
+		bool any = false;
+
+		for (i = 0; i < nvcpus; i++) {
+			if (vcpus[i]->ran) {
+				printf("%c%d", any ? ',' : ' ', i);
+				any = true;
+			}
+		}
+		if (!any)
+			fputs(" -", stdout);
+	}
+	fputc('\n', stdout);
+	if (missing)
+		report_violation("%s", "a vCPU that may run was not in guest code within the wait limit");
 }
 
 /* `dump`: the library's description, several lines, then `end`. */
@@ -369,6 +523,85 @@ static void print_stop_result(const char *cmd, int r)
 		report_violation("'%s' timed out waiting for the vCPUs", cmd);
 }
 
+/*
+ * Run a section command on vCPU v's thread: post it, then a work request,
+ * which wakes the vCPU if it is parked and kicks it if it is active.  Its
+ * result, or 1 if the vCPU did not take it within the wait limit (it is
+ * then taken back: it will never run).
+ */
+static int post_job(struct vcpu *v, enum job_kind kind)
+{
+	uint64_t end = rsu_now_ns() + (uint64_t)wait_ns;
+	int st, r;
+
+	atomic_store_explicit(&v->job, kind, memory_order_relaxed);
+	/* Release: pairs with run_job()'s acquire (the kind). */
+	atomic_store_explicit(&v->job_state, JOB_POSTED, memory_order_release);
+	rs_vcpu_request(&v->rv, RS_REQ_WORK);
+	for (;;) {
+		/* Acquire: pairs with run_job()'s release of DONE. */
+		st = atomic_load_explicit(&v->job_state, memory_order_acquire);
+		if (st == JOB_DONE)
+			break;
+		if (st == JOB_POSTED && rsu_now_ns() > end &&
+		    atomic_compare_exchange_strong_explicit(&v->job_state, &st, JOB_IDLE,
+							    memory_order_relaxed, memory_order_relaxed))
+			return 1;
+		nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+	}
+	r = v->job_result;
+	atomic_store_explicit(&v->job_state, JOB_IDLE, memory_order_relaxed);
+	return r;
+}
+
+/* `exclusive [N]` and `end-exclusive [N]`: who is EXCL_MGMT or a vCPU
+ * index.  rsctl checks the library's answers against its account. */
+static void section_command(const char *cmd, int who, bool begin)
+{
+	bool other = excl_owner != EXCL_NONE && excl_owner != who;
+	int r;
+
+	if (who == EXCL_MGMT)
+		r = begin ? rs_exclusive_begin(rs, wait_ns) : rs_exclusive_end(rs);
+	else
+		r = post_job(vcpus[who], begin ? JOB_BEGIN : JOB_END);
+	if (r == 1) {
+		puts("error: timeout");
+		report_violation("vCPU did not take '%s' within the wait limit", cmd);
+		return;
+	}
+	print_result(r);
+	if (begin && r == 0) {
+		if (excl_owner != EXCL_NONE)
+			report_violation("'%s' began a section while one was held", cmd);
+		excl_owner = who;
+	} else if (begin && r == RS_ETIMEDOUT && !other) {
+		report_violation("'%s' timed out waiting for the vCPUs", cmd);
+	} else if (!begin && r == 0) {
+		if (excl_owner != who)
+			report_violation("'%s' ended a section its thread did not hold", cmd);
+		excl_owner = EXCL_NONE;
+	}
+}
+
+/* A vCPU index token: decimal digits only.  The index (MAX_VCPUS for any
+ * larger number: never a plugged vCPU), or -1 if the token is not one. */
+static int parse_index(const char *s)
+{
+	long v = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > MAX_VCPUS)
+			v = MAX_VCPUS;   /* stays out of range, whatever follows */
+	}
+	return (int)v;
+}
+
 enum { CMD_DONE, CMD_QUIT };
 
 static int run_command(char **tok, int n, int check_ms)
@@ -413,6 +646,18 @@ static int run_command(char **tok, int n, int check_ms)
 		print_vcpus();
 	} else if (!strcmp(c, "dump") && n == 1) {
 		print_dump();
+	} else if ((!strcmp(c, "exclusive") || !strcmp(c, "end-exclusive")) && n == 1) {
+		section_command(c, EXCL_MGMT, !strcmp(c, "exclusive"));
+	} else if ((!strcmp(c, "exclusive") || !strcmp(c, "end-exclusive")) && n == 2 &&
+		   (a = parse_index(tok[1])) >= 0) {
+		if (a >= nvcpus)
+			puts("error: no-vcpu");
+		else
+			section_command(c, a, !strcmp(c, "exclusive"));
+	} else if (!strcmp(c, "mark") && n == 1) {
+		mark_vcpus();
+	} else if (!strcmp(c, "ran") && n == 1) {
+		print_ran(check_ms);
 	} else if (!strcmp(c, "hotplug") && n == 1) {
 		r = hotplug();
 		puts(r ? "error: no-space" : "ok");
@@ -437,8 +682,12 @@ static int run_command(char **tok, int n, int check_ms)
 			report_violation("%s", "the VM did not settle within the wait limit");
 	}
 	collect_events();
-	if (!is_running() && check_ms > 0)
-		check_stopped(c, check_ms);
+	if (check_ms > 0) {
+		if (!is_running())
+			check_kept_out(c, check_ms, false, -1);
+		else if (excl_owner != EXCL_NONE)
+			check_kept_out(c, check_ms, true, excl_owner);
+	}
 	return CMD_DONE;
 }
 
@@ -594,6 +843,8 @@ int main(int argc, char **argv)
 	}
 	while (nvcpus)
 		unplug();
+	if (excl_owner == EXCL_MGMT)
+		rs_exclusive_end(rs);
 	rs_destroy(rs);
 	if (file)
 		fclose(in);

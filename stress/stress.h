@@ -13,6 +13,8 @@
  *   vcpus.c      simulated vCPU threads, kicks, hot-plug
  *   kvmglue.c    --kvm: the same slots run by stress/kvm's KVM vCPUs
  *   mgmt.c       management, internal lock holder and device threads
+ *   exclusive.c  --exclusive: sections from section threads and vCPU
+ *                threads, and their checks
  *   listeners.c  listeners and their checks, the churn thread
  *   events.c     the event readers and their checks
  *   monitor.c    liveness, the watchdog, phases, the state dump
@@ -24,6 +26,7 @@
 #define RS_STRESS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,6 +84,9 @@ struct config {
 	const char *plant;          /* a harness-side plant (checker tests) */
 	bool kvm;                   /* real KVM vCPUs (stress/kvm) */
 	unsigned kvm_io_shift;
+	bool exclusive;             /* exclusive sections (exclusive.c) */
+	int excl_threads;           /* management threads that make sections */
+	double excl_vcpu_rate;      /* a section from a vCPU thread, per slice end */
 };
 
 /* ---------------------------------------------------------------------------
@@ -116,7 +122,13 @@ struct stats {
 	_Atomic uint64_t ew_calls, ew_woken, ew_timeouts, ew_events, ew_lost;
 	_Atomic uint64_t ef_polls, ef_ready, ef_events, ef_lost, ef_lost_recs, ef_naps;
 	_Atomic uint64_t kvm_hooks, kvm_slow_exits;
-	struct hist stop_lat, start_lat, lock_lat, listener_lat;
+	/* exclusive sections */
+	_Atomic uint64_t x_mgmt, x_vcpu, x_tries, x_try_fail, x_timeouts, x_calm;
+	_Atomic uint64_t x_owner_slices, x_owner_ran, x_owner_none, x_cmds_in, x_nested;
+	_Atomic uint64_t x_l_tries, x_scans, x_same, x_owner_samples, x_owner_admitted;
+	_Atomic uint64_t x_vcpu_begins, x_owner_exit, x_vcpu_calm, x_owner_stops;
+	_Atomic uint64_t x_owner_woken;
+	struct hist stop_lat, start_lat, lock_lat, listener_lat, excl_lat;
 };
 
 /* ---------------------------------------------------------------------------
@@ -142,7 +154,7 @@ enum { THR_MAIN, THR_MONITOR, THR_CHECKER, THR_HOTPLUG, THR_CHURN, THR_EVWAIT, T
  */
 
 enum vkind { V_EXCLUSION, V_STOP, V_LIVENESS, V_HANG, V_LIN, V_EVENTS, V_RESULT, V_KICK,
-	     V_WORD, V_FINAL, V_LISTENER, V_COUNT };
+	     V_WORD, V_FINAL, V_LISTENER, V_SECTION, V_COUNT };
 
 /* ---------------------------------------------------------------------------
  * vCPUs
@@ -167,8 +179,14 @@ struct vcpu {
 	_Atomic uint64_t kicked_period;
 	pthread_t thread;              /* the hot-plug thread's handle */
 	uint64_t next_dev_ns;          /* --kvm: next device error (its own thread) */
+	/* A section owner's rs_vcpu_enter() in progress: its number (the
+	 * slot's count of them, never 0), or 0 when none (exclusive.c). */
+	_Atomic uint64_t xs_enter;
+	uint64_t xs_calls;             /* written by the slot's vCPU thread */
 	/* liveness bookkeeping, monitor thread only */
 	uint64_t lv_since, lv_slices, lv_halts;
+	uint64_t xs_seen, xs_since;    /* the owner's enter call, and since when */
+	uint32_t xs_edge;              /* the edge all along since xs_since */
 };
 
 /*
@@ -307,10 +325,27 @@ struct stress {
 
 	struct evr mon_reader, ew_reader, ef_reader;
 
+	/*
+	 * Sections (exclusive.c).  cmds: every command that can change the
+	 * word, in one counter: (started << CMD_SHIFT) + in flight, bumped
+	 * by op_begin() and op_end().  excl_holder: the thread (index in
+	 * thr[]) the harness believes holds the section, -1 for none.
+	 * excl_busy, excl_gen: threads in a section or waiting for one, and
+	 * a count of section calls, for liveness (sections keep vCPUs out).
+	 */
+	_Atomic uint64_t cmds;
+	_Atomic int excl_holder;
+	_Atomic int excl_busy;
+	_Atomic uint64_t excl_gen;
+	_Atomic bool excl_calm_vcpu;      /* a calm phase's vCPU section is still to come */
+
 	/* liveness, monitor thread only */
 	bool live_valid;
 	uint32_t live_edge;
+	uint64_t live_excl_gen;
 };
+
+#define CMD_SHIFT 20
 
 extern struct stress ctx;
 
@@ -397,13 +432,25 @@ bool kvm_registered(int i);
 uint64_t kvm_final_kicks(void);
 void kvm_print_vcpu(const struct rs_vcpu_info *info);
 
+/* vcpus.c, for exclusive.c */
+bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask, bool busy);
+
 /* mgmt.c */
+int64_t pick_timeout(struct rsu_rng *r);
+void between_ops(struct rsu_rng *r);
 void do_read(struct thr *t, bool try);
 int do_releasing(struct thr *t, int kind, int arg);
 void do_stopping(struct thr *t, int kind, int arg, int64_t timeout, const char *what);
 void *mgmt_main(void *arg);
 void *holder_main(void *arg);
 void *device_main(void *arg);
+
+/* exclusive.c */
+int vcpu_section(struct vcpu *v, struct thr *t, const sigset_t *run_mask, bool calm);
+void *excl_main(void *arg);
+void listener_section_try(void);
+void excl_liveness(uint64_t now, uint64_t w);
+void excl_final(uint64_t w);
 
 /* listeners.c */
 int listener_add(bool inside, uint64_t u, int prio, bool persistent);

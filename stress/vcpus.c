@@ -139,8 +139,9 @@ void slow_vcpu(struct thr *t)
 		rsu_sleep_ns(rsu_rng_range(&t->rng, 200 * US, 4 * MS));
 }
 
-/* One guest slice; true if a kick ended it. */
-static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
+/* One guest slice; true if a kick ended it.  busy: a spinning slice even
+ * on a blocking vCPU (a section owner's: nobody else would kick it). */
+bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask, bool busy)
 {
 	uint32_t e = rsu_edge(rs_word(ctx.rs));
 	bool kicked = false;
@@ -156,7 +157,7 @@ static bool run_slice(struct vcpu *v, struct thr *t, const sigset_t *run_mask)
 		INC(ctx.stats.slow_acks);
 		slow_vcpu(t);
 	}
-	if (v->blocking) {
+	if (v->blocking && !busy) {
 		blocking_wait(v, run_mask);
 		kicked = true;
 	} else {
@@ -230,6 +231,7 @@ static void *vcpu_main(void *arg)
 	struct thr *t = thr_claim(ctx.thr_vcpu0 + v->index);
 	double p_dev = (double)ctx.cfg.slice_ns / (2.0 * MS);  /* one per 2 ms of guest time */
 	sigset_t block, run_mask;
+	bool leave = false;
 	int r;
 
 	sigemptyset(&block);
@@ -248,7 +250,7 @@ static void *vcpu_main(void *arg)
 	}
 	/* Release: pairs with the hot-plug thread's acquire wait. */
 	atomic_store_explicit(&v->life, VL_REGISTERED, memory_order_release);
-	for (;;) {
+	while (!leave) {
 		if (atomic_load_explicit(&v->exit_flag, memory_order_acquire))
 			break;
 		set_op(t, "enter");
@@ -281,10 +283,24 @@ static void *vcpu_main(void *arg)
 				atomic_store(&v->halted, false);
 				break;
 			}
-			kicked = run_slice(v, t, &run_mask);
+			kicked = run_slice(v, t, &run_mask, false);
 			if (!atomic_load(&ctx.calm) && !atomic_load(&ctx.stop) &&
 			    rsu_rng_chance(&t->rng, p_dev) && vcpu_device(t, VD_ANY))
 				break;
+			/* A section from this vCPU thread: at random in storm
+			 * phases, and one at the start of each calm phase (the
+			 * rest of it is the liveness window).  It returns with
+			 * the vCPU out, or active from a section slice: back
+			 * through rs_vcpu_enter() either way. */
+			if (ctx.cfg.excl_vcpu_rate > 0 && !atomic_load(&ctx.stop) &&
+			    (atomic_load(&ctx.calm)
+			     ? atomic_exchange(&ctx.excl_calm_vcpu, false)
+			     : rsu_rng_chance(&t->rng, ctx.cfg.excl_vcpu_rate))) {
+				r = vcpu_section(v, t, &run_mask, atomic_load(&ctx.calm));
+				if (r == RS_VCPU_EXIT)
+					leave = true;
+				break;
+			}
 			/* The fast path's check, out of line: in checking builds
 			 * it aborts if the library counts this vCPU out (a
 			 * missed rs_vcpu_enter() after a call that waited). */

@@ -328,7 +328,7 @@ static void test_version(void)
 {
 	CHECK_EQ(rs_version(), (RS_VERSION_MAJOR << 16) | (RS_VERSION_MINOR << 8) |
 			       RS_VERSION_PATCH);
-	CHECK_EQ(rs_version(), 0x000900);
+	CHECK_EQ(rs_version(), 0x000a00);
 }
 
 /* ---------------------------------------------------------------------------

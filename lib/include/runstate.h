@@ -71,7 +71,7 @@ extern "C" {
 /* The version of this header.  0.x: the API may still change between minor
  * versions (NEWS says how); 1.0 comes once the QEMU port has proven it. */
 #define RS_VERSION_MAJOR 0
-#define RS_VERSION_MINOR 9
+#define RS_VERSION_MINOR 10
 #define RS_VERSION_PATCH 0
 /* The version of the library linked at run time, as
  * (major << 16) | (minor << 8) | patch.  Any thread; never waits. */
@@ -108,13 +108,15 @@ enum rs_pause {
  */
 #define RS_EINVAL     (-EINVAL)           /* bad argument; nothing changed */
 #define RS_EBUSY      (-EBUSY)            /* lock bit held; nothing changed */
-#define RS_ENOTHELD   (-EPERM)            /* unlock of a bit not held */
+#define RS_ENOTHELD   (-EPERM)            /* unlock of a bit, or end of a
+					   * section, not held */
 #define RS_ENEEDFORCE (-EACCES)           /* start on rank 2 or 3 */
 #define RS_ENEEDRESET (-ENOTRECOVERABLE)  /* start/cont on rank 4 */
 #define RS_ETIMEDOUT  (-ETIMEDOUT)        /* change made; a vCPU not out yet */
 #define RS_ENOMEM     (-ENOMEM)
 #define RS_ENOSPC     (-ENOSPC)           /* vCPU table full */
-#define RS_EDEADLK    (-EDEADLK)          /* a wait from inside a listener */
+#define RS_EDEADLK    (-EDEADLK)          /* a wait from inside a listener,
+					   * or a nested section */
 
 /* Short name of an error: "invalid", "busy", "not-held", "needs-force",
  * "needs-reset", "timeout", "no-memory", "no-space", "deadlock", "ok" for 0,
@@ -289,6 +291,59 @@ RS_API int rs_unlock_pause(rs_runstate *rs, enum rs_lock r, enum rs_pause p,
  * wait).  Returning 0, it acquires what rs_stop() returning 0 would.
  * Returns 0, RS_ETIMEDOUT (still settling), RS_EDEADLK, RS_EINVAL. */
 RS_API int rs_wait(rs_runstate *rs, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------------
+ * Exclusive sections: keep every vCPU but the caller's own out of guest
+ * code, without changing the run state.  For what QEMU does with
+ * start_exclusive() (an atomic instruction or a translation-cache flush
+ * run alone by one vCPU) and with pause_all_vcpus() outside vm_stop()
+ * (kvmvapic patching guest code, system reset, wake-up from suspend).
+ * docs/semantics.md has the rules, docs/protocol.md the pairings (P18-P21).
+ *
+ * A section is owned by the thread that began it, vCPU thread or not, until
+ * that thread ends it (a thread must end its section before it exits).
+ * During a section no registered vCPU executes guest code except the
+ * owner's own, if the owner is a vCPU thread: that vCPU runs guest code
+ * through rs_vcpu_enter(), which on the owner's thread returns 0 while the
+ * run state lets the VM run (the section's bit makes the owner's own
+ * rs_may_run() fail, so every slice goes through rs_vcpu_enter(); QEMU's
+ * sections run one instruction or none).  The run state is not changed by a
+ * section: no edge, no event, no listener run, rs_decode() reports the same
+ * tuple.  It may change during one (a stop, an io-error, a lock, a start):
+ * a stop that waits returns only when every vCPU, the owner's included, is
+ * out; after the section the vCPUs run only if the VM may run then.
+ * Requests (rs_vcpu_request()) reach vCPUs kept out by a section.
+ */
+
+/*
+ * Begin a section: wait, within timeout_ns, until no other section is held
+ * and then until every registered vCPU is out.  Sections are served first
+ * come, first served (no starvation).  On a vCPU thread the caller's vCPU
+ * is taken out first (as by every call that may wait), so it counts as out
+ * while it waits: two vCPU threads beginning sections at once do not
+ * deadlock.  The owner's vCPU goes back through rs_vcpu_enter() before its
+ * guest code.  RS_ASYNC makes it a try: 0 only if no section is held and
+ * every other vCPU is out already; a try that finds a vCPU in guest code
+ * fails without kicking it.  A timed begin kicks the vCPUs in guest code
+ * as a stop does, also when it then times out.
+ *
+ * Returns 0 (the section is held: a full barrier, and the caller has
+ * acquired every vCPU's going out and the previous section's end),
+ * RS_ETIMEDOUT (nothing changed: no section held; vCPUs kept out meanwhile
+ * run again if the VM may run), RS_EDEADLK (the thread already holds a
+ * section, or the call is made inside a listener: nothing changed),
+ * RS_EINVAL (NULL).
+ */
+RS_API int rs_exclusive_begin(rs_runstate *rs, int64_t timeout_ns);
+/*
+ * End the section this thread holds: the next waiting section, if any, takes
+ * over without letting the vCPUs run in between; else the vCPUs run again
+ * if the VM may run.  Never waits (beyond a short critical section shared
+ * with section waiters).  Releases: the next owner, and every vCPU that
+ * runs after it, sees what the section wrote.  Returns 0, RS_ENOTHELD (this
+ * thread holds no section of rs: nothing changed), RS_EINVAL (NULL).
+ */
+RS_API int rs_exclusive_end(rs_runstate *rs);
 
 /* ---------------------------------------------------------------------------
  * Queries

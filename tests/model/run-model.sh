@@ -5,7 +5,8 @@
 #
 #   run-model.sh [bounded]        the quick exhaustive checks (README.md)
 #   run-model.sh full             the larger exhaustive checks (minutes)
-#   run-model.sh mutant NAME      a seeded bug, a..h: spin must find an error
+#   run-model.sh sections [full]  the exclusive sections' checks (README.md)
+#   run-model.sh mutant NAME      a seeded bug, a..n: spin must find an error
 #   run-model.sh design NAME      the protocol as first written, spec-kick or
 #                                 spec-recheck: spin must find an error
 #   run-model.sh one KIND FLAGS.. one run; KIND safety|liveness; -D flags
@@ -49,7 +50,7 @@ trap cleanup EXIT
 trap 'exit 99' HUP INT PIPE TERM
 
 # Shared-state steps shown from a trail.
-trail_filter='^ *[0-9]+:.*proc.*\[(S\[|word = |w = word|pending = |role = |settled = |slp|kick\[|inguest|holding = |assert)'
+trail_filter='^ *[0-9]+:.*proc.*\[(S\[|word = |w = word|pending = |role = |settled = |slp|kick\[|inguest|holding = |owner = |qlen = |granted\[|sslp\[|sheld = |assert)'
 
 # run KIND LABEL HASHBITS EXPECT FLAGS...
 #   KIND safety: assertions and invalid end states (-DSAFETY)
@@ -190,6 +191,55 @@ full() {
 	return $rc
 }
 
+# Exclusive sections (README.md, "Exclusive sections"): a configuration of
+# their own, whose checks are the test suite's model-sections.  Two vCPU
+# threads begin a section at once, mixed with a synchronous stop (and the
+# final cont), with an asynchronous start (on a running VM: no edge), with
+# the lock holder, with timeouts, in FINE steps, with an asynchronous start
+# then stop, with a spurious wake-up and a lost kick; a vCPU thread and a
+# management thread; all three at once; progress.  Each run is small (-O0
+# where compiling takes longer than the search).
+S2="-DSECT=2 -DHOLDER=0"
+sections() {
+	rc=0
+	copt=-O0
+	run safety   sect-two-stop        22 '' $B $S2 -DSTARTS=0;         rc=$(worst $rc $?)
+	run safety   sect-two-start       22 '' $B $S2 -DSTOPS=0;          rc=$(worst $rc $?)
+	run safety   sect-two-lock        22 '' $B -DSECT=2 -DSTOPS=0 -DSTARTS=0
+	rc=$(worst $rc $?)
+	run safety   sect-two-timeouts    22 '' $B $S2 -DSTARTS=0 -DSECT_TMO=1
+	rc=$(worst $rc $?)
+	run safety   sect-vcpu-mgmt-stop  22 '' $B -DSECT=1 -DSECT_MGMT=1 -DHOLDER=0 -DSTARTS=0
+	rc=$(worst $rc $?)
+	run safety   sect-two-fine        22 '' -DSPURIOUS=0 -DLOSTKICKS=0 $S2 -DSTARTS=0
+	rc=$(worst $rc $?)
+	run safety   sect-two-async       22 '' $B $S2 -DSTOPS=0 -DASYNC_STOP=2
+	rc=$(worst $rc $?)
+	run safety   sect-three-timeouts  22 '' $B $S2 -DSECT_MGMT=1 -DSTOPS=0 -DSTARTS=0 -DSECT_TMO=2
+	rc=$(worst $rc $?)
+	run liveness sect-live-stop       22 '' $B $S2 -DSTARTS=0;         rc=$(worst $rc $?)
+	copt=-O2
+	run safety   sect-two-faults      24 '' $F $S2 -DSTARTS=0;         rc=$(worst $rc $?)
+	run safety   sect-three-stop      24 '' $B $S2 -DSECT_MGMT=1 -DSTARTS=0
+	rc=$(worst $rc $?)
+	return $rc
+}
+
+# The larger section checks (README.md): a stop and a start together, and
+# more threads; about 11 minutes, up to 3.5 GB.
+sections_full() {
+	rc=0
+	run safety   sect-two-stopstart   25 '' $B $S2;                    rc=$(worst $rc $?)
+	run safety   sect-two-stopstart-timeouts 26 '' $B $S2 -DSECT_TMO=1
+	rc=$(worst $rc $?)
+	run safety   sect-mgmt-stopstart  25 '' $B -DSECT_MGMT=1 -DHOLDER=0; rc=$(worst $rc $?)
+	run safety   sect-vcpu-mgmt-stopstart 26 '' $B -DSECT=1 -DSECT_MGMT=1 -DHOLDER=0
+	rc=$(worst $rc $?)
+	run safety   sect-3vcpu-stop      25 '' $B -DNV=3 $S2 -DSTARTS=0;  rc=$(worst $rc $?)
+	run safety   sect-newrule         25 '' $B $S2 -DSECT_CMD_NEWRULE; rc=$(worst $rc $?)
+	return $rc
+}
+
 # Each seeded bug, with the error it must cause (a pattern on pan's message).
 mutant() {
 	case ${1:-} in
@@ -217,7 +267,36 @@ mutant() {
 	h|H) # a coalesced run counted by its makers' landed bumps alone: one
 	     # still in flight is missed
 		run safety mutant-h-count 25 'synth_n==gsn' $B -DUNLOCKP=1 -DMUTANT_H ;;
-	*) echo "run-model: mutant a|b|c|d|e|f|g|h" >&2; return 99 ;;
+	# Sections (README.md, "Exclusive sections"): small, compiled at -O0.
+	i|I) # the end hands the section over without FUTEX_WAKE: the next
+	     # owner sleeps on its node forever
+		copt=-O0
+		run safety mutant-i-end-no-wake 22 'invalid end state' \
+			$B $S2 -DSTARTS=0 -DMUTANT_I ;;
+	j|J) # PARKED cleared only when the word may run, EX included: the
+	     # owner's vCPU, parked by a stop, is never woken
+		copt=-O0
+		run safety mutant-j-old-parked-rule 22 'invalid end state|slp\[i\]' \
+			$B $S2 -DSTARTS=0 -DMUTANT_J ;;
+	k|K) # a start on a running VM clears PARKED (may run but for EX) and
+	     # wakes nobody: a non-owner sleeps on after the end
+		copt=-O0
+		run safety mutant-k-cmd-no-wake 22 'inguest|invalid end state|slp\[i\]' \
+			$B $S2 -DSTOPS=0 -DMUTANT_K ;;
+	l|L) # the owner's rs_park() checks the plain may-run: it parks on a
+	     # word that may run but for EX, and nobody wakes it
+		copt=-O0
+		run safety mutant-l-park-plain 22 'invalid end state|slp\[i\]' \
+			$B $S2 -DMUTANT_L ;;
+	m|M) # begin returns after the scan, without waiting for the vCPUs
+		copt=-O0
+		run safety mutant-m-no-wait 22 'inguest' $B $S2 -DSTARTS=0 -DMUTANT_M ;;
+	n|N) # begin leaves its own vCPU active (the owner's scan skips it):
+	     # two vCPU threads beginning at once wait for each other
+		copt=-O0
+		run safety mutant-n-vcpu-not-out 22 'lostk|invalid end state' \
+			$B $S2 -DSTARTS=0 -DMUTANT_N ;;
+	*) echo "run-model: mutant a|b|...|n" >&2; return 99 ;;
 	esac
 }
 
@@ -236,13 +315,14 @@ design() {
 	esac
 }
 
-usage() { sed -n '6,11p' "$0" >&2; exit 99; }
+usage() { sed -n '6,12p' "$0" >&2; exit 99; }
 
 mode=${1:-bounded}
 [ $# -gt 0 ] && shift
 case $mode in
 bounded) bounded ;;
 full)    full ;;
+sections) if [ "${1:-}" = full ]; then sections_full; else sections; fi ;;
 mutant)  mutant "$@" ;;
 design)  design "$@" ;;
 one)     [ $# -ge 1 ] || usage

@@ -32,7 +32,13 @@
  *     releasing() in lib/commands.c): a start or cont whose CAS makes an
  *     edge on a word with PARKED, if that edge is the next to settle,
  *     clears PARKED in the same CAS, and its maker wakes every parked vCPU
- *     before it helps settle.
+ *     before it helps settle;
+ *   - with SECT or SECT_MGMT, exclusive sections (rs_exclusive_begin(),
+ *     rs_exclusive_end(); README, "Exclusive sections"): the EX bit of the
+ *     word, the queue (owner and FIFO under the mutex m, each waiter's
+ *     granted flag and its futex), the owner's scan and wait for the vCPUs,
+ *     the hand-over at the end, the owner's vCPU running alone, and the
+ *     PARKED rule for "may run but for EX".
  *
  * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 2 or 3 [2];
  * BMAX the instance's max_backlog, 1 or 2 [1]; SPURIOUS, LOSTKICKS budgets
@@ -48,8 +54,22 @@
  * second CAS after the command's to clear PARKED; EARLY_ALWAYS: the early
  * wake without its "next to settle" condition (it saves wasted wake-ups:
  * the protocol is safe without it).
+ * Sections (none by default): SECT vCPU threads (vCPU 0, or 0 and 1) each
+ * begin one section from an exit [0]; SECT_MGMT: a management thread
+ * begins one [0]; SECT_TMO: timeouts of a section's waits, a budget [0].
  * The protocol as first written (README, findings): SPEC_KICK, RECHECK_SPEC.
- * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_H.
+ * Seeded bugs, each must make spin report an error: MUTANT_A .. MUTANT_H,
+ * and with sections: MUTANT_I, the end hands the section over without
+ * waking the waiter; MUTANT_J, PARKED cleared only when the word may run,
+ * EX included (the rule before sections: a parked owner is never woken);
+ * MUTANT_K, a command's CAS clears PARKED by the new rule and its maker
+ * does not wake; MUTANT_L, the owner's rs_park() checks the plain may-run;
+ * MUTANT_M, begin returns without waiting for the vCPUs; MUTANT_N, begin
+ * leaves its own vCPU active and the owner's scan skips it.
+ * The library's rule: commands clear PARKED by the old rule (the word may
+ * run, EX included), the claim and the end by the new one (may run but
+ * for EX).  SECT_CMD_NEWRULE: the alternative the README's finding 4
+ * weighs, the new rule for commands too, each of which then wakes.
  */
 
 #ifndef NV
@@ -82,6 +102,25 @@
 #ifndef UNLOCKP
 #define UNLOCKP 2	/* holder unlocks: 0 plain, 1 with pause, 2 either */
 #endif
+#ifndef SECT
+#define SECT 0		/* vCPU threads that begin a section: 0, 1 or 2 */
+#endif
+#ifndef SECT_MGMT
+#define SECT_MGMT 0	/* a management thread begins a section */
+#endif
+#ifndef SECT_TMO
+#define SECT_TMO 0	/* timeouts of section waits (budget) */
+#endif
+#if SECT > 0 || SECT_MGMT > 0
+#define SECTIONS
+#endif
+#if SECT > 2
+#error "SECT is at most 2"
+#endif
+#if defined(SECTIONS) && (defined(NO_EARLY_WAKE) || defined(EARLY_SECOND_CAS) || \
+	defined(MUTANT_F) || defined(RECHECK_SPEC))
+#error "sections are modelled with the library's early wake only"
+#endif
 
 /* ---- The word W (`word`) ---------------------------------------------- */
 #define W_PAUSE	1	/* a pause reason is set (rank rules abstracted) */
@@ -103,6 +142,9 @@
 #define W_E1	256
 #define W_EMASK	(EM * 256)
 #define W_GN	(EMOD * 256)	/* the coalesced edges' generation */
+/* EX (RS_W_EXCL): a section is owned.  A no-run bit, not a stop: no edge.
+ * (Above GN here; never set without SECTIONS.) */
+#define W_EX	(2 * W_GN)
 
 #if BMAX < 1 || BMAX > 2
 #error "BMAX must be 1 or 2 (the edge counter wraps at 4; the window is BMAX + 2)"
@@ -110,7 +152,26 @@
 
 #define STOPPED(w)	(((w) & (W_PAUSE | W_LOCK)) != 0)
 #define SETTLING(w)	(((w) & (W_OV | W_BLMASK)) != 0)
-#define MAYRUN(w)	(((w) & (W_PAUSE | W_LOCK | W_OV | W_BLMASK)) == 0)
+/* May run: no bit of the no-run mask (RS_W_NORUN_MASK), EX included. */
+#define MAYRUN(w)	(((w) & (W_PAUSE | W_LOCK | W_OV | W_BLMASK | W_EX)) == 0)
+/* May run but for EX: what the section owner's vCPU needs, and when a CAS
+ * clears PARKED (the sections' rule). */
+#define MAYRUN_BUT_EX(w)	(((w) & (W_PAUSE | W_LOCK | W_OV | W_BLMASK)) == 0)
+/* When a CAS clears PARKED: the claim (PK_CLEARS_CLAIM) and a command's
+ * transition (PK_CLEARS_CMD).  Without sections EX is never set and both
+ * are MAYRUN.  Seeded bug J: the rule before sections (may run, EX
+ * included).  Commands keep the old rule (lib/transition.c), unless
+ * SECT_CMD_NEWRULE or MUTANT_K. */
+#ifndef MUTANT_J
+#define PK_CLEARS_CLAIM(w)	MAYRUN_BUT_EX(w)
+#else
+#define PK_CLEARS_CLAIM(w)	MAYRUN(w)
+#endif
+#if defined(SECT_CMD_NEWRULE) || defined(MUTANT_K)
+#define PK_CLEARS_CMD(w)	MAYRUN_BUT_EX(w)
+#else
+#define PK_CLEARS_CMD(w)	MAYRUN(w)
+#endif
 #define EDGE(w)		(((w) & W_EMASK) >> 8)
 #define BL(w)		(((w) & W_BLMASK) >> 3)
 #define CC(w)		(((w) & W_CCMASK) >> 6)
@@ -158,6 +219,22 @@ bit exitreq[NV];
 byte spur = SPURIOUS;		/* spurious wake-up budget */
 byte lost = LOSTKICKS;		/* lost-kick budget */
 
+#ifdef SECTIONS
+/* Sections.  Threads by id: vCPU i's thread is i, the management thread
+ * NV; owner and queue entries are 1 + id (0: none).  owner and the queue
+ * are the mutex m's: every critical section under m is one step in the
+ * model (README), so m itself is not a variable. */
+#define NT	(NV + 1)
+byte owner;			/* the section's owner (granted, or holding) */
+byte sq[NT];			/* the FIFO of waiters' nodes: sq[0] the head */
+byte qlen;
+bit granted[NT];		/* node.granted: store-release by the ender */
+bit sslp[NT];			/* asleep in futex_wait(&node.granted, 0) */
+byte stmo = SECT_TMO;		/* timeout budget of section waits */
+byte sheld;			/* ghost: 1 + id of the thread whose begin
+				 * returned 0, until its end */
+#endif
+
 /* ---- Ghosts (observation only; the protocol never reads them) ---------- */
 bit inguest[NV] = 1;		/* vCPU i executes a guest slice */
 bit lostk[NV];			/* a kick to vCPU i was lost, slice not ended */
@@ -188,11 +265,21 @@ byte gsn;			/* the absorbed run's number of edges */
 
 /* Locals of every thread that may settle (the inlines use them by name).
  * Every inline leaves them 0 when done, so that they do not split states. */
+#ifndef SECTIONS
 #define SETTLE_LOCALS \
 	short w, nw; \
 	byte s, e, i, t, cc, tg; \
 	byte coal; \
 	bit ok, allout, rekick, got, gaveup, blk, early
+#else
+/* pkw: this thread's CAS cleared PARKED without an edge (a command on a
+ * word that may run but for EX, or an end): it wakes every parked vCPU. */
+#define SETTLE_LOCALS \
+	short w, nw; \
+	byte s, e, i, t, cc, tg; \
+	byte coal; \
+	bit ok, allout, rekick, got, gaveup, blk, early, pkw
+#endif
 
 /* ======================================================================= */
 /* The pure transition function (rs_transition): what a command does to a
@@ -234,7 +321,7 @@ inline transition(c, w, nw)
 	:: else
 	fi;
 	if
-	:: MAYRUN(nw) -> nw = nw & ~W_PK
+	:: PK_CLEARS_CMD(nw) -> nw = nw & ~W_PK
 	:: else
 	fi
 }
@@ -267,8 +354,9 @@ inline note_edge(w, nw)
 	/* Every change of running-ness leaves the word settling, so no
 	 * command makes it runnable: only the settler's last claim does, and
 	 * it wakes the parked vCPUs (the early wake wakes them sooner, on a
-	 * word that is not runnable yet; they park again until the claim). */
-	assert(MAYRUN(w) || !MAYRUN(nw))
+	 * word that is not runnable yet; they park again until the claim).
+	 * Commands leave EX alone: nor do they make it runnable but for EX. */
+	assert(MAYRUN_BUT_EX(w) || !MAYRUN_BUT_EX(nw))
 }
 
 /* ---- The early wake (README, "Early wake") ----------------------------
@@ -315,6 +403,17 @@ inline do_cmd(c)
 		word = nw;
 		note_edge(w, nw);
 		holding = 0;	/* the holder's unlock ends its exclusion */
+#ifdef SECTIONS
+		/* With sections a command can clear PARKED without an edge: a
+		 * word that may run but for EX has PARKED from non-owners
+		 * parked on EX, and the transition clears it (a start on a
+		 * running VM: the library's CAS is made since the word
+		 * changes).  Whoever clears PARKED wakes; MUTANT_K: not
+		 * this maker (only the early wake's). */
+#ifndef MUTANT_K
+		pkw = (w & W_PK) && !(nw & W_PK) && !early;
+#endif
+#endif
 		cmd_flags(c)
 	}
 }
@@ -629,16 +728,17 @@ inline entry_kind()
 }
 
 /* Claim the first entry: the CAS that takes it off the backlog (PARKED
- * cleared, and the parked woken, when it makes the word runnable); then
- * the settled counters.  Seeded bug A: the claim that makes the word
- * runnable forgets to wake the parked vCPUs. */
+ * cleared, and the parked woken, when it makes the word runnable, or, with
+ * sections, runnable but for EX: a parked section owner must wake; the
+ * non-owners re-park); then the settled counters.  Seeded bug A: the claim
+ * that makes the word runnable forgets to wake the parked vCPUs. */
 inline claim_entry()
 {
 	atomic {
 		w = word;
 		nw = w - W_BL1;
 		if
-		:: MAYRUN(nw) -> nw = nw & ~W_PK
+		:: PK_CLEARS_CLAIM(nw) -> nw = nw & ~W_PK
 		:: else
 		fi;
 		word = nw;
@@ -652,7 +752,7 @@ inline claim_entry()
 	};
 #ifndef MUTANT_A
 	if
-	:: MAYRUN(nw) && (w & W_PK) -> wake_all()
+	:: PK_CLEARS_CLAIM(nw) && (w & W_PK) -> wake_all()
 	:: else
 	fi;
 #endif
@@ -881,6 +981,261 @@ inline sync_return_nostep(mine)
 	mine = 0
 }
 
+/* ======================================================================= */
+/* Exclusive sections (README, "Exclusive sections"); thread id `id`: a
+ * vCPU's (its index) or the management thread's (NV). */
+#ifdef SECTIONS
+
+/* Close the gap at sq[t]. */
+inline sect_shift()
+{
+	do
+	:: t + 1 < qlen -> sq[t] = sq[t + 1]; t++
+	:: else -> break
+	od;
+	qlen--;
+	sq[qlen] = 0;
+	t = 0
+}
+
+/* Take id's node off the queue (t is left 0). */
+inline sect_unlink(id)
+{
+	t = 0;
+	do
+	:: sq[t] != id + 1 -> t++
+	:: else -> break
+	od;
+	sect_shift()
+}
+
+/* rs_exclusive_begin(), first half: lock m; with no owner and an empty
+ * queue become the owner and set EX with a seq_cst CAS (inside m); else
+ * join the queue; unlock m (one step: see `owner`).  A waiter then sleeps
+ * on its node until granted (futex_wait(&granted, 0): the load and the
+ * futex's compare-and-sleep are one step, the compare being atomic with the
+ * sleep), or times out (SECT_TMO): then, under m, it is the owner if granted
+ * meanwhile, else it unlinks its node and returns RS_ETIMEDOUT.
+ * After: ok = 1, the owner (EX set); or gaveup = 1, timed out. */
+inline sect_acquire(id)
+{
+	atomic {
+		if
+		:: owner == 0 && qlen == 0 ->
+			owner = id + 1;
+			w = word;
+			/* a runnable word never has PARKED (so this CAS,
+			 * whose new word may run but for EX, has none to
+			 * clear); EX was clear with no owner */
+			assert(!(w & W_EX) && (!MAYRUN(w) || !(w & W_PK)));
+			word = w | W_EX;	/* the CAS: nothing but EX */
+			w = 0;
+			ok = 1
+		:: else ->
+			assert(!granted[id]);
+			sq[qlen] = id + 1;
+			qlen++
+		fi
+	};
+	do
+	:: ok -> break
+	:: else ->
+		atomic {
+			if
+			:: granted[id] -> granted[id] = 0; ok = 1; break
+			:: else -> sslp[id] = 1	/* FUTEX_WAIT(&granted, 0) */
+			fi
+		};
+		if
+		:: sslp[id] == 0		/* woken: look again */
+		:: atomic {
+			stmo > 0 ->
+			/* timed out: lock m; granted meanwhile? */
+			stmo--;
+			sslp[id] = 0;
+			if
+			:: granted[id] -> granted[id] = 0; ok = 1
+			:: else -> sect_unlink(id); gaveup = 1
+			fi;
+			break
+		   }
+		fi
+	od
+	/* (granted is the node's, on the caller's stack: left 0 here) */
+}
+
+/* rs_exclusive_begin(), second half, as the owner (EX set): the scan of a
+ * stop edge's maker (seq_cst fence, then each vCPU: count the ACTIVE ones
+ * in pending, WANTED, kick; RS_SCAN_EDGE kicks a WANTED one too), then
+ * rs_ack_wait() until every vCPU is out, as a synchronous stop's; on its
+ * timeout (SECT_TMO: at a scan that finds a vCPU active) gaveup = 1.
+ * Seeded bugs M and N: below. */
+#ifndef MUTANT_N
+#define SECT_SCAN(id)	scan()
+#else
+/* Seeded bug N: begin leaves its own vCPU active (no acknowledgement) and
+ * the owner's scan skips its own vCPU instead. */
+inline sect_scan_but(id)
+{
+#ifdef COARSE
+	atomic {
+#endif
+	allout = 1;
+	i = 0;
+	do
+	:: i < NV && i != id -> want_one(i); i++
+	:: i < NV && i == id -> i++
+	:: else -> i = 0; break
+	od;
+	rekick = 0
+#ifdef COARSE
+	}
+#endif
+}
+#define SECT_SCAN(id)	sect_scan_but(id)
+#endif
+
+inline sect_wait_out(id)
+{
+	rekick = 1;
+	do
+	::
+#ifdef COARSE
+	   atomic {
+		SECT_SCAN(id);
+#else
+		SECT_SCAN(id);
+	   atomic {
+#endif
+		if
+#ifdef MUTANT_M
+		/* Seeded bug M: begin returns after the scan and its kicks,
+		 * without waiting for the vCPUs to go out. */
+		:: true -> break
+#endif
+		:: allout -> break
+		:: !allout && stmo > 0 -> stmo--; gaveup = 1; break
+		:: !allout ->
+			if
+			:: pending != 0 -> slp_p = 1	/* FUTEX_WAIT */
+			:: else
+			fi
+		fi
+	   };
+	   wait_for_wake()
+	od;
+	allout = 0
+}
+
+/* Properties S1 and S2, as begin returns 0: EX is set, this thread is the
+ * owner and no other thread holds a section, no vCPU is in guest code (a
+ * vCPU thread's own vCPU is out too: begin took it out). */
+inline sect_returned(id)
+{
+	d_step {
+		assert(owner == id + 1 && (word & W_EX) && sheld == 0);
+		assert(NONE_INGUEST);
+		sheld = id + 1
+	}
+}
+
+/* rs_exclusive_end(), and the roll-back of a begin whose wait for the
+ * vCPUs timed out: lock m; a waiter: pop it, make it the owner, store
+ * granted (release) and FUTEX_WAKE it, EX stays; else no owner, and the
+ * CAS clears EX (and PARKED if the word may run); unlock m.  Then, if the
+ * CAS cleared PARKED, wake every parked vCPU (after the unlock here: the
+ * wave touches nothing of m's, and this only adds orders).  Property S4:
+ * the CAS changes EX and PARKED alone (no edge, the same run state).
+ * Seeded bug I: the hand-over stores granted but does not wake. */
+inline sect_release(id)
+{
+	atomic {
+		assert(owner == id + 1);
+		if
+		:: sheld == id + 1 -> sheld = 0
+		:: else
+		fi;
+		if
+		:: qlen > 0 ->
+			owner = sq[0];	/* pop the head */
+			t = 0;
+			sect_shift();
+			granted[owner - 1] = 1;
+#ifndef MUTANT_I
+			sslp[owner - 1] = 0	/* FUTEX_WAKE */
+#else
+			skip
+#endif
+		:: else ->
+			owner = 0;
+			w = word;
+			nw = w & ~W_EX;
+			if
+			:: MAYRUN(nw) -> nw = nw & ~W_PK
+			:: else
+			fi;
+			word = nw;
+			assert((w & W_EX) && ((w ^ nw) & ~(W_EX | W_PK)) == 0);
+			pkw = (w & W_PK) && !(nw & W_PK);
+			w = 0;
+			nw = 0
+		fi
+	};
+	if
+	:: pkw -> pkw = 0; wake_all()
+	:: else
+	fi
+}
+
+/* A section's whole begin for a thread that is not a vCPU's, its section,
+ * its end (or none on a timeout). */
+proctype sectioner()
+{
+	SETTLE_LOCALS;
+
+	sect_acquire(NV);
+	if
+	:: ok ->
+		ok = 0;
+		sect_wait_out(NV);
+		if
+		:: gaveup -> gaveup = 0		/* roll back: ETIMEDOUT */
+		:: else -> sect_returned(NV)	/* the section */
+		fi;
+		sect_release(NV)		/* its end */
+	:: else -> gaveup = 0			/* ETIMEDOUT */
+	fi
+}
+
+/* The owner's vCPU runs on a word that may run but for EX (rs_vcpu_enter()
+ * and rs_park(), on the owner's thread: `sp` is the thread's own).
+ * MUTANT_L: rs_park() checks the plain may-run. */
+#define RUNNABLE_ME(w)	(MAYRUN(w) || (sp == SP_HELD && MAYRUN_BUT_EX(w)))
+#ifndef MUTANT_L
+#define PARK_RUNNABLE_ME(w)	RUNNABLE_ME(w)
+#else
+#define PARK_RUNNABLE_ME(w)	MAYRUN(w)
+#endif
+/* Property S1 at every entry into guest code (a slice or the next one). */
+#define SECT_OK(me)	(sheld == 0 || sheld == (me) + 1)
+/* A command that cleared PARKED without an edge wakes (see do_cmd). */
+#define SECT_CMD_WAVE() \
+	if \
+	:: pkw -> pkw = 0; wake_all() \
+	:: else \
+	fi;
+/* A vCPU thread's section phase (sp). */
+#define SP_IDLE		0	/* will begin one */
+#define SP_BEGIN	1	/* going out to begin: after the ack, begin */
+#define SP_HELD		2	/* begin returned 0; until the end */
+#define SP_DONE		3	/* no (more) section */
+#else
+#define RUNNABLE_ME(w)	MAYRUN(w)
+#define PARK_RUNNABLE_ME(w)	MAYRUN(w)
+#define SECT_OK(me)	1
+#define SECT_CMD_WAVE()
+#endif
+
 /* The vCPU's own steps on S[i].  The *_THEN forms end with the jump to
  * the next step, so that no local-only step sits in between. */
 
@@ -934,6 +1289,11 @@ inline sync_return_nostep(mine)
 proctype vcpu(byte me)
 {
 	SETTLE_LOCALS;
+#ifdef SECTIONS
+	byte sp;	/* this thread's section phase (SP_*) */
+
+	sp = (me < SECT -> SP_IDLE : SP_DONE);
+#endif
 
 	/* Every vCPU starts active, in guest code, the VM running. */
 	goto guest;
@@ -949,7 +1309,10 @@ announced:
 #ifndef MUTANT_E
 	atomic {
 		if
-		:: MAYRUN(word) -> assert(!holding); inguest[me] = 1; goto guest
+		:: RUNNABLE_ME(word) ->
+			assert(!holding && SECT_OK(me));
+			inguest[me] = 1;
+			goto guest
 		:: else -> GO_OUT_THEN(me)
 		fi
 	};
@@ -962,7 +1325,11 @@ announced:
 	atomic {
 		S[me] = S[me] | S_ACT;
 		if
-		:: MAYRUN(w) -> w = 0; assert(!holding); inguest[me] = 1; goto guest
+		:: RUNNABLE_ME(w) ->
+			w = 0;
+			assert(!holding && SECT_OK(me));
+			inguest[me] = 1;
+			goto guest
 		:: else -> w = 0; GO_OUT_THEN(me)
 		fi
 	};
@@ -972,12 +1339,39 @@ guest:
 	/* A guest slice ends when the vCPU is kicked (an exit request kicks).
 	 * The same step is the fast path, rs_may_run() (and the exit request):
 	 * start the next slice, or go out. */
+#ifdef SECTIONS
+	if
+	:: atomic {
+		/* An exit whose handling begins a section: begin takes the
+		 * vCPU out first (rs_vcpu_thread_out(), an acknowledgement if
+		 * WANTED, which may help settle), then goes on at sbegin. */
+		sp == SP_IDLE && !exitreq[me] ->
+		sp = SP_BEGIN;
+		inguest[me] = 0;
+#ifndef MUTANT_N
+		GO_OUT(me);
+		if
+		:: s & S_WANT -> goto ack
+		:: else -> s = 0; goto sbegin
+		fi
+#else
+		goto sbegin	/* seeded bug N: the vCPU stays ACTIVE */
+#endif
+	   }
+	:: atomic {
+		/* The owner's vCPU, alone in guest code, is done (QEMU's one
+		 * instruction): its exit handling ends the section, the vCPU
+		 * still ACTIVE. */
+		sp == SP_HELD -> inguest[me] = 0; goto send
+	   }
+	::
+#endif
 	atomic {
 		kick[me] == 1 ->
 		kick[me] = 0;
 		lostk[me] = 0;
 		if
-		:: !exitreq[me] && MAYRUN(word) -> assert(!holding); goto guest
+		:: !exitreq[me] && MAYRUN(word) -> assert(!holding && SECT_OK(me)); goto guest
 		:: else ->
 #ifndef MUTANT_D
 			inguest[me] = 0;
@@ -999,6 +1393,9 @@ late:
 	:: else -> s = 0; goto park
 	fi;
 #endif
+#ifdef SECTIONS
+	fi;
+#endif
 
 ack:
 	/* The acknowledgement: pending--, FUTEX_WAKE at 0, and the last one
@@ -1009,6 +1406,12 @@ ack:
 		:: pending == 0 -> slp_p = 0; goto help	/* FUTEX_WAKE(&pending) */
 		:: else
 		fi;
+#ifdef SECTIONS
+		if
+		:: sp == SP_BEGIN -> goto sbegin
+		:: else
+		fi;
+#endif
 #ifdef COARSE
 		PARK_S_THEN(me)
 #else
@@ -1017,6 +1420,12 @@ ack:
 	};
 help:
 	settle(blk);	/* blk is 0 */
+#ifdef SECTIONS
+	if
+	:: sp == SP_BEGIN -> goto sbegin
+	:: else
+	fi;
+#endif
 
 park:
 	/* Park: PARKED in S[i], then PARKED in the word only if it is still not
@@ -1025,7 +1434,7 @@ park:
 parkw:
 	atomic {
 		if
-		:: MAYRUN(word) ->
+		:: PARK_RUNNABLE_ME(word) ->
 			/* runnable after all: clear own PARKED, announce */
 			s = 0;
 			ANNOUNCE_THEN(me)
@@ -1062,7 +1471,50 @@ parkw:
 	   }
 	fi;
 
+#ifdef SECTIONS
+	goto finished;
+
+sbegin:
+	/* rs_exclusive_begin(), the vCPU out. */
+	sect_acquire(me);
+	if
+	:: ok ->
+		ok = 0;
+		sect_wait_out(me);
+		if
+		:: gaveup -> gaveup = 0; sect_release(me); sp = SP_DONE	/* ETIMEDOUT */
+		:: else -> sect_returned(me); sp = SP_HELD
+		fi
+	:: else -> gaveup = 0; sp = SP_DONE				/* ETIMEDOUT */
+	fi;
+	/* Back through rs_vcpu_enter() (the owner's vCPU runs on a word that
+	 * may run but for EX). */
+	atomic { ANNOUNCE_THEN(me) };
+
+send:
+	/* rs_exclusive_end() from exit handling, then the fast path. */
+	sect_release(me);
+	sp = SP_DONE;
+	atomic {
+		if
+		:: !exitreq[me] && MAYRUN(word) ->
+			assert(!holding && SECT_OK(me));
+			inguest[me] = 1;
+			goto guest
+		:: else -> GO_OUT_THEN(me)
+		fi
+	};
+#endif
+
 finished:
+#ifdef SECTIONS
+	/* The exit request reached the owner's vCPU (kept out by a stop):
+	 * end the section before the thread ends. */
+	if
+	:: sp == SP_HELD -> sect_release(me); sp = SP_DONE
+	:: else
+	fi;
+#endif
 	assert(!(S[me] & S_ACT) && !inguest[me]);
 	exited[me] = 1
 }
@@ -1072,6 +1524,7 @@ finished:
 #define CMD_THEN_KICK(c, sync) \
 	d_step { do_cmd(c); if :: sync -> mine = nedge :: else fi }; \
 	coal_bump(); \
+	SECT_CMD_WAVE() \
 	kick_all_if_stop_edge()
 
 /* A synchronous stop (rs_stop with a timeout), STOPS times: CAS, kick on a
@@ -1198,9 +1651,23 @@ proctype finisher()
 		do
 		:: i < NV ->
 			assert(!slp[i] || ((word & W_PK) && (S[i] & S_PK)));
+#ifdef SECTIONS
+			/* a section owner's vCPU never sleeps on a word that
+			 * lets it run */
+			assert(!(slp[i] && owner == i + 1 && MAYRUN_BUT_EX(word)));
+#endif
 			i++
 		:: else -> i = 0; break
 		od
+#ifdef SECTIONS
+		;
+		/* EX is set exactly while a section is owned; nobody waits
+		 * in the queue without an owner to hand it over; a thread
+		 * granted the section is not asleep */
+		assert(((word & W_EX) != 0) == (owner != 0));
+		assert(qlen == 0 || owner != 0);
+		assert(owner == 0 || !sslp[owner - 1])
+#endif
 #else
 		skip
 #endif
@@ -1208,6 +1675,7 @@ proctype finisher()
 	MUTANT_F_WAVE(C_START)
 	do_cmd(C_START);	/* cont (releasing()) */
 	coal_bump();
+	SECT_CMD_WAVE()
 	EARLY_WAVE()
 	then_settle(0);
 	i = 0;
@@ -1230,6 +1698,9 @@ init {
 #if HOLDER
 		run holder();
 #endif
+#if SECT_MGMT
+		run sectioner();
+#endif
 		run finisher()
 	}
 }
@@ -1237,8 +1708,9 @@ init {
 #ifdef LIVENESS
 /* Property 4: the word never stays runnable while a vCPU (not exited) stays out
  * of guest code forever. */
-/* word % 32 == 0 is MAYRUN(word) (the LTL parser takes no bitwise and) */
-#define STUCK(j)	(word % 32 == 0 && !inguest[j] && !exited[j])
+/* word % 32 == 0 && word / W_EX % 2 == 0 is MAYRUN(word) (the LTL parser
+ * takes no bitwise and; EX is never set without sections) */
+#define STUCK(j)	(word % 32 == 0 && word / W_EX % 2 == 0 && !inguest[j] && !exited[j])
 #if NV == 2
 ltl progress { []<> !STUCK(0) && []<> !STUCK(1) }
 #else
