@@ -1,8 +1,10 @@
 #!/bin/sh
 # The shared library's exports are exactly the headers' functions, each in
-# its version node: runstate.h's in RUNSTATE_0.9, runstate-testing.h's in
-# RUNSTATE_TESTING_0.9 (lib/runstate.map), all rs_*, nothing else; and every
-# inline function of runstate.h has an exported twin NAME_func.
+# the version node lib/runstate.map gives it: runstate.h's in a RUNSTATE_0.N
+# node (the version that added it: RUNSTATE_0.9, RUNSTATE_0.10, ...),
+# runstate-testing.h's in a RUNSTATE_TESTING_ node; all rs_*, nothing else;
+# and every inline function of runstate.h has an exported twin NAME_func.
+# (abi.sh abidiff catches a symbol that moved out of its release's node.)
 # Usage: check-symbols.sh LIB SOURCE-ROOT
 set -eu
 lib=$1 root=$2
@@ -29,7 +31,20 @@ fi
 header_fns() {
 	grep -v '#define' "$1" | grep -o 'RS_API [^(]*(' | sed 's/($//; s/.*[ *]//' | sort -u
 }
-want=$( (header_fns "$pub" | sed 's/$/ RUNSTATE_0.9/'; header_fns "$tst" | sed 's/$/ RUNSTATE_TESTING_0.9/') | sort)
+# NAME NODE for each name the version script lists, by the node it is in.
+mapped=$(awk '/^[A-Z_0-9.]+ *\{/ { node = $1 } /^[[:space:]]*rs_[a-z_0-9]*;$/ { sub(/;$/, "", $1); print $1, node }' "$map" | sort)
+node_of() { printf '%s\n' "$mapped" | awk -v n="$1" '$1 == n { print $2 }'; }
+bad=
+for f in $(header_fns "$pub"); do
+	case $(node_of "$f") in RUNSTATE_0.*) ;; *) bad="$bad $f" ;; esac
+done
+for f in $(header_fns "$tst"); do
+	case $(node_of "$f") in RUNSTATE_TESTING_*) ;; *) bad="$bad $f" ;; esac
+done
+if [ -n "$bad" ]; then
+	echo "not in a version node of their header's kind in lib/runstate.map:$bad"; exit 1
+fi
+want=$( (header_fns "$pub"; header_fns "$tst") | while read -r f; do echo "$f $(node_of "$f")"; done | sort)
 if [ "$want" != "$syms" ]; then
 	echo "headers and exports differ (< headers, > library):"
 	tmp=$(mktemp -d)
