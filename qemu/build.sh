@@ -24,7 +24,8 @@ configure_flags="--target-list=x86_64-softmmu --disable-docs --disable-werror --
 # The ninja target: only the emulator, not the tools or the tests.
 target=qemu-system-x86_64
 # Bump when the recipe below changes in a way that must invalidate builds.
-recipe=2
+# 3: the patched build links the library (build_lib).
+recipe=3
 
 prog=build.sh
 die() { echo "$prog: error: $*" >&2; exit 1; }
@@ -59,6 +60,12 @@ Environment:
   RUNSTATE_QEMU_JOBS     ninja -j (default: nproc)
   RUNSTATE_QEMU_NICE     nice level of configure and ninja (default 19)
   RUNSTATE_QEMU_KEEP     finished binaries kept per flavor (default 4)
+
+The patched build links the library: lib/ is built alone as a static
+archive (meson -Ddefault_library=static -Dtests=false -Dbench=disabled,
+target librunstate.a) from a snapshot of this checkout, cached under
+\$RUNSTATE_QEMU_CACHE/lib/LIBHASH, and handed to QEMU's meson through a
+pkg-config file (runstate.pc, which requires liburcu-bp).
 EOF
 }
 
@@ -297,6 +304,75 @@ reference_timing_instrumentation_hook() {
 }
 
 # ---------------------------------------------------------------------------
+# The library, for the patched build
+
+# build_lib HASH: build lib/ alone as a static archive, once per library
+# hash, into $cache/lib/HASH/{include,lib}.  It builds from a snapshot of
+# the checkout (without build directories and .git), so that edits made
+# while it builds do not leak into a cached archive.  Only the library
+# target is built: the project's meson.build also declares tools, stress
+# programs and planted copies, which QEMU does not need.
+build_lib() {
+	local h=$1 d=$cache/lib/$1 log
+	[ -f "$d/.done" ] && return 0
+	say "building the runstate library (static, lib $h)"
+	rm -rf "$d"
+	mkdir -p "$d"
+	log=$d/build.log
+	rsync -a --exclude='/build*/' --exclude='/.git' --exclude='/subprojects/*/' "$top/" "$d/src/"
+	if ! nice -n "$nice_level" meson setup "$d/build" "$d/src" \
+			-Ddefault_library=static -Dtests=false -Dbench=disabled \
+			--buildtype=debugoptimized -Db_ndebug=true >"$log" 2>&1 9>&-; then
+		tail -n 20 "$log" >&2
+		die "meson setup of the library failed (log: $log)"
+	fi
+	if ! nice -n "$nice_level" ninja -C "$d/build" librunstate.a >>"$log" 2>&1 9>&-; then
+		grep -E -m 20 'error|FAILED' "$log" >&2 || true
+		die "the library did not build (log: $log)"
+	fi
+	mkdir -p "$d/include" "$d/lib"
+	cp "$d/src/lib/include/runstate.h" "$d/include/"
+	cp "$d/build/librunstate.a" "$d/lib/"
+	rm -rf "$d/src"
+	touch "$d/.done"
+}
+
+# install_if_changed SRC DST: copy only when the contents differ, so that
+# ninja sees a new mtime only when the library changed.
+install_if_changed() {
+	cmp -s "$1" "$2" 2>/dev/null || install -m 0644 "$1" "$2"
+}
+
+# stage_lib HASH WORKDIR: put the library where the patched tree's meson
+# finds it, at a path that does not change with the hash (QEMU's build
+# directory is configured once): WORKDIR/runstate/{include,lib}, and
+# WORKDIR/runstate/lib/pkgconfig/runstate.pc.
+stage_lib() {
+	local d=$cache/lib/$1 p=$2/runstate tmp ver
+	mkdir -p "$p/include" "$p/lib/pkgconfig"
+	install_if_changed "$d/include/runstate.h" "$p/include/runstate.h"
+	install_if_changed "$d/lib/librunstate.a" "$p/lib/librunstate.a"
+	ver=$(awk -F"'" '/^  version:/ { print $2; exit }' "$top/meson.build")
+	tmp=$(mktemp)
+	# pkg-config variables: ${...} is for pkg-config, not for the shell.
+	# shellcheck disable=SC2016
+	{
+		echo "prefix=$p"
+		echo 'includedir=${prefix}/include'
+		echo 'libdir=${prefix}/lib'
+		echo
+		echo 'Name: runstate'
+		echo "Description: One atomic word that says whether a VM's vCPUs may run (static, for QEMU)"
+		echo "Version: $ver"
+		echo 'Requires: liburcu-bp'
+		echo 'Cflags: -I${includedir}'
+		echo 'Libs: -L${libdir} -lrunstate -pthread'
+	} >"$tmp"
+	install_if_changed "$tmp" "$p/lib/pkgconfig/runstate.pc"
+	rm -f "$tmp"
+}
+
+# ---------------------------------------------------------------------------
 # Build
 
 prune_outputs() {
@@ -322,6 +398,11 @@ build() {
 	cp -a "$cache/src/$v/tree" "$stage"
 	if [ "$flavor" = patched ]; then
 		apply_series "$here/patches" "$stage" "$v"
+		build_lib "$(lib_hash)"
+		stage_lib "$(lib_hash)" "$wd"
+		# QEMU's meson finds the library through this, at configure time
+		# and when ninja re-runs meson after a patch changed meson.build.
+		export PKG_CONFIG_PATH="$wd/runstate/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 	else
 		reference_timing_instrumentation_hook "$stage" "$v"
 	fi
@@ -334,7 +415,7 @@ build() {
 
 	if [ ! -f "$bld/build.ninja" ] || [ "$(cat "$wd/configured" 2>/dev/null)" != "$configure_flags" ]; then
 		say "configuring ($flavor, qemu $v)"
-		rm -rf "$bld" "$wd/configured"
+		rm -rf "$bld" "$wd/configured" "$wd/pkg-config-path"
 		mkdir -p "$bld"
 		# shellcheck disable=SC2086
 		if ! (cd "$bld" && nice -n "$nice_level" "$src/configure" $configure_flags) >"$wd/configure.log" 2>&1 9>&-; then
@@ -342,6 +423,18 @@ build() {
 			die "configure failed for qemu $v ($flavor; log: $wd/configure.log)"
 		fi
 		echo "$configure_flags" >"$wd/configured"
+	fi
+	# Meson keeps the pkg-config path of its first run (a run in a tree
+	# configured before the series needed the library did not have it),
+	# and its re-runs from ninja ignore the environment: set it as the
+	# build directory's option, once.
+	if [ "$flavor" = patched ] && [ "$(cat "$wd/pkg-config-path" 2>/dev/null)" != "$wd/runstate/lib/pkgconfig" ]; then
+		if ! nice -n "$nice_level" meson configure "$bld" \
+				-Dpkg_config_path="$wd/runstate/lib/pkgconfig" >>"$wd/configure.log" 2>&1 9>&-; then
+			tail -n 20 "$wd/configure.log" >&2
+			die "could not set the pkg-config path of $bld (log: $wd/configure.log)"
+		fi
+		echo "$wd/runstate/lib/pkgconfig" >"$wd/pkg-config-path"
 	fi
 
 	say "building $target ($flavor, qemu $v, -j$jobs; log: $log)"
