@@ -15,6 +15,20 @@
  * A `sig` implementation's vCPUs never poll: their guest loop ends only when
  * a kick signal arrives (KVM_RUN with immediate_exit), so those rows measure
  * signal kicks rather than flag kicks.
+ *
+ * An exclusive world (the exclusive/<impl> rows) runs the same loop with
+ * the implementation's optional bracket around every slice, and its vCPU 0
+ * takes exclusive sections between two slices when the benchmark thread
+ * asks for them (rsb_exclusive()), each once every other vCPU is busy:
+ *
+ *	while (impl->enter(v))
+ *		while (impl->may_run(v)) {
+ *			if (v is vCPU 0, sections are asked for, and the
+ *			    others have run a few slices since)
+ *				excl_begin(v), one slice, excl_end(v);
+ *			else
+ *				exec_start(v), slice(v), exec_end(v);
+ *		}
  */
 #ifndef RSB_BENCH_H
 #define RSB_BENCH_H
@@ -62,7 +76,19 @@ struct world {
 	/* Bumped by the benchmark thread when it wants the next slice of
 	 * every vCPU time-stamped; read by every slice (read-mostly line). */
 	_Atomic uint32_t arm_gen __attribute__((aligned(64)));
-	char pad[60];
+	/* Exclusive worlds: bumped by the benchmark thread to ask vCPU 0 for
+	 * a section; read by vCPU 0 between slices. */
+	_Atomic uint32_t excl_req;
+	char pad[56];
+	/* Exclusive worlds: vCPU 0's answer, for the benchmark thread, which
+	 * sleeps on excl_done (a futex: the request number answered); the
+	 * rest is written before it (release) and read after (acquire). */
+	_Atomic uint32_t excl_done __attribute__((aligned(64)));
+	_Atomic uint32_t excl_taken;    /* the answer the benchmark thread took */
+	bool excl;                      /* an exclusive world */
+	uint64_t excl_first_ns, excl_ns;
+	const char *excl_err;
+	uint64_t *excl_base;            /* vCPU 0's: slice counts (world.c) */
 };
 
 struct impl {
@@ -95,6 +121,16 @@ struct impl {
 	/* Optional: futex sleeps of vCPUs and wakes of them so far. */
 	void (*stats)(struct world *w, uint64_t *parks, uint64_t *wakes);
 
+	/* Exclusive worlds only (exclusive/<name>).  Optional: around every
+	 * guest slice of every vCPU (QEMU's cpu_exec_start / cpu_exec_end). */
+	void (*exec_start)(struct vcpu *v);
+	void (*exec_end)(struct vcpu *v);
+	/* On vCPU 0's thread, between two slices: begin a section (every
+	 * other vCPU out, v ready to run its exclusive slice), end it.
+	 * 0 or -errno. */
+	int (*excl_begin)(struct vcpu *v);
+	int (*excl_end)(struct vcpu *v);
+
 	/* fastpath/<name>: set up the calling thread as a running vCPU and
 	 * return a context; run n checks, returning how many said "run". */
 	void *(*fast_setup)(void);
@@ -104,6 +140,7 @@ struct impl {
 
 extern const struct impl impl_runstate, impl_runstate_sig;
 extern const struct impl impl_qemu_condvar, impl_qemu_condvar_sig;
+extern const struct impl impl_qemu_exclusive;
 extern const struct impl impl_ck_brlock;
 extern const struct impl impl_urcu_qsbr;
 extern const struct impl impl_spin_floor;
@@ -113,8 +150,9 @@ extern const struct impl impl_plain_load;
 /* world.c: the simulated vCPUs' harness. */
 void rsb_world_init(void);
 /* Start n vCPU threads under impl; returns once every one has executed a
- * guest slice (0), or -errno with nothing left running. */
-int rsb_world_up(struct world *w, const struct impl *impl, unsigned n);
+ * guest slice (0), or -errno with nothing left running.  excl: an
+ * exclusive world (impl has excl_begin). */
+int rsb_world_up(struct world *w, const struct impl *impl, unsigned n, bool excl);
 void rsb_world_down(struct world *w);
 /* Have every vCPU stamp the start of its next slice; only when none may
  * begin one (stopped).  Returns the generation for rsb_wait_entered(). */
@@ -128,6 +166,11 @@ bool rsb_wait_parked(struct world *w);
 uint64_t rsb_slices_sum(const struct world *w);
 /* No vCPU inside a guest slice. */
 bool rsb_all_out(const struct world *w);
+/* Exclusive worlds: have vCPU 0 take two sections, each once every other
+ * vCPU is busy, and wait (asleep) for them.  *first_ns, *ns: how long each
+ * one's begin and end took, vCPU 0's re-entry included, its exclusive slice
+ * and the checks not.  Returns an error message or NULL. */
+const char *rsb_exclusive(struct world *w, uint64_t *first_ns, uint64_t *ns);
 /* Paired runs: keep a world stopped and its vCPUs asleep, and wake it up
  * again (error message or NULL). */
 void rsb_go_idle(struct world *w);

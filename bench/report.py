@@ -13,14 +13,16 @@ import os
 import re
 import sys
 
-KINDS = ["stop", "start", "pause_short", "lock_unlock"]
+KINDS = ["stop", "start", "pause_short", "lock_unlock", "exclusive"]
 IMPLS = ["runstate", "runstate_sig", "qemu_condvar", "qemu_condvar_sig",
-         "ck_brlock", "urcu_qsbr", "spin_floor", "futex_wake_all"]
-FAST_IMPLS = ["runstate", "qemu_condvar", "ck_brlock", "urcu_qsbr",
+         "qemu_exclusive", "ck_brlock", "urcu_qsbr", "spin_floor", "futex_wake_all"]
+FAST_IMPLS = ["runstate", "qemu_condvar", "qemu_exclusive", "ck_brlock", "urcu_qsbr",
               "spin_floor", "plain_load"]
+# The exclusive goal is set at 2 vCPUs: a section's owner and one other.
+EXCL_GOAL_N = 2
 COLORS = {
     "runstate": "#d62728", "runstate_sig": "#ff9896",
-    "qemu_condvar": "#1f77b4", "qemu_condvar_sig": "#aec7e8",
+    "qemu_condvar": "#1f77b4", "qemu_condvar_sig": "#aec7e8", "qemu_exclusive": "#17becf",
     "ck_brlock": "#9467bd", "urcu_qsbr": "#2ca02c",
     "spin_floor": "#000000", "futex_wake_all": "#7f7f7f",
 }
@@ -110,6 +112,7 @@ def main():
     # The goals are stated at N = CPUs - 1 (every vCPU on its own CPU, the
     # stopper on the last one); fall back to the nearest N measured.
     goal_n = min(ns, key=lambda n: (abs(n - max(ncpu - 1, 1)), n)) if ns else 1
+    excl_n = min(ns, key=lambda n: (abs(n - EXCL_GOAL_N), n)) if ns else EXCL_GOAL_N
 
     def get(kind, impl, n, key="p50_ns"):
         b = lat.get((kind, impl, n))
@@ -152,7 +155,7 @@ def main():
             w("* `%s`: %s" % (name, msg))
         w("")
 
-    w("## Goals (N = %d vCPUs, p50)\n" % goal_n)
+    w("## Goals (N = %d vCPUs, p50; exclusive sections at N = %d)\n" % (goal_n, excl_n))
     w("A *paired* ratio comes from one run that alternates samples of runstate "
       "and of the reference (the idle one's vCPUs asleep), so both see the same "
       "machine; it is the figure the goal is judged on.  The other ratios divide "
@@ -173,9 +176,9 @@ def main():
             text, fmt(a), fmt(b), fmt_ratio(r), target,
             "?" if ok is None else ("yes" if ok else "**no**"), rg))
 
-    def paired(kind, ref):
-        name = "%s/runstate/vcpus:%d" % (kind, goal_n)
-        b = lat.get((kind, "runstate", goal_n), {})
+    def paired(kind, ref, n=goal_n):
+        name = "%s/runstate/vcpus:%d" % (kind, n)
+        b = lat.get((kind, "runstate", n), {})
         return (b.get("p50_ns"), b.get("%s_p50_ns" % ref), b.get("vs_%s" % ref),
                 rng(name, "vs_%s" % ref))
 
@@ -196,6 +199,9 @@ def main():
     a, b, r, rg = paired("lock_unlock", "spin_floor")
     goal("lock_unlock/runstate vs spin_floor (paired; not a stated goal)", a, b, r,
          "(<= 2x)", 2.0, rg)
+    a, b, r, rg = paired("exclusive", "qemu_exclusive", excl_n)
+    goal("exclusive/runstate vs qemu_exclusive, %d vCPUs (paired)" % excl_n, a, b, r,
+         "<= 0.5x", 0.5, rg)
     w("")
 
     w("## fastpath: one \"may I run?\" check\n")
@@ -216,6 +222,10 @@ def main():
         if kind == "start":
             w("The start call alone (p50; it returns before the vCPUs run):\n")
             vcpu_table(impls, lambda n, i: fmt_ns(get(kind, i, n, "call_p50_ns")))
+        if kind == "exclusive":
+            w("The first of each sample's two sections (p50; not the sample: "
+              "the first after a paired world woke up):\n")
+            vcpu_table(impls, lambda n, i: fmt_ns(get(kind, i, n, "first_p50_ns")))
         rs_impls = [i for i in ("runstate", "runstate_sig") if i in impls]
         if any(get(kind, i, n, "parks_per_op") is not None for i in rs_impls for n in ns):
             w("runstate's own counters per sample (vCPU futex sleeps / wakes; the "
@@ -239,7 +249,8 @@ def main():
                                              fmt_ns(b.get("%s_p50_ns" % ref)),
                                              fmt_ratio(b.get("vs_%s" % ref))))
             w("")
-        floors = [f for f in ("spin_floor", "futex_wake_all", "qemu_condvar") if f in impls]
+        floors = [f for f in ("spin_floor", "futex_wake_all", "qemu_condvar", "qemu_exclusive")
+                  if f in impls]
         w("Ratios of the p50 medians of separate runs, runstate against: " +
           ", ".join(floors) + "\n")
         vcpu_table(floors,
@@ -309,9 +320,9 @@ def main():
 
     gp = []
     g = gp.append
-    g('set terminal pngcairo size 1400,1260 font "sans,9" noenhanced')
+    g('set terminal pngcairo size 1400,1680 font "sans,9" noenhanced')
     g('set output "%s"' % os.path.join(out, "latency.png"))
-    g('set multiplot layout 3,2 title "runstate-bench: %s CPUs, %s (noisy shared machine: '
+    g('set multiplot layout 4,2 title "runstate-bench: %s CPUs, %s (noisy shared machine: '
       'read ratios within this run)"' % (ctx.get("num_cpus", "?"), ctx.get("date", "")[:10]))
     g("set logscale x 2")
     g("set grid")
@@ -323,6 +334,7 @@ def main():
         "start": "start: call until the last parked vCPU runs guest code",
         "pause_short": "pause_short: stop, start at once, until all run again",
         "lock_unlock": "lock_unlock: internal lock + unlock round trip",
+        "exclusive": "exclusive: a section's begin + end from vCPU 0, the others busy",
     }
     for kind in KINDS:
         g("set logscale y 10")

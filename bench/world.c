@@ -4,12 +4,15 @@
  * simulated vCPU threads running one implementation (bench.h): each runs
  * short busy guest slices and asks the implementation between them whether
  * it may go on.  The benchmarks (bench.c) stop and start a world and read
- * the stamps its vCPUs leave.
+ * the stamps its vCPUs leave; in an exclusive world, vCPU 0 also takes
+ * the sections the benchmark thread asks for (rsb_exclusive()).
  *
  * With fewer vCPUs than CPUs, each vCPU is pinned to its own CPU and the
  * benchmark (management) thread to the first one; with as many or more,
  * nothing is pinned (oversubscribed: the threads that spin yield now and
- * then, see rsb_spin()).
+ * then, see rsb_spin()), except in an exclusive world with as many vCPUs as
+ * CPUs: its benchmark thread sleeps through each sample, so the vCPUs are
+ * pinned one per CPU and it beside vCPU 0, which hands it its CPU.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,6 +122,191 @@ static inline void slice(struct vcpu *v)
 	atomic_store_explicit(&v->in_slice, 0, memory_order_release);
 }
 
+/*
+ * Exclusive worlds: vCPU 0 takes one section; returns an error message or
+ * NULL, and *ns.  Timed: the begin and the end, vCPU 0's re-entry included
+ * (excl_begin returns with vCPU 0 ready to run its slice); not timed: the
+ * checks and the exclusive slice between them.
+ */
+static const char *excl_section(struct vcpu *v, uint64_t *ns)
+{
+	struct world *w = v->w;
+	const struct impl *impl = w->impl;
+	const char *err = NULL;
+	uint64_t t0, t1, t2, t3, s0 = 0, s1 = 0;
+	int r;
+
+	t0 = rsu_now_ns();
+	r = impl->excl_begin(v);
+	t1 = rsu_now_ns();
+	if (r) {
+		err = "the section did not begin";
+		t2 = t3 = t1;
+		goto out;
+	}
+	/* Every other vCPU is out: none inside a slice now (acquire: pairs
+	 * with slice()'s release store, which the implementation's own
+	 * acknowledgement orders before the begin's return), and none
+	 * completes one until the end. */
+	for (unsigned i = 1; i < w->n; i++) {
+		if (atomic_load_explicit(&w->v[i].in_slice, memory_order_acquire))
+			err = "a vCPU is inside a guest slice after the section began";
+		s0 += atomic_load_explicit(&w->v[i].slices, memory_order_relaxed);
+	}
+	slice(v);
+	for (unsigned i = 1; i < w->n; i++)
+		s1 += atomic_load_explicit(&w->v[i].slices, memory_order_relaxed);
+	if (s1 != s0 && !err)
+		err = "a guest slice completed during the section";
+	t2 = rsu_now_ns();
+	r = impl->excl_end(v);
+	t3 = rsu_now_ns();
+	if (r && !err)
+		err = "the section did not end";
+out:
+	*ns = (t1 - t0) + (t3 - t2);
+	return err;
+}
+
+/*
+ * Before a section vCPU 0 waits, running its own slices, until every other
+ * vCPU has completed EXCL_WARM_SLICES slices since vCPU 0 was ready to take
+ * it.  Then all of them are busy again: back from the previous section (a
+ * vCPU still asleep or waiting there would make the next section cheap),
+ * and none kept from its CPU by the management thread on its way to sleep
+ * (with as many vCPUs as CPUs that thread, woken, takes a vCPU's CPU for a
+ * few microseconds, and a section begun meanwhile waited for it: runstate's
+ * other vCPU reacted after 1 to 10 us instead of a fraction of one).
+ *
+ * It looks at their counters only every EXCL_CHECK_EVERY slices of its own,
+ * and then runs EXCL_QUIET_SLICES more without looking: each look pulls the
+ * lines a vCPU writes in every slice, and a QEMU vCPU's fence in
+ * cpu_exec_end() then waits for them to come back.  Looking between every
+ * slice, the model's other vCPU spent about half its time outside
+ * cpu_exec(), and half the sections found nobody to wait for.
+ *
+ * A vCPU may wait several time slices for its CPU (oversubscribed, or a
+ * busy machine: with a 2 ms limit, the QEMU model's other vCPU, woken by
+ * one section's end, often had not run yet when the next one began, and
+ * that one then cost 0.4 us instead of 10 or more): give up only after
+ * EXCL_WARM_LIMIT_NS.
+ */
+#define EXCL_WARM_SLICES 8
+#define EXCL_CHECK_EVERY 16
+#define EXCL_QUIET_SLICES 32
+#define EXCL_WARM_LIMIT_NS 100000000ull
+
+static bool others_warm(const struct world *w, const uint64_t *base, uint64_t since)
+{
+	for (unsigned i = 1; i < w->n; i++)
+		if (atomic_load_explicit(&w->v[i].slices, memory_order_relaxed) - base[i] <
+		    EXCL_WARM_SLICES)
+			return rsu_now_ns() - since > EXCL_WARM_LIMIT_NS;
+	return true;
+}
+
+/*
+ * vCPU 0 answered request req: let the benchmark thread, which may share
+ * its CPU (rsb_world_up()), run until it has taken the answer.  Waiting
+ * for a busy vCPU's time slice, each sample took 2 to 4 ms.  Bounded, in
+ * case the benchmark thread gave up waiting.
+ */
+static void hand_over(struct world *w, uint32_t req)
+{
+	uint64_t t0 = rsu_now_ns();
+
+	for (unsigned i = 0;
+	     atomic_load_explicit(&w->excl_taken, memory_order_relaxed) != req; i++) {
+		sched_yield();
+		if ((i & 63) == 63 && rsu_now_ns() - t0 > WAIT_LIMIT_NS)
+			break;
+	}
+}
+
+/* vCPU 0's way through a request: two sections, each after its warm-up. */
+struct excl_owner {
+	uint32_t seen;                  /* the last request answered */
+	enum { EO_IDLE, EO_WARMING, EO_QUIET } phase;
+	unsigned count;                 /* own slices in this phase */
+	unsigned done;                  /* sections of this request taken */
+	uint64_t since;                 /* the warm-up's start */
+	uint64_t ns[2];
+	const char *err;
+};
+
+/*
+ * Between two of vCPU 0's slices: false to run the next slice (nothing
+ * asked, or warming up), true after a section.  vCPU 0 answers once, after
+ * the second section, so that the benchmark thread wakes once per sample.
+ */
+static bool excl_step(struct vcpu *v, struct excl_owner *o)
+{
+	struct world *w = v->w;
+	/* Acquire: pairs with rsb_exclusive()'s release store. */
+	uint32_t req = atomic_load_explicit(&w->excl_req, memory_order_acquire);
+	const char *e;
+
+	if (__builtin_expect(req == o->seen, 1))
+		return false;
+	switch (o->phase) {
+	case EO_IDLE:
+		for (unsigned i = 1; i < w->n; i++)
+			w->excl_base[i] = atomic_load_explicit(&w->v[i].slices,
+							       memory_order_relaxed);
+		o->since = rsu_now_ns();
+		o->phase = EO_WARMING;
+		o->count = 0;
+		return false;
+	case EO_WARMING:
+		if (++o->count % EXCL_CHECK_EVERY || !others_warm(w, w->excl_base, o->since))
+			return false;
+		o->phase = EO_QUIET;
+		o->count = 0;
+		return false;
+	case EO_QUIET:
+		if (++o->count < EXCL_QUIET_SLICES)
+			return false;
+		break;
+	}
+	o->phase = EO_IDLE;
+	e = excl_section(v, &o->ns[o->done]);
+	if (!o->err)
+		o->err = e;
+	if (++o->done < 2)
+		return true;
+	w->excl_first_ns = o->ns[0];
+	w->excl_ns = o->ns[1];
+	w->excl_err = o->err;
+	o->err = NULL;
+	o->done = 0;
+	o->seen = req;
+	/* Release: pairs with rsb_exclusive()'s acquire load. */
+	atomic_store_explicit(&w->excl_done, req, memory_order_release);
+	rsu_futex_wake((uint32_t *)&w->excl_done, 1);
+	hand_over(w, req);
+	return true;
+}
+
+/* The loop of an exclusive world's vCPUs (bench.h). */
+static void excl_loop(struct vcpu *v)
+{
+	const struct impl *impl = v->w->impl;
+	struct excl_owner o = { .phase = EO_IDLE };
+	bool owner = v->idx == 0;
+
+	while (impl->enter(v)) {
+		while (impl->may_run(v)) {
+			if (owner && excl_step(v, &o))
+				continue;
+			if (impl->exec_start)
+				impl->exec_start(v);
+			slice(v);
+			if (impl->exec_end)
+				impl->exec_end(v);
+		}
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -136,7 +324,9 @@ static void *vcpu_thread(void *arg)
 	while (!atomic_load_explicit(&w->go, memory_order_acquire))
 		sched_yield();
 
-	if (impl->sig) {
+	if (w->excl) {
+		excl_loop(v);
+	} else if (impl->sig) {
 		for (;;) {
 			/* Eat the signal before asking: a kick that arrives
 			 * from here on ends the next guest loop at once
@@ -288,6 +478,28 @@ uint64_t rsb_slices_sum(const struct world *w)
 	return s;
 }
 
+const char *rsb_exclusive(struct world *w, uint64_t *first_ns, uint64_t *ns)
+{
+	uint32_t req = atomic_load_explicit(&w->excl_req, memory_order_relaxed) + 1, d;
+	uint64_t t0 = rsu_now_ns();
+
+	/* Release: pairs with excl_step()'s acquire load. */
+	atomic_store_explicit(&w->excl_req, req, memory_order_release);
+	/* Asleep meanwhile: with as many vCPUs as CPUs, this thread would
+	 * otherwise take a CPU from one of them.  Acquire: pairs with
+	 * excl_step()'s release store. */
+	while ((d = atomic_load_explicit(&w->excl_done, memory_order_acquire)) != req) {
+		if (rsu_now_ns() - t0 > WAIT_LIMIT_NS)
+			return "vCPU 0 did not take the sections within 10 s";
+		rsu_futex_wait((uint32_t *)&w->excl_done, d, 100000000);
+	}
+	/* vCPU 0 yields until this is seen (hand_over()). */
+	atomic_store_explicit(&w->excl_taken, req, memory_order_relaxed);
+	*first_ns = w->excl_first_ns;
+	*ns = w->excl_ns;
+	return w->excl_err;
+}
+
 /* After a stop returned: no vCPU is inside a slice. */
 bool rsb_all_out(const struct world *w)
 {
@@ -297,31 +509,57 @@ bool rsb_all_out(const struct world *w)
 	return true;
 }
 
-int rsb_world_up(struct world *w, const struct impl *impl, unsigned n)
+int rsb_world_up(struct world *w, const struct impl *impl, unsigned n, bool excl)
 {
 	pthread_attr_t attr;
 	unsigned started = 0;
 	uint32_t gen;
+	bool pin_mgmt;
 	int err;
 
 	memset(w, 0, sizeof(*w));
 	w->impl = impl;
 	w->n = n;
+	w->excl = excl;
+	if (excl && (!impl->excl_begin || !impl->excl_end))
+		return -EINVAL;
 	w->oversub = n >= rsu_ncpus();
 	w->v = aligned_alloc(_Alignof(struct vcpu), sizeof(struct vcpu) * n);
 	if (!w->v)
 		return -ENOMEM;
+	if (excl && !(w->excl_base = calloc(n, sizeof(*w->excl_base)))) {
+		free(w->v);
+		return -ENOMEM;
+	}
 	memset(w->v, 0, sizeof(struct vcpu) * n);
-	/* Pin only when every thread, the management one included, gets a
+	/*
+	 * Pin only when every thread, the management one included, gets a
 	 * CPU of its own: a vCPU pinned beside the management thread would
-	 * make each wake-up of the latter wait for a scheduler tick. */
+	 * make each wake-up of the latter wait for a scheduler tick.
+	 *
+	 * An exclusive world with as many vCPUs as CPUs is pinned too, one
+	 * vCPU per CPU, and the management thread beside vCPU 0: it sleeps
+	 * through each sample, and vCPU 0 hands it its CPU when it answers
+	 * (hand_over()).  Unpinned, the scheduler now and then put vCPU 0 and
+	 * the other vCPU on one CPU, and the section waited for a time slice
+	 * (2 vCPUs on 2 CPUs: p50 32 us against 5.6 us pinned, in one
+	 * sitting); pinned with the management thread elsewhere, each of its
+	 * wake-ups waited for a busy vCPU's time slice (2 to 4 ms).
+	 */
+	pin_mgmt = n < rsu_ncpus() || (excl && n == rsu_ncpus());
 	for (unsigned i = 0; i < n; i++) {
 		w->v[i].idx = i;
 		w->v[i].w = w;
-		w->v[i].cpu = n < rsu_ncpus() ? rsu_cpu_id(i + 1) : -1;
+		if (!pin_mgmt)
+			w->v[i].cpu = -1;
+		else if (n < rsu_ncpus())
+			w->v[i].cpu = rsu_cpu_id(i + 1);
+		else
+			w->v[i].cpu = rsu_cpu_id(i);
 	}
 	err = impl->init(w);
 	if (err) {
+		free(w->excl_base);
 		free(w->v);
 		return err;
 	}
@@ -343,7 +581,7 @@ int rsb_world_up(struct world *w, const struct impl *impl, unsigned n)
 		started++;
 	}
 	pthread_attr_destroy(&attr);
-	if (n < rsu_ncpus())
+	if (pin_mgmt)
 		rsu_pin_self(0);
 	else
 		rsu_unpin_self();
@@ -364,6 +602,7 @@ int rsb_world_up(struct world *w, const struct impl *impl, unsigned n)
 		for (unsigned i = 0; i < started; i++)
 			pthread_join(w->v[i].thread, NULL);
 		impl->fini(w);
+		free(w->excl_base);
 		free(w->v);
 		rsu_unpin_self();
 		return err;
@@ -388,6 +627,7 @@ void rsb_world_down(struct world *w)
 	for (unsigned i = 0; i < w->n; i++)
 		pthread_join(w->v[i].thread, NULL);
 	w->impl->fini(w);
+	free(w->excl_base);
 	free(w->v);
 	rsu_unpin_self();
 }
@@ -409,6 +649,13 @@ const char *rsb_wake_up(struct world *w)
 
 	atomic_store_explicit(&w->idle, 0, memory_order_seq_cst);
 	rsu_futex_wake((uint32_t *)&w->idle, INT_MAX);
+	/* An exclusive world's next request waits for its vCPUs itself
+	 * (others_warm()), asleep: polling here, this thread would keep a
+	 * CPU from them. */
+	if (w->excl) {
+		w->impl->start(w);
+		return NULL;
+	}
 	gen = rsb_arm(w);
 	w->impl->start(w);
 	return rsb_wait_entered(w, gen) ? NULL : "vCPUs did not run again within 10 s";
