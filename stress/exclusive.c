@@ -442,15 +442,7 @@ static void mgmt_section(struct thr *t, int64_t timeout, bool storm)
 	}
 	INC(ctx.stats.x_mgmt);
 	set_op(t, "section held");
-	if (rsu_rng_chance(&t->rng, ctx.cfg.fault_rate * 5)) {
-		/* Descheduled while holding. */
-		INC(ctx.stats.holder_desched);
-		hold = rsu_rng_range(&t->rng, 2 * MS, 10 * MS);
-		checks = 2;
-	} else {
-		hold = rsu_rng_range(&t->rng, 0, 300 * US);
-		checks = 1 + (int)rsu_rng_below(&t->rng, 4);
-	}
+	hold = hold_plan(t, &checks);
 	for (int k = 0; k < checks; k++) {
 		if (rsu_rng_below(&t->rng, 2))
 			rsu_sleep_ns(hold / checks);

@@ -193,6 +193,22 @@ void *mgmt_main(void *arg)
  * Internal lock holders
  */
 
+/* How long a lock or section holder holds, and in how many checks: now
+ * and then descheduled while holding (2-10 ms), else up to 300 us. */
+int64_t hold_plan(struct thr *t, int *checks)
+{
+	if (rsu_rng_chance(&t->rng, ctx.cfg.fault_rate * 5)) {
+		INC(ctx.stats.holder_desched);
+		*checks = 2;
+		return rsu_rng_range(&t->rng, 2 * MS, 10 * MS);
+	}
+	/* The draws in the order they always had: a seed replays the same. */
+	int64_t hold = rsu_rng_range(&t->rng, 0, 300 * US);
+
+	*checks = 1 + (int)rsu_rng_below(&t->rng, 4);
+	return hold;
+}
+
 /* While holding a lock that returned 0 (or settled after): no vCPU in a
  * guest slice, and no slice started. */
 static void hold_and_check(struct thr *t, enum rs_lock lk, uint64_t w_locked)
@@ -218,15 +234,7 @@ static void hold_and_check(struct thr *t, enum rs_lock lk, uint64_t w_locked)
 	if (!(rs_word(ctx.rs) & RS_W_LOCK(lk)))
 		violation(V_EXCLUSION, "%s held, but its bit reads clear", rs_lock_name(lk));
 	set_op(t, "holding");
-	if (rsu_rng_chance(&t->rng, ctx.cfg.fault_rate * 5)) {
-		/* Descheduled while holding. */
-		INC(ctx.stats.holder_desched);
-		hold = rsu_rng_range(&t->rng, 2 * MS, 10 * MS);
-		checks = 2;
-	} else {
-		hold = rsu_rng_range(&t->rng, 0, 300 * US);
-		checks = 1 + (int)rsu_rng_below(&t->rng, 4);
-	}
+	hold = hold_plan(t, &checks);
 	for (int k = 0; k < checks; k++) {
 		if (rsu_rng_below(&t->rng, 2))
 			rsu_sleep_ns(hold / checks);
