@@ -444,10 +444,7 @@ static void mgmt_section(struct thr *t, int64_t timeout, bool storm)
 	set_op(t, "section held");
 	hold = hold_plan(t, &checks);
 	for (int k = 0; k < checks; k++) {
-		if (rsu_rng_below(&t->rng, 2))
-			rsu_sleep_ns(hold / checks);
-		else
-			rsu_spin_ns(hold / checks);
+		hold_wait(t, hold / checks);
 		if (storm && !atomic_load(&ctx.stop) && rsu_rng_below(&t->rng, 8) == 0) {
 			command_inside(t);
 			set_op(t, "section held");

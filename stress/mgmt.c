@@ -209,6 +209,15 @@ int64_t hold_plan(struct thr *t, int *checks)
 	return hold;
 }
 
+/* One step of a hold: asleep or spinning, at random. */
+void hold_wait(struct thr *t, int64_t ns)
+{
+	if (rsu_rng_below(&t->rng, 2))
+		rsu_sleep_ns(ns);
+	else
+		rsu_spin_ns(ns);
+}
+
 /* While holding a lock that returned 0 (or settled after): no vCPU in a
  * guest slice, and no slice started. */
 static void hold_and_check(struct thr *t, enum rs_lock lk, uint64_t w_locked)
@@ -236,10 +245,7 @@ static void hold_and_check(struct thr *t, enum rs_lock lk, uint64_t w_locked)
 	set_op(t, "holding");
 	hold = hold_plan(t, &checks);
 	for (int k = 0; k < checks; k++) {
-		if (rsu_rng_below(&t->rng, 2))
-			rsu_sleep_ns(hold / checks);
-		else
-			rsu_spin_ns(hold / checks);
+		hold_wait(t, hold / checks);
 		for (int i = 0; i < ctx.nslots; i++) {
 			uint32_t g = vc_in_guest(i);
 			uint64_t s = vc_count(i);

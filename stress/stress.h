@@ -442,6 +442,7 @@ void do_read(struct thr *t, bool try);
 int do_releasing(struct thr *t, int kind, int arg);
 void do_stopping(struct thr *t, int kind, int arg, int64_t timeout, const char *what);
 int64_t hold_plan(struct thr *t, int *checks);
+void hold_wait(struct thr *t, int64_t ns);
 void *mgmt_main(void *arg);
 void *holder_main(void *arg);
 void *device_main(void *arg);
