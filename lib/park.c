@@ -38,8 +38,10 @@
 #define TREE_FANOUT 2
 
 /* Wake slot i's vCPU if parked (it then wakes its children itself);
- * returns false if it was not parked, so the caller walks the children. */
-static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
+ * returns false if it was not parked, so the caller walks the children.
+ * depth, in instrumented builds only (cost.h): the wake's depth in the
+ * wave, 1 for the thread that cleared RS_W_PARKED. */
+static bool tree_wake_slot(struct rs_instance *ri, uint32_t i RS_COST_ONLY(, uint32_t depth))
 {
 	struct rs_vcpu_impl *v = rs_registry_pin(&ri->reg, i);
 	bool woke = false;
@@ -50,12 +52,18 @@ static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
 		uint32_t s = atomic_load_explicit(&v->state, memory_order_seq_cst);
 
 		while (s & VS_PARK) {
+			/* Read by the woken vCPU after its seq_cst fetch_and
+			 * that sees VS_TREE (rs_park()): the CAS below
+			 * publishes it. */
+			RS_COST_ONLY(atomic_store_explicit(&v->tree_depth, depth,
+							   memory_order_relaxed);)
 			if (atomic_compare_exchange_weak_explicit(&v->state, &s,
 								  (s & ~VS_PARK) | VS_TREE,
 								  memory_order_seq_cst,
 								  memory_order_seq_cst)) {
 				rs_futex_wake(ri, &v->state, 1);
 				RS_STAT_INC(ri, wakes);
+				RS_COST_MAX(RS_COST_PART(ri), RS_COST_TREE_DEPTH, depth);
 				woke = true;
 				break;
 			}
@@ -65,13 +73,13 @@ static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
 	return woke;
 }
 
-static void tree_wake_children(struct rs_instance *ri, uint32_t i)
+static void tree_wake_children(struct rs_instance *ri, uint32_t i RS_COST_ONLY(, uint32_t depth))
 {
 	uint32_t n = rs_registry_hiwater(&ri->reg);
 
 	for (uint32_t c = i * TREE_FANOUT + 1; c <= i * TREE_FANOUT + TREE_FANOUT && c < n; c++)
-		if (!tree_wake_slot(ri, c))
-			tree_wake_children(ri, c);
+		if (!tree_wake_slot(ri, c RS_COST_ONLY(, depth)))
+			tree_wake_children(ri, c RS_COST_ONLY(, depth));
 }
 
 void rs_park_wake_all(struct rs_instance *ri)
@@ -82,8 +90,8 @@ void rs_park_wake_all(struct rs_instance *ri)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!rs_registry_hiwater(&ri->reg))
 		return;
-	if (!tree_wake_slot(ri, 0))
-		tree_wake_children(ri, 0);
+	if (!tree_wake_slot(ri, 0 RS_COST_ONLY(, 1)))
+		tree_wake_children(ri, 0 RS_COST_ONLY(, 1));
 }
 
 /*
@@ -188,5 +196,7 @@ out:
 	/* Woken by a tree wake: pass it on before anything else. */
 	if (atomic_fetch_and_explicit(&v->state, ~(VS_PARK | VS_TREE), memory_order_seq_cst) &
 	    VS_TREE)
-		tree_wake_children(ri, rs_vcpu_slot(v));
+		tree_wake_children(ri, rs_vcpu_slot(v)
+				   RS_COST_ONLY(, atomic_load_explicit(&v->tree_depth,
+								       memory_order_relaxed) + 1));
 }

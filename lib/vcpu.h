@@ -50,6 +50,11 @@ struct rs_vcpu_impl {
 	_Atomic uint64_t out_since_ns; /* 0 while active */
 	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
 	_Atomic uint32_t registered;
+#ifdef RS_INSTRUMENT
+	/* Depth of the wake that woke this vCPU in a tree wave (cost.h):
+	 * written by its waker before the CAS that sets VS_TREE. */
+	_Atomic uint32_t tree_depth;
+#endif
 };
 _Static_assert(sizeof(struct rs_vcpu_impl) <= sizeof(rs_vcpu), "rs_vcpu storage too small");
 _Static_assert(_Alignof(struct rs_vcpu_impl) <= _Alignof(rs_vcpu), "rs_vcpu alignment");
