@@ -64,6 +64,9 @@
 
 #include "bench.h"
 #include "shim.h"
+#ifdef RSB_HAVE_COST
+#include "cost.h"
+#endif
 
 /* The storm benchmark's measurement window per iteration. */
 #define STORM_WINDOW_NS 5000000ull
@@ -642,6 +645,20 @@ int main(int argc, char **argv)
 
 	ncpus = rsu_ncpus();
 
+	/* --cost: the work per operation against N (cost_main.c), from an
+	 * instrumented build only; Google Benchmark is not involved. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--cost"))
+			continue;
+#ifdef RSB_HAVE_COST
+		return rsb_cost_main(argc, argv);
+#else
+		fprintf(stderr, "runstate-bench: --cost needs an instrumented build: meson setup "
+				"build-cost -Dinstrument=true -Dbench=enabled -Dbuildtype=release\n");
+		return 2;
+#endif
+	}
+
 	/* Our own flag, removed before Google Benchmark sees argv. */
 	for (int i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "--vcpus=", 8)) {
@@ -668,7 +685,9 @@ int main(int argc, char **argv)
 			       "  --vcpus      vCPU counts to sweep (default from the %u CPUs "
 			       "here)\n"
 			       "  --kvm-vcpus  vCPU counts of the KVM benchmarks (default "
-			       "1..CPUs)\n\n", ncpus);
+			       "1..CPUs)\n"
+			       "  --cost       work per stop and start against N (instrumented "
+			       "builds; see docs/performance.md)\n\n", ncpus);
 		argv[out++] = argv[i];
 	}
 	argc = out;

@@ -105,7 +105,7 @@ int rs_create_ops(const struct rs_config *cfg, const struct rs_ops *ops, rs_runs
 	if (!ri)
 		return RS_ENOMEM;
 	memset(ri, 0, sizeof(*ri));
-	if (rs_registry_init(&ri->reg, c.max_vcpus)) {
+	if (rs_registry_init(&ri->reg, c.max_vcpus, RS_COST_PART(ri))) {
 		free(ri);
 		return RS_ENOMEM;
 	}

@@ -32,6 +32,7 @@ struct rs_instance;
 struct rs_vcpu_impl;
 
 #include "os.h"
+#include "cost.h"
 #include "registry.h"
 #include "vcpu.h"
 #include "ack.h"
@@ -94,6 +95,10 @@ struct rs_instance {
 	struct rs_listeners lis;
 	/* Counters, bumped from every thread: kept off the lines above. */
 	_Alignas(RS_LINE) struct rs_counters stats;
+#ifdef RS_INSTRUMENT
+	/* The work counters of an instrumented build (cost.h). */
+	_Alignas(RS_LINE) struct rs_cost_part cost;
+#endif
 };
 
 _Static_assert(offsetof(struct rs_instance, pub) == 0, "the public struct comes first");
@@ -117,11 +122,15 @@ _Static_assert(memory_order_relaxed == __ATOMIC_RELAXED && memory_order_acquire 
 	       "the builtins take <stdatomic.h>'s orders");
 #define rs_word_load(ri, mo) __atomic_load_n(&(ri)->pub.word_private, (mo))
 #define rs_word_init(ri, w) __atomic_store_n(&(ri)->pub.word_private, (w), __ATOMIC_RELAXED)
-/* Weak and strong compare-and-swap: *old is updated on failure. */
+/* Weak and strong compare-and-swap: *old is updated on failure.  An
+ * instrumented build counts every attempt (cost.h). */
+#define rs_word_cost(ri) RS_COST_ADD(&(ri)->cost, RS_COST_WORD_RMWS, 1)
 #define rs_word_cas_weak(ri, old, nw, ok, fail) \
-	__atomic_compare_exchange_n(&(ri)->pub.word_private, (old), (nw), true, (ok), (fail))
+	(rs_word_cost(ri), \
+	 __atomic_compare_exchange_n(&(ri)->pub.word_private, (old), (nw), true, (ok), (fail)))
 #define rs_word_cas_strong(ri, old, nw, ok, fail) \
-	__atomic_compare_exchange_n(&(ri)->pub.word_private, (old), (nw), false, (ok), (fail))
+	(rs_word_cost(ri), \
+	 __atomic_compare_exchange_n(&(ri)->pub.word_private, (old), (nw), false, (ok), (fail)))
 #define rs_word_prefetch(ri) __builtin_prefetch((const void *)&(ri)->pub.word_private)
 
 /* transition.c: rs_decode() into a struct of the library's own size. */

@@ -121,8 +121,10 @@ void rs_delay(struct rs_instance *ri, const char *name)
  */
 int rs_futex_wait(struct rs_instance *ri, _Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
 {
-	int r = ri->os.ops.futex_wait(ri->os.ops.ctx, (uint32_t *)addr, val, timeout_ns);
+	int r;
 
+	RS_COST_ADD(&ri->cost, RS_COST_FUTEX_WAITS, 1);
+	r = ri->os.ops.futex_wait(ri->os.ops.ctx, (uint32_t *)addr, val, timeout_ns);
 	if (r == 0 || r == -EAGAIN || r == -EINTR || r == -ETIMEDOUT)
 		return r;
 	rs_fatal("futex wait", r);
@@ -130,8 +132,10 @@ int rs_futex_wait(struct rs_instance *ri, _Atomic uint32_t *addr, uint32_t val, 
 
 void rs_futex_wake(struct rs_instance *ri, _Atomic uint32_t *addr, int n)
 {
-	int r = ri->os.ops.futex_wake(ri->os.ops.ctx, (uint32_t *)addr, n);
+	int r;
 
+	RS_COST_ADD(&ri->cost, RS_COST_FUTEX_WAKES, 1);
+	r = ri->os.ops.futex_wake(ri->os.ops.ctx, (uint32_t *)addr, n);
 	if (r < 0)
 		rs_fatal("futex wake", r);
 }

@@ -23,23 +23,39 @@
 #define PARK_SPIN  200
 
 /*
- * Waking parked vCPUs, in a tree over the slot indices.  A start must not
- * pay N futex wakes in a row on one thread: the waker wakes the roots,
- * and every vCPU woken this way (VS_TREE) wakes its own children before it
- * does anything else, so the wake-ups fan out in parallel, log2(N) deep.
- * A slot whose vCPU is not parked cannot pass the wave on, so whoever
- * reaches it walks its children directly: every slot below hiwater is
- * visited exactly once per wave.
+ * Waking parked vCPUs, in a tree over ranges of slots.  A start must not
+ * pay N futex wakes in a row on one thread, nor walk N slots: the thread
+ * that cleared RS_W_PARKED wakes one vCPU, the first parked one, and hands
+ * it every slot after its own; every vCPU woken this way (VS_TREE) splits
+ * the range it was handed in two halves and wakes the first parked vCPU of
+ * each, handing each the rest of its half, before it does anything else.
+ * A slot whose vCPU is not parked (busy, quiescent, empty) cannot take a
+ * range, so whoever scans past it keeps looking in the same half.  So:
+ *
+ *  - every slot below hiwater is visited exactly once per wave (the ranges
+ *    partition [0, hiwater));
+ *  - the starting thread makes one futex wake, and visits only the slots
+ *    before the first parked vCPU, whatever N is: a start's caller returns
+ *    after a constant number of wakes while the tree wakes the rest;
+ *  - a woken vCPU makes at most two wakes, and the ranges at least halve
+ *    at each level, so the wave is at most ceil(log2(N)) + 1 deep.
+ *
+ * (Until issue 16 the tree was the heap over slot indices, slot i's
+ * children 2i+1 and 2i+2: a slot that could not pass the wave on made its
+ * waker wake its children itself, so k busy vCPUs in slots 0..k-1 left the
+ * starting thread with about k+1 wakes to make; runstate-bench --cost.)
  *
  * seq_cst on the state: pairs with the parker's fetch_or of VS_PARK before
  * its CAS that sets RS_W_PARKED (rs_park()).  The wave starts after the CAS
  * that cleared RS_W_PARKED, so every vCPU that set it shows VS_PARK here.
  */
-#define TREE_FANOUT 2
 
-/* Wake slot i's vCPU if parked (it then wakes its children itself);
- * returns false if it was not parked, so the caller walks the children. */
-static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
+/* Wake slot i's vCPU if parked, handing it the slots (i, hi): it wakes
+ * those itself.  False if it was not parked: the caller goes on scanning.
+ * depth, in instrumented builds only (cost.h): the wake's depth in the
+ * wave, 1 for the thread that cleared RS_W_PARKED. */
+static bool tree_wake_slot(struct rs_instance *ri, uint32_t i, uint32_t hi
+			   RS_COST_ONLY(, uint32_t depth))
 {
 	struct rs_vcpu_impl *v = rs_registry_pin(&ri->reg, i);
 	bool woke = false;
@@ -54,8 +70,16 @@ static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
 								  (s & ~VS_PARK) | VS_TREE,
 								  memory_order_seq_cst,
 								  memory_order_seq_cst)) {
+				/* The range, by the CAS's winner only (two waves
+				 * may race for one parked vCPU), before the wake.
+				 * Release: pairs with the acquire load in
+				 * take_range(); +1, so that 0 means "not yet". */
+				RS_COST_ONLY(atomic_store_explicit(&v->tree_depth, depth,
+								   memory_order_relaxed);)
+				atomic_store_explicit(&v->tree_hi, hi + 1, memory_order_release);
 				rs_futex_wake(ri, &v->state, 1);
 				RS_STAT_INC(ri, wakes);
+				RS_COST_MAX(RS_COST_PART(ri), RS_COST_TREE_DEPTH, depth);
 				woke = true;
 				break;
 			}
@@ -65,13 +89,47 @@ static bool tree_wake_slot(struct rs_instance *ri, uint32_t i)
 	return woke;
 }
 
-static void tree_wake_children(struct rs_instance *ri, uint32_t i)
+/* Wake the first parked vCPU of the slots [lo, hi), handing it the rest. */
+static void tree_wake_first(struct rs_instance *ri, uint32_t lo, uint32_t hi
+			    RS_COST_ONLY(, uint32_t depth))
 {
-	uint32_t n = rs_registry_hiwater(&ri->reg);
+	for (uint32_t i = lo; i < hi; i++)
+		if (tree_wake_slot(ri, i, hi RS_COST_ONLY(, depth)))
+			return;
+}
 
-	for (uint32_t c = i * TREE_FANOUT + 1; c <= i * TREE_FANOUT + TREE_FANOUT && c < n; c++)
-		if (!tree_wake_slot(ri, c))
-			tree_wake_children(ri, c);
+/*
+ * The range a tree wake handed v, on v's own thread once it saw VS_TREE:
+ * its waker stores it right after the CAS that set VS_TREE and before the
+ * FUTEX_WAKE, so a vCPU that slept finds it at once, and one that saw
+ * VS_TREE without sleeping waits a few instructions (or, if its waker was
+ * preempted in between, yields to it).  Taken back to 0 for the next wave:
+ * that store comes before v sets VS_PARK again, which the next waker's CAS
+ * must read before it stores.
+ */
+static uint32_t take_range(struct rs_vcpu_impl *v)
+{
+	uint32_t h;
+
+	/* Acquire: pairs with the release store in tree_wake_slot(). */
+	for (int spin = 0; !(h = atomic_load_explicit(&v->tree_hi, memory_order_acquire)); spin++) {
+		if (spin < 100)
+			rs_cpu_relax();
+		else
+			sched_yield();
+	}
+	atomic_store_explicit(&v->tree_hi, 0, memory_order_relaxed);
+	return h - 1;
+}
+
+/* A woken vCPU's share of the wave, the slots [lo, hi): both halves. */
+static void tree_pass_on(struct rs_instance *ri, uint32_t lo, uint32_t hi
+			 RS_COST_ONLY(, uint32_t depth))
+{
+	uint32_t mid = lo + (hi - lo) / 2;
+
+	tree_wake_first(ri, lo, mid RS_COST_ONLY(, depth));
+	tree_wake_first(ri, mid, hi RS_COST_ONLY(, depth));
 }
 
 void rs_park_wake_all(struct rs_instance *ri)
@@ -80,10 +138,7 @@ void rs_park_wake_all(struct rs_instance *ri)
 	 * the parker's seq_cst VS_PARK store: after the CAS that cleared
 	 * RS_W_PARKED, the wave sees every slot a parker could be in. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (!rs_registry_hiwater(&ri->reg))
-		return;
-	if (!tree_wake_slot(ri, 0))
-		tree_wake_children(ri, 0);
+	tree_wake_first(ri, 0, rs_registry_hiwater(&ri->reg) RS_COST_ONLY(, 1));
 }
 
 /*
@@ -187,6 +242,11 @@ void rs_park(struct rs_vcpu_impl *v, uint32_t reqmask)
 out:
 	/* Woken by a tree wake: pass it on before anything else. */
 	if (atomic_fetch_and_explicit(&v->state, ~(VS_PARK | VS_TREE), memory_order_seq_cst) &
-	    VS_TREE)
-		tree_wake_children(ri, rs_vcpu_slot(v));
+	    VS_TREE) {
+		uint32_t hi = take_range(v);
+
+		tree_pass_on(ri, rs_vcpu_slot(v) + 1, hi
+			     RS_COST_ONLY(, atomic_load_explicit(&v->tree_depth,
+								 memory_order_relaxed) + 1));
+	}
 }

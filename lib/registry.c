@@ -17,12 +17,15 @@
 
 #include "instance.h"
 
-int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus)
+int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus, struct rs_cost_part *cost)
 {
 	reg->slots = calloc(max_vcpus, sizeof(*reg->slots));
 	if (!reg->slots)
 		return RS_ENOMEM;
 	reg->nslots = max_vcpus;
+#ifdef RS_INSTRUMENT
+	reg->cost = cost;
+#endif
 	return 0;
 }
 

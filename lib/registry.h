@@ -26,9 +26,14 @@ struct rs_registry {
 	uint32_t nslots;
 	_Atomic uint32_t hiwater;      /* slots [0, hiwater) may be in use */
 	_Atomic uint32_t nregistered;
+#ifdef RS_INSTRUMENT
+	struct rs_cost_part *cost;     /* the instance's work counters (cost.h) */
+#endif
 };
 
-RS_HIDDEN int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus);
+/* cost: the instance's work counters (NULL unless instrumented). */
+RS_HIDDEN int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus,
+			       struct rs_cost_part *cost);
 RS_HIDDEN void rs_registry_destroy(struct rs_registry *reg);
 /* Publish v in a free slot and return its index, or RS_ENOSPC. */
 RS_HIDDEN int rs_registry_insert(struct rs_registry *reg, struct rs_vcpu_impl *v);
@@ -64,9 +69,11 @@ static inline struct rs_vcpu_impl *rs_registry_pin(struct rs_registry *reg, uint
 	if (i >= reg->nslots)
 		return NULL;
 	sl = &reg->slots[i];
+	RS_COST_ADD(reg->cost, RS_COST_SLOTS, 1);
 	/* An empty slot costs one shared read. */
 	if (!atomic_load_explicit(&sl->vcpu, memory_order_relaxed))
 		return NULL;
+	RS_COST_ADD(reg->cost, RS_COST_PINS, 1);
 	/* seq_cst pin, then seq_cst load of the slot: against the remover's
 	 * seq_cst store of NULL, then load of pins (rs_registry_remove()),
 	 * one of the two sees the other. */

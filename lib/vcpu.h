@@ -20,7 +20,7 @@
  *         the vCPU's next active->out transition decrements the count
  * PARK    the vCPU sleeps (or is about to) on this word
  * WORK, EXIT  requests posted by rs_vcpu_request()
- * TREE    woken by a tree wake: wake your subtree (park.c)
+ * TREE    woken by a tree wake: wake the slots up to tree_hi (park.c)
  * generation  +1 on every active->out transition: a scanner that saw
  *         ACTIVE with generation g knows the vCPU has been out since once
  *         the generation differs from g
@@ -50,6 +50,15 @@ struct rs_vcpu_impl {
 	_Atomic uint64_t out_since_ns; /* 0 while active */
 	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
 	_Atomic uint32_t registered;
+	/* 1 + the end of the slot range this vCPU must wake when a tree
+	 * wake woke it, 0 when none is handed over (park.c): written by the
+	 * waker whose CAS set VS_TREE, right after it. */
+	_Atomic uint32_t tree_hi;
+#ifdef RS_INSTRUMENT
+	/* Depth of the wake that woke this vCPU in a tree wave (cost.h):
+	 * written with tree_hi, before its release store. */
+	_Atomic uint32_t tree_depth;
+#endif
 };
 _Static_assert(sizeof(struct rs_vcpu_impl) <= sizeof(rs_vcpu), "rs_vcpu storage too small");
 _Static_assert(_Alignof(struct rs_vcpu_impl) <= _Alignof(rs_vcpu), "rs_vcpu alignment");

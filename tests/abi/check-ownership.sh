@@ -14,7 +14,7 @@ bad=0
 # module OWNER (its .c and its .h; the .h may hold inline functions, which
 # take the part as &ri->PART: passing the part along touches no field).
 for rule in os:os reg:registry settle:settle ack:ack lockq:lockq ev:events \
-	    lis:listener excl:exclusive pub:instance; do
+	    lis:listener excl:exclusive cost:cost pub:instance; do
 	part=${rule%%:*} owner=${rule#*:}
 	hits=$(grep -n -- "->$part\." ./*.c ./*.h | grep -v -e "^\./$owner\.c:" -e "^\./$owner\.h:" || true)
 	if [ -n "$hits" ]; then

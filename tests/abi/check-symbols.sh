@@ -5,13 +5,34 @@
 # runstate-testing.h's in a RUNSTATE_TESTING_ node; all rs_*, nothing else;
 # and every inline function of runstate.h has an exported twin NAME_func.
 # (abi.sh abidiff catches a symbol that moved out of its release's node.)
-# Usage: check-symbols.sh LIB SOURCE-ROOT
+# An instrumented build (meson -Dinstrument=true, third argument
+# "instrumented") also exports runstate-instrument.h's functions, in a
+# RUNSTATE_INSTRUMENT_ node (lib/runstate-instrument.map, which meson appends
+# to the map); a production build exports none of them and holds no counter
+# code at all (nm: no symbol of lib/cost.c).
+# Usage: check-symbols.sh LIB SOURCE-ROOT [instrumented]
 set -eu
-lib=$1 root=$2
+lib=$1 root=$2 kind=${3:-production}
 pub=$root/lib/include/runstate.h
 tst=$root/lib/include/runstate-testing.h
+ins=$root/lib/include/runstate-instrument.h
 map=$root/lib/runstate.map
 command -v objdump >/dev/null || { echo "objdump not found (binutils)"; exit 1; }
+command -v nm >/dev/null || { echo "nm not found (binutils)"; exit 1; }
+tmpmap=$(mktemp)
+trap 'rm -f "$tmpmap"' EXIT
+if [ "$kind" = instrumented ]; then
+	cat "$map" "$root/lib/runstate-instrument.map" >"$tmpmap"
+	map=$tmpmap
+fi
+# The counters' code, by the names lib/cost.c defines (every symbol, local
+# ones too: hidden functions stay in the symbol table as local).
+cost_syms=$(nm "$lib" | awk '{ print $NF }' | grep -E '^(rs_cost_|tls_cost|next_stripe)' || true)
+if [ "$kind" = instrumented ]; then
+	[ -n "$cost_syms" ] || { echo "instrumented build without lib/cost.c's symbols"; exit 1; }
+elif [ -n "$cost_syms" ]; then
+	echo "counter code in a production build:"; echo "$cost_syms"; exit 1
+fi
 
 # NAME VERSION, one per defined dynamic symbol (versioned definitions only:
 # the version nodes themselves are absolute symbols and left out).
@@ -41,10 +62,17 @@ done
 for f in $(header_fns "$tst"); do
 	case $(node_of "$f") in RUNSTATE_TESTING_*) ;; *) bad="$bad $f" ;; esac
 done
+ins_fns=
+if [ "$kind" = instrumented ]; then
+	ins_fns=$(header_fns "$ins")
+	for f in $ins_fns; do
+		case $(node_of "$f") in RUNSTATE_INSTRUMENT_*) ;; *) bad="$bad $f" ;; esac
+	done
+fi
 if [ -n "$bad" ]; then
 	echo "not in a version node of their header's kind in lib/runstate.map:$bad"; exit 1
 fi
-want=$( (header_fns "$pub"; header_fns "$tst") | while read -r f; do echo "$f $(node_of "$f")"; done | sort)
+want=$( (header_fns "$pub"; header_fns "$tst"; [ -z "$ins_fns" ] || printf '%s\n' $ins_fns) | while read -r f; do echo "$f $(node_of "$f")"; done | sort)
 if [ "$want" != "$syms" ]; then
 	echo "headers and exports differ (< headers, > library):"
 	tmp=$(mktemp -d)
