@@ -17,7 +17,11 @@
 #                      multifd/tcp/plain/cancel (migrate_cancel, then a
 #                      second migration)
 #
-# usage: qemu/run-qtests.sh BUILD_DIR [TEST...]
+# usage: qemu/run-qtests.sh [--qemu BINARY] BUILD_DIR [TEST...]
+#   --qemu     run the tests built in BUILD_DIR against BINARY instead of
+#              BUILD_DIR's own qemu-system-x86_64, e.g. Debian's stock
+#              /usr/bin/qemu-system-x86_64 (the same version), so that
+#              one build of the tests serves both binaries
 #   BUILD_DIR  a configured build tree; qemu/build.sh prints the binary
 #              $CACHE/out/FLAVOR-KEY/qemu-system-x86_64, whose info file
 #              names it (build_dir=...); that directory or the binary's
@@ -35,7 +39,14 @@ set -eu -o pipefail
 prog=run-qtests.sh
 die() { echo "$prog: error: $*" >&2; exit 1; }
 
-[ $# -ge 1 ] || die "usage: $prog BUILD_DIR [TEST...]"
+qemu=
+if [ "${1:-}" = --qemu ]; then
+	[ $# -ge 2 ] || die "--qemu needs a binary"
+	qemu=$2
+	shift 2
+	[ -x "$qemu" ] || die "$qemu is not an executable"
+fi
+[ $# -ge 1 ] || die "usage: $prog [--qemu BINARY] BUILD_DIR [TEST...]"
 bld=$1
 shift
 if [ -f "$bld/info" ]; then
@@ -43,6 +54,7 @@ if [ -f "$bld/info" ]; then
 fi
 [ -f "$bld/build.ninja" ] || die "$bld is not a configured QEMU build tree (no build.ninja)"
 bld=$(cd "$bld" && pwd)
+qemu=${qemu:-$bld/qemu-system-x86_64}
 nice_level=${RUNSTATE_QEMU_NICE:-19}
 
 all="pvpanic-test wdt_ib700-test cpu-plug-test test-hmp qmp-cmd-test migration-test"
@@ -72,7 +84,7 @@ wrap=$(mktemp -d)
 trap 'rm -rf "$wrap"' EXIT
 cat >"$wrap/qemu-system-x86_64" <<EOF
 #!/bin/sh
-exec "$bld/qemu-system-x86_64" -L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu "\$@"
+exec "$qemu" -L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu "\$@"
 EOF
 chmod +x "$wrap/qemu-system-x86_64"
 export QTEST_QEMU_BINARY="$wrap/qemu-system-x86_64"
@@ -87,7 +99,7 @@ for t in $tests; do
 		for p in $migration_paths; do args+=(-p "$p"); done
 	fi
 	s=$(date +%s.%N)
-	log=$bld/qtest-$t.log
+	log=$bld/qtest-$t${qemu:+-$(echo "$qemu" | tr / _)}.log
 	if (cd "$bld" && timeout 900 "./tests/qtest/$t" "${args[@]}") >"$log" 2>&1; then
 		r=PASS
 		passed=$((passed + 1))
@@ -102,5 +114,6 @@ for t in $tests; do
 		"$(awk -v s="$s" -v e="$e" 'BEGIN { print e - s }')" "$n_ok" "$n_bad" "$log"
 	[ "$r" = PASS ] || grep -E '^not ok|ERROR|Bail' "$log" | head -n 5 | sed 's/^/    /'
 done
+echo "binary: $qemu"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
