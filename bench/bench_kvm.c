@@ -32,8 +32,9 @@
  * rk_vcpu_kvm_run().
  *
  * The guest never leaves by itself (io_shift 32): every exit is a kick, so
- * the rows measure the stop and start protocols and nothing else.  Nothing
- * is pinned.
+ * the rows measure the stop and start protocols and nothing else.  With
+ * fewer vCPUs than CPUs each vCPU thread is pinned to a CPU of its own and
+ * the benchmark thread to the first (kw_up()); otherwise nothing is.
  *
  * start runs from the start call until the last vCPU entered the KVM_RUN
  * that executed guest code, as stamped by the vCPU threads themselves (the
@@ -615,12 +616,12 @@ static void kf_stop(struct kw *w)
 		     (a = atomic_load_explicit(&c->acked, memory_order_acquire)) != s &&
 		     a != UINT32_MAX; k++) {
 			rsu_cpu_relax();
-			/* Nothing is pinned: the kicked vCPU's thread may be
-			 * waiting for this very CPU to handle its exit (on
-			 * the 2-CPU machine, a stop/kick_floor_kvm/vcpus:1
-			 * run that spun without yielding had a p50 of 4 ms,
-			 * a scheduler tick).  With nobody else runnable
-			 * here the yield returns at once. */
+			/* Where nothing is pinned (as many vCPUs as CPUs),
+			 * the kicked vCPU's thread may be waiting for this
+			 * very CPU to handle its exit: unpinned and without
+			 * this yield, a stop/kick_floor_kvm/vcpus:1 run had
+			 * a p50 of 4 ms, a scheduler tick.  With nobody else
+			 * runnable here the yield returns at once. */
 			if ((k & 63) == 63)
 				sched_yield();
 		}
@@ -789,6 +790,27 @@ static int kw_up(struct kw *w, const struct kw_ops *ops, unsigned n)
 	w->n = n;
 	if ((err = ops->up(w)) != 0)
 		return err;
+	/*
+	 * With fewer vCPUs than CPUs, every vCPU thread on a CPU of its own
+	 * and the benchmark (management) thread on the first, as the
+	 * simulated worlds are (world.c), and as the goals are judged.
+	 * Unpinned, the scheduler now and then put the stopper and the
+	 * vCPU it kicked on one CPU: a stopper that spins then waits for a
+	 * time slice (stop/kick_floor_kvm/vcpus:1 once had a p50 of 4 ms).
+	 * Otherwise nothing is pinned.
+	 */
+	if (n < rsu_ncpus()) {
+		for (unsigned i = 0; i < n; i++) {
+			cpu_set_t set;
+
+			CPU_ZERO(&set);
+			CPU_SET(rsu_cpu_id(i + 1), &set);
+			sched_setaffinity(ops->tid(w, i), sizeof(set), &set);
+		}
+		rsu_pin_self(0);
+	} else {
+		rsu_unpin_self();
+	}
 	/* Running: wait until every vCPU executed guest code. */
 	for (unsigned i = 0; i < n; i++)
 		w->snap[i] = rk_guest_counter(w->vm, i);
@@ -1002,6 +1024,10 @@ static void bm_kvm(struct rsb_state *st, void *arg)
 	unsigned nref = 0, up = 0;
 	const char *msg = NULL;
 	uint64_t sleeps = 0, iters = 0;
+	/* Every sample in order, for a closer look (docs/performance.md):
+	 * its time and the stopper's sleeps, then each reference's. */
+	const char *log_path = getenv("RSB_SAMPLE_LOG");
+	FILE *log = log_path && *log_path ? fopen(log_path, "a") : NULL;
 
 	while (nref < KW_MAX_REFS && b->ref[nref])
 		nref++;
@@ -1054,6 +1080,16 @@ static void bm_kvm(struct rsb_state *st, void *arg)
 			msg = "out of memory";
 		sleeps += s.sleeps;
 		iters++;
+		if (log) {
+			fprintf(log, "%s/%s/vcpus:%u\t%llu\t%llu\t%llu",
+				b->kind == KW_STOP ? "stop" : "start", b->ops->name, b->n,
+				(unsigned long long)(iters - 1), (unsigned long long)s.ns,
+				(unsigned long long)s.sleeps);
+			for (unsigned r = 0; r < nref; r++)
+				fprintf(log, "\t%llu\t%llu", (unsigned long long)rs[r].ns,
+					(unsigned long long)rs[r].sleeps);
+			fputc('\n', log);
+		}
 		for (unsigned r = 0; r < nref && !msg; r++)
 			if (rsb_samples_add(&refs[r], rs[r].ns))
 				msg = "out of memory";
@@ -1093,6 +1129,9 @@ out:
 	rsb_samples_free(&seen);
 	for (unsigned r = 0; r < nref; r++)
 		rsb_samples_free(&refs[r]);
+	if (log)
+		fclose(log);
+	rsu_unpin_self();
 }
 
 void rsb_kvm_register(const unsigned *ns, size_t nn)
