@@ -57,6 +57,7 @@
  * process exits non-zero, which is what the bench-smoke test looks at.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,119 @@ static void pairs_free(struct pairs *p)
 	p->v = NULL;
 }
 
+/*
+ * The boundary between the machine's two modes in a run's probes, or 0 if
+ * they show one mode.  Otsu's split of the log round trips (the one that
+ * best separates two groups), taken only if the two groups' medians differ
+ * by MODE_GAP or more: on the machine of docs/performance.md the modes'
+ * round trips differ by 2.5 to 3x (about 180 ns and 500 ns), while within a
+ * mode they spread by well under that.
+ */
+#define MODE_GAP 1.8
+
+static uint64_t mode_split(const uint64_t *v, size_t n)
+{
+	uint64_t *x = malloc(n * sizeof(*x)), split = 0;
+	double *pre = malloc((n + 1) * sizeof(*pre)), best = -1;
+	size_t m = 0, k_best = 0;
+
+	if (!x || !pre)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			x[m++] = v[i];
+	if (m < 40)
+		goto out;
+	qsort(x, m, sizeof(*x), cmp_u64);
+	pre[0] = 0;
+	for (size_t i = 0; i < m; i++)
+		pre[i + 1] = pre[i] + log((double)x[i]);
+	for (size_t k = 1; k < m; k++) {
+		double w0 = (double)k / (double)m, w1 = 1 - w0;
+		double d = pre[k] / (double)k - (pre[m] - pre[k]) / (double)(m - k);
+
+		if (x[k] == x[k - 1])
+			continue;
+		if (w0 * w1 * d * d > best) {
+			best = w0 * w1 * d * d;
+			k_best = k;
+		}
+	}
+	/* Both groups' medians, and each group at least 1% of the run. */
+	if (k_best >= m / 100 && m - k_best >= m / 100 && k_best > 0 &&
+	    (double)x[k_best + (m - k_best) / 2] >= MODE_GAP * (double)x[k_best / 2])
+		split = x[k_best];
+out:
+	free(x);
+	free(pre);
+	return split;
+}
+
+static double median_of(uint64_t *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return (double)v[(n - 1) / 2];
+}
+
+/*
+ * Per-mode counters: probe_p50_ns (runstate's probes), slow_share (of
+ * runstate's samples, 0 with one mode) and, if the run saw both modes, for
+ * each reference vs_<ref>_fast and vs_<ref>_slow: the ratio of the p50s of the samples that
+ * saw that mode, each side classified by its own probe (so a mode change
+ * between the two samples of a pair does not mix them).  A mode with fewer
+ * than 20 samples on either side gets no ratio.
+ */
+static void mode_counters(struct rsb_state *st, struct pairs *p, const struct bm *b)
+{
+	size_t row = 2 * (1 + p->nref), n = p->n, nslow = 0;
+	uint64_t *pool = malloc(n * (1 + p->nref) * sizeof(*pool));
+	uint64_t *a = malloc(n * sizeof(*a)), *c = malloc(n * sizeof(*c)), split;
+
+	if (!pool || !a || !c || !n)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		for (unsigned k = 0; k <= p->nref; k++)
+			pool[i * (1 + p->nref) + k] = p->v[i * row + 2 * k + 1];
+	split = mode_split(pool, n * (1 + p->nref));
+	for (size_t i = 0; i < n; i++)
+		a[i] = p->v[i * row + 1];
+	rsb_counter(st, "probe_p50_ns", median_of(a, n));
+	for (size_t i = 0; i < n; i++)
+		if (split && p->v[i * row + 1] >= split)
+			nslow++;
+	rsb_counter(st, "slow_share", (double)nslow / (double)n);
+	/* One mode: the run's own vs_<ref> is its ratio, and probe_p50_ns
+	 * says which mode it was. */
+	for (unsigned r = 0; split && r < p->nref; r++) {
+		for (int slow = 0; slow <= 1; slow++) {
+			size_t na = 0, nc = 0;
+			char name[64];
+
+			for (size_t i = 0; i < n; i++) {
+				const uint64_t *rw = p->v + i * row;
+				bool sa = split && rw[1] >= split, sc = split && rw[3 + 2 * r] >= split;
+
+				/* A sample whose probe failed (0) says nothing. */
+				if (rw[1] && sa == (bool)slow)
+					a[na++] = rw[0];
+				if (rw[3 + 2 * r] && sc == (bool)slow)
+					c[nc++] = rw[2 + 2 * r];
+			}
+			if (na < 20 || nc < 20)
+				continue;
+			snprintf(name, sizeof(name), "vs_%s_%s", b->ref[r]->name,
+				 slow ? "slow" : "fast");
+			rsb_counter(st, name, median_of(a, na) / median_of(c, nc));
+		}
+	}
+out:
+	free(pool);
+	free(a);
+	free(c);
+}
+
 static void pairs_report(struct rsb_state *st, struct pairs *p, const struct bm *b)
 {
 	const char *log = getenv("RSB_SAMPLE_LOG");
@@ -360,7 +474,7 @@ static void pairs_report(struct rsb_state *st, struct pairs *p, const struct bm 
 			fclose(f);
 		}
 	}
-	(void)st;
+	mode_counters(st, p, b);
 }
 
 static void get_stats(struct world *w, uint64_t *parks, uint64_t *wakes)
