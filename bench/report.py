@@ -189,6 +189,14 @@ def main():
          rng("fastpath/runstate", "vs_plain_load"), fmt_fast)
     a, b, r, rg = paired("stop", "spin_floor")
     goal("stop/runstate vs spin_floor (paired)", a, b, r, "<= 2x", 2.0, rg)
+    # The same goal in each of the machine's two modes: the samples that saw
+    # each (classified by their own cross-CPU probe, bench.c mode_counters()).
+    for mode in ("fast", "slow"):
+        key = "vs_spin_floor_%s" % mode
+        b = lat.get(("stop", "runstate", goal_n), {})
+        if b.get(key) is not None:
+            goal("stop/runstate vs spin_floor, samples in the %s mode (paired)" % mode,
+                 None, None, b.get(key), "<= 2x", 2.0, rng("stop/runstate/vcpus:%d" % goal_n, key))
     a, b, r, rg = paired("stop", "qemu_condvar")
     goal("stop/runstate vs qemu_condvar (paired)", a, b, r, "<= 0.25x", 0.25, rg)
     a, b = get("stop", "runstate_sig", goal_n), get("stop", "qemu_condvar_sig", goal_n)
@@ -247,7 +255,7 @@ def main():
                 return "-" if p is None else "%.2f / %.2f" % (p, k)
             vcpu_table(rs_impls, per_op)
         refs = sorted({k[len("vs_"):] for n in ns for k in lat.get((kind, "runstate", n), {})
-                       if k.startswith("vs_")})
+                       if k.startswith("vs_") and not k.endswith(("_fast", "_slow"))})
         for ref in refs:
             w("Paired with %s in the same run (p50 runstate / p50 %s / ratio):\n" % (ref, ref))
             w("| vCPUs | runstate | %s | ratio |" % ref)
@@ -259,6 +267,24 @@ def main():
                 w("| %d | %s | %s | %s |" % (n, fmt_ns(b.get("p50_ns")),
                                              fmt_ns(b.get("%s_p50_ns" % ref)),
                                              fmt_ratio(b.get("vs_%s" % ref))))
+            w("")
+        name_at = lambda n: "%s/runstate/vcpus:%d" % (kind, n)
+        if any(r.get("probe_p50_ns") is not None for n in ns for r in runs.get(name_at(n), [])):
+            w("The machine's mode in each repetition (cross-CPU round trip probed before "
+              "each sample, p50; the share of runstate's samples in the slow mode; the "
+              "paired ratios within each mode, when the repetition saw both):\n")
+            w("| vCPUs | repetition | probe p50 | slow share | " +
+              " | ".join("vs %s (all / fast / slow)" % ref for ref in refs) + " |")
+            w("| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in refs) + " |")
+            for n in ns:
+                for i, r in enumerate(runs.get(name_at(n), [])):
+                    if r.get("probe_p50_ns") is None:
+                        continue
+                    w("| %d | %d | %s | %.0f%% | %s |" % (
+                        n, i + 1, fmt_ns(r["probe_p50_ns"]), 100 * r.get("slow_share", 0),
+                        " | ".join("%s / %s / %s" % tuple(fmt_ratio(r.get("vs_%s%s" % (ref, m)))
+                                                         for m in ("", "_fast", "_slow"))
+                                   for ref in refs)))
             w("")
         floors = [f for f in ("spin_floor", "futex_wake_all", "qemu_condvar", "qemu_exclusive")
                   if f in impls]

@@ -122,6 +122,12 @@ for n in 1 3; do
 	done
 done
 
+# The paired rows at 1 vCPU say which mode of the machine their samples saw.
+for b in stop pause_short lock_unlock; do
+	expect_counter "$b/runstate/vcpus:1" probe_p50_ns positive
+	expect_counter "$b/runstate/vcpus:1" slow_share present
+done
+
 # Real KVM vCPUs, one each: registered where the kvm module is built and
 # /dev/kvm is usable (else runstate-bench says why on stderr).
 if grep -q 'KVM benchmarks not registered' "$tmp/console.txt"; then
