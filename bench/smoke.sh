@@ -122,9 +122,11 @@ for n in 1 3; do
 	done
 done
 
-# The paired rows at 1 vCPU say which mode of the machine their samples saw.
+# The paired rows at 1 vCPU say which mode of the machine their samples saw
+# (a probe is 0 when vCPU 0, preempted on a busy machine, did not answer
+# within a millisecond: present, not necessarily positive, in one sample).
 for b in stop pause_short lock_unlock; do
-	expect_counter "$b/runstate/vcpus:1" probe_p50_ns positive
+	expect_counter "$b/runstate/vcpus:1" probe_p50_ns present
 	expect_counter "$b/runstate/vcpus:1" slow_share present
 done
 
