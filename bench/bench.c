@@ -57,6 +57,7 @@
  * process exits non-zero, which is what the bench-smoke test looks at.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,13 +223,18 @@ static const char *ran_again(struct world *w, uint32_t gen, uint64_t t0, uint64_
  * the start call itself took (start), or the first of the two sections
  * (exclusive). */
 static const char *one_sample(enum kind kind, struct world *w, uint64_t *ns,
-			      uint64_t *call_ns)
+			      uint64_t *call_ns, uint64_t *probe_ns)
 {
 	const struct impl *impl = w->impl;
 	const char *err;
 	uint64_t t0, t1, t2, t3, s;
 	uint32_t gen;
 
+	/* The machine's mode, just before the sample (world.c): for the
+	 * kinds that begin with the vCPUs running, when asked. */
+	if (probe_ns)
+		*probe_ns = kind == K_STOP || kind == K_PAUSE_SHORT || kind == K_LOCK_UNLOCK ?
+			    rsb_probe(w) : 0;
 	switch (kind) {
 	case K_STOP:
 		t0 = rsu_now_ns();
@@ -294,6 +300,186 @@ static const char *one_sample(enum kind kind, struct world *w, uint64_t *ns,
 	return "unknown benchmark";
 }
 
+/*
+ * The paired samples of one run in order, each with the mode it saw: per
+ * iteration, runstate's time and probe (rsb_probe(), just before its
+ * sample), then each reference's.  Kept for the per-mode counters and for
+ * RSB_SAMPLE_LOG.
+ */
+struct pairs {
+	unsigned nref;
+	size_t n, cap;
+	uint64_t *v;            /* n rows of 2 * (1 + nref): ns, probe, ... */
+};
+
+static int pairs_init(struct pairs *p, unsigned nref, uint64_t max_iter)
+{
+	p->nref = nref;
+	p->n = 0;
+	p->cap = max_iter < MAX_SAMPLES ? (size_t)max_iter : MAX_SAMPLES;
+	if (p->cap == 0)
+		p->cap = 1;
+	p->v = malloc(p->cap * 2 * (1 + nref) * sizeof(*p->v));
+	return p->v ? 0 : -ENOMEM;
+}
+
+static void pairs_add(struct pairs *p, uint64_t ns, uint64_t probe, const uint64_t *rns,
+		      const uint64_t *rprobe)
+{
+	uint64_t *row;
+
+	if (p->n == p->cap)
+		return;         /* enough kept */
+	row = p->v + p->n++ * 2 * (1 + p->nref);
+	row[0] = ns;
+	row[1] = probe;
+	for (unsigned r = 0; r < p->nref; r++) {
+		row[2 + 2 * r] = rns[r];
+		row[3 + 2 * r] = rprobe[r];
+	}
+}
+
+static void pairs_free(struct pairs *p)
+{
+	free(p->v);
+	p->v = NULL;
+}
+
+/*
+ * The boundary between the machine's two modes in a run's probes, or 0 if
+ * they show one mode.  Otsu's split of the log round trips (the one that
+ * best separates two groups), taken only if the two groups' medians differ
+ * by MODE_GAP or more: on the machine of docs/performance.md the modes'
+ * round trips differ by 2.5 to 3x (about 180 ns and 500 ns), while within a
+ * mode they spread by well under that.
+ */
+#define MODE_GAP 1.8
+
+static uint64_t mode_split(const uint64_t *v, size_t n)
+{
+	uint64_t *x = malloc(n * sizeof(*x)), split = 0;
+	double *pre = malloc((n + 1) * sizeof(*pre)), best = -1;
+	size_t m = 0, k_best = 0;
+
+	if (!x || !pre)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			x[m++] = v[i];
+	if (m < 40)
+		goto out;
+	qsort(x, m, sizeof(*x), cmp_u64);
+	pre[0] = 0;
+	for (size_t i = 0; i < m; i++)
+		pre[i + 1] = pre[i] + log((double)x[i]);
+	for (size_t k = 1; k < m; k++) {
+		double w0 = (double)k / (double)m, w1 = 1 - w0;
+		double d = pre[k] / (double)k - (pre[m] - pre[k]) / (double)(m - k);
+
+		if (x[k] == x[k - 1])
+			continue;
+		if (w0 * w1 * d * d > best) {
+			best = w0 * w1 * d * d;
+			k_best = k;
+		}
+	}
+	/* Both groups' medians, and each group at least 1% of the run. */
+	if (k_best >= m / 100 && m - k_best >= m / 100 && k_best > 0 &&
+	    (double)x[k_best + (m - k_best) / 2] >= MODE_GAP * (double)x[k_best / 2])
+		split = x[k_best];
+out:
+	free(x);
+	free(pre);
+	return split;
+}
+
+static double median_of(uint64_t *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return (double)v[(n - 1) / 2];
+}
+
+/*
+ * Per-mode counters: probe_p50_ns (runstate's probes), slow_share (of
+ * runstate's samples, 0 with one mode) and, if the run saw both modes, for
+ * each reference vs_<ref>_fast and vs_<ref>_slow: the ratio of the p50s of the samples that
+ * saw that mode, each side classified by its own probe (so a mode change
+ * between the two samples of a pair does not mix them).  A mode with fewer
+ * than 20 samples on either side gets no ratio.
+ */
+static void mode_counters(struct rsb_state *st, struct pairs *p, const struct bm *b)
+{
+	size_t row = 2 * (1 + p->nref), n = p->n, nslow = 0;
+	uint64_t *pool = malloc(n * (1 + p->nref) * sizeof(*pool));
+	uint64_t *a = malloc(n * sizeof(*a)), *c = malloc(n * sizeof(*c)), split;
+
+	if (!pool || !a || !c || !n)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		for (unsigned k = 0; k <= p->nref; k++)
+			pool[i * (1 + p->nref) + k] = p->v[i * row + 2 * k + 1];
+	split = mode_split(pool, n * (1 + p->nref));
+	for (size_t i = 0; i < n; i++)
+		a[i] = p->v[i * row + 1];
+	rsb_counter(st, "probe_p50_ns", median_of(a, n));
+	for (size_t i = 0; i < n; i++)
+		if (split && p->v[i * row + 1] >= split)
+			nslow++;
+	rsb_counter(st, "slow_share", (double)nslow / (double)n);
+	/* One mode: the run's own vs_<ref> is its ratio, and probe_p50_ns
+	 * says which mode it was. */
+	for (unsigned r = 0; split && r < p->nref; r++) {
+		for (int slow = 0; slow <= 1; slow++) {
+			size_t na = 0, nc = 0;
+			char name[64];
+
+			for (size_t i = 0; i < n; i++) {
+				const uint64_t *rw = p->v + i * row;
+				bool sa = split && rw[1] >= split, sc = split && rw[3 + 2 * r] >= split;
+
+				/* A sample whose probe failed (0) says nothing. */
+				if (rw[1] && sa == (bool)slow)
+					a[na++] = rw[0];
+				if (rw[3 + 2 * r] && sc == (bool)slow)
+					c[nc++] = rw[2 + 2 * r];
+			}
+			if (na < 20 || nc < 20)
+				continue;
+			snprintf(name, sizeof(name), "vs_%s_%s", b->ref[r]->name,
+				 slow ? "slow" : "fast");
+			rsb_counter(st, name, median_of(a, na) / median_of(c, nc));
+		}
+	}
+out:
+	free(pool);
+	free(a);
+	free(c);
+}
+
+static void pairs_report(struct rsb_state *st, struct pairs *p, const struct bm *b)
+{
+	const char *log = getenv("RSB_SAMPLE_LOG");
+	size_t row = 2 * (1 + p->nref);
+
+	if (log && *log) {
+		FILE *f = fopen(log, "a");
+
+		if (f) {
+			for (size_t i = 0; i < p->n; i++) {
+				fprintf(f, "%s/%s/vcpus:%u\t%zu", kind_names[b->kind],
+					b->impl->name, b->n, i);
+				for (size_t k = 0; k < row; k++)
+					fprintf(f, "\t%llu", (unsigned long long)p->v[i * row + k]);
+				fputc('\n', f);
+			}
+			fclose(f);
+		}
+	}
+	mode_counters(st, p, b);
+}
+
 static void get_stats(struct world *w, uint64_t *parks, uint64_t *wakes)
 {
 	*parks = *wakes = 0;
@@ -304,21 +490,27 @@ static void bm_latency(struct rsb_state *st, void *arg)
 {
 	const struct bm *b = arg;
 	struct rsb_samples smp = { 0 }, calls = { 0 }, refs[MAX_REFS] = { { 0 } };
+	/* Paired samples in order, with the mode each one saw (struct pairs) */
+	struct pairs pl = { 0 };
 	uint64_t parks0, wakes0, parks1, wakes1, parks = 0, wakes = 0, iters = 0;
 	struct world w, rw[MAX_REFS];
 	uint64_t max_iter = rsb_max_iterations(st);
 	unsigned nref = 0, up = 0;
-	bool w_up = false;
+	bool w_up = false, probe;
 	int err = 0;
 
 	while (nref < MAX_REFS && b->ref[nref])
 		nref++;
+	probe = nref > 0 && (b->kind == K_STOP || b->kind == K_PAUSE_SHORT ||
+			     b->kind == K_LOCK_UNLOCK);
 	if (samples_for(&smp, max_iter) ||
 	    samples_for(&calls, b->kind == K_START || b->kind == K_EXCLUSIVE ? max_iter : 1))
 		err = -ENOMEM;
 	for (unsigned r = 0; r < nref; r++)
 		if (samples_for(&refs[r], max_iter))
 			err = -ENOMEM;
+	if (probe && pairs_init(&pl, nref, max_iter))
+		err = -ENOMEM;
 	if (!err) {
 		err = rsb_world_up(&w, b->impl, b->n, b->kind == K_EXCLUSIVE);
 		w_up = !err;
@@ -342,10 +534,11 @@ static void bm_latency(struct rsb_state *st, void *arg)
 	}
 	while (rsb_keep_running(st)) {
 		uint64_t ns = 0, call_ns = 0, rns[MAX_REFS] = { 0 };
+		uint64_t pr = 0, rpr[MAX_REFS] = { 0 };
 		const char *msg;
 
 		get_stats(&w, &parks0, &wakes0);
-		msg = one_sample(b->kind, &w, &ns, &call_ns);
+		msg = one_sample(b->kind, &w, &ns, &call_ns, probe ? &pr : NULL);
 		get_stats(&w, &parks1, &wakes1);
 		parks += parks1 - parks0;
 		wakes += wakes1 - wakes0;
@@ -357,7 +550,8 @@ static void bm_latency(struct rsb_state *st, void *arg)
 			rsb_go_idle(&w);
 			msg = rsb_wake_up(&rw[r]);
 			if (!msg)
-				msg = one_sample(b->kind, &rw[r], &rns[r], &unused);
+				msg = one_sample(b->kind, &rw[r], &rns[r], &unused,
+						 probe ? &rpr[r] : NULL);
 			if (!msg) {
 				rsb_go_idle(&rw[r]);
 				msg = rsb_wake_up(&w);
@@ -372,6 +566,8 @@ static void bm_latency(struct rsb_state *st, void *arg)
 			rsb_samples_add(&calls, call_ns);
 		for (unsigned r = 0; r < nref; r++)
 			rsb_samples_add(&refs[r], rns[r]);
+		if (probe)
+			pairs_add(&pl, ns, pr, rns, rpr);
 		iters++;
 	}
 	rsb_world_down(&w);
@@ -392,6 +588,8 @@ static void bm_latency(struct rsb_state *st, void *arg)
 		snprintf(name, sizeof(name), "vs_%s", b->ref[r]->name);
 		rsb_counter(st, name, r50 > 0 ? p50 / r50 : 0);
 	}
+	if (probe)
+		pairs_report(st, &pl, b);
 	/* The library's own counters per sample: did vCPUs sleep, how many
 	 * wakes (the sample's untimed set-up included, the pairing not). */
 	if (b->impl->stats && iters) {
@@ -403,6 +601,7 @@ out:
 	rsb_samples_free(&calls);
 	for (unsigned r = 0; r < nref; r++)
 		rsb_samples_free(&refs[r]);
+	pairs_free(&pl);
 }
 
 static void bm_storm(struct rsb_state *st, void *arg)

@@ -54,6 +54,7 @@ struct vcpu {
 	_Atomic uint64_t slices;        /* slices completed */
 	_Atomic uint64_t entry_ns;      /* start of the first slice after arming */
 	_Atomic uint32_t ready;         /* registered with the implementation */
+	_Atomic uint32_t probe_ack;     /* the last world probe_req seen */
 	pid_t tid;
 	unsigned idx;
 	int cpu;                        /* pinned to this CPU, or -1 */
@@ -79,7 +80,10 @@ struct world {
 	/* Exclusive worlds: bumped by the benchmark thread to ask vCPU 0 for
 	 * a section; read by vCPU 0 between slices. */
 	_Atomic uint32_t excl_req;
-	char pad[56];
+	/* Bumped by the benchmark thread to time a round trip to vCPU 0
+	 * (rsb_probe()); echoed by vCPU 0 between slices. */
+	_Atomic uint32_t probe_req;
+	char pad[52];
 	/* Exclusive worlds: vCPU 0's answer, for the benchmark thread, which
 	 * sleeps on excl_done (a futex: the request number answered); the
 	 * rest is written before it (release) and read after (acquire). */
@@ -171,6 +175,12 @@ bool rsb_all_out(const struct world *w);
  * one's begin and end took, vCPU 0's re-entry included, its exclusive slice
  * and the checks not.  Returns an error message or NULL. */
 const char *rsb_exclusive(struct world *w, uint64_t *first_ns, uint64_t *ns);
+/* The machine's mode now: the shortest of RSB_PROBE_ROUNDS round trips of
+ * a cache line between the calling thread and vCPU 0, which must be
+ * running guest slices on a CPU of its own; 0 if it did not answer within
+ * a millisecond.  See world.c. */
+#define RSB_PROBE_ROUNDS 8
+uint64_t rsb_probe(struct world *w);
 /* Paired runs: keep a world stopped and its vCPUs asleep, and wake it up
  * again (error message or NULL). */
 void rsb_go_idle(struct world *w);

@@ -20,6 +20,8 @@ FAST_IMPLS = ["runstate", "qemu_condvar", "qemu_exclusive", "ck_brlock", "urcu_q
               "spin_floor", "plain_load"]
 # The exclusive goal is set at 2 vCPUs: a section's owner and one other.
 EXCL_GOAL_N = 2
+# The kick floor's goals (real KVM vCPUs) are judged at 1 vCPU.
+KICK_GOAL_N = 1
 COLORS = {
     "runstate": "#d62728", "runstate_sig": "#ff9896",
     "qemu_condvar": "#1f77b4", "qemu_condvar_sig": "#aec7e8", "qemu_exclusive": "#17becf",
@@ -187,6 +189,14 @@ def main():
          rng("fastpath/runstate", "vs_plain_load"), fmt_fast)
     a, b, r, rg = paired("stop", "spin_floor")
     goal("stop/runstate vs spin_floor (paired)", a, b, r, "<= 2x", 2.0, rg)
+    # The same goal in each of the machine's two modes: the samples that saw
+    # each (classified by their own cross-CPU probe, bench.c mode_counters()).
+    for mode in ("fast", "slow"):
+        key = "vs_spin_floor_%s" % mode
+        b = lat.get(("stop", "runstate", goal_n), {})
+        if b.get(key) is not None:
+            goal("stop/runstate vs spin_floor, samples in the %s mode (paired)" % mode,
+                 None, None, b.get(key), "<= 2x", 2.0, rng("stop/runstate/vcpus:%d" % goal_n, key))
     a, b, r, rg = paired("stop", "qemu_condvar")
     goal("stop/runstate vs qemu_condvar (paired)", a, b, r, "<= 0.25x", 0.25, rg)
     a, b = get("stop", "runstate_sig", goal_n), get("stop", "qemu_condvar_sig", goal_n)
@@ -202,6 +212,15 @@ def main():
     a, b, r, rg = paired("exclusive", "qemu_exclusive", excl_n)
     goal("exclusive/runstate vs qemu_exclusive, %d vCPUs (paired)" % excl_n, a, b, r,
          "<= 0.5x", 0.5, rg)
+    # Real vCPUs: runstate_kvm against the kick itself, judged at 1 vCPU.
+    for kind, target, limit in (("stop", "<= 1.3x", 1.3), ("start", "<= 1.2x", 1.2)):
+        b = lat.get((kind, "runstate_kvm", KICK_GOAL_N))
+        if b is None:
+            continue
+        goal("%s/runstate_kvm vs kick_floor_kvm, %d vCPU (paired)" % (kind, KICK_GOAL_N),
+             b.get("p50_ns"), b.get("kick_floor_kvm_p50_ns"), b.get("vs_kick_floor_kvm"),
+             target, limit, rng("%s/runstate_kvm/vcpus:%d" % (kind, KICK_GOAL_N),
+                                "vs_kick_floor_kvm"))
     w("")
 
     w("## fastpath: one \"may I run?\" check\n")
@@ -236,7 +255,7 @@ def main():
                 return "-" if p is None else "%.2f / %.2f" % (p, k)
             vcpu_table(rs_impls, per_op)
         refs = sorted({k[len("vs_"):] for n in ns for k in lat.get((kind, "runstate", n), {})
-                       if k.startswith("vs_")})
+                       if k.startswith("vs_") and not k.endswith(("_fast", "_slow"))})
         for ref in refs:
             w("Paired with %s in the same run (p50 runstate / p50 %s / ratio):\n" % (ref, ref))
             w("| vCPUs | runstate | %s | ratio |" % ref)
@@ -248,6 +267,24 @@ def main():
                 w("| %d | %s | %s | %s |" % (n, fmt_ns(b.get("p50_ns")),
                                              fmt_ns(b.get("%s_p50_ns" % ref)),
                                              fmt_ratio(b.get("vs_%s" % ref))))
+            w("")
+        name_at = lambda n: "%s/runstate/vcpus:%d" % (kind, n)
+        if any(r.get("probe_p50_ns") is not None for n in ns for r in runs.get(name_at(n), [])):
+            w("The machine's mode in each repetition (cross-CPU round trip probed before "
+              "each sample, p50; the share of runstate's samples in the slow mode; the "
+              "paired ratios within each mode, when the repetition saw both):\n")
+            w("| vCPUs | repetition | probe p50 | slow share | " +
+              " | ".join("vs %s (all / fast / slow)" % ref for ref in refs) + " |")
+            w("| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in refs) + " |")
+            for n in ns:
+                for i, r in enumerate(runs.get(name_at(n), [])):
+                    if r.get("probe_p50_ns") is None:
+                        continue
+                    w("| %d | %d | %s | %.0f%% | %s |" % (
+                        n, i + 1, fmt_ns(r["probe_p50_ns"]), 100 * r.get("slow_share", 0),
+                        " | ".join("%s / %s / %s" % tuple(fmt_ratio(r.get("vs_%s%s" % (ref, m)))
+                                                         for m in ("", "_fast", "_slow"))
+                                   for ref in refs)))
             w("")
         floors = [f for f in ("spin_floor", "futex_wake_all", "qemu_condvar", "qemu_exclusive")
                   if f in impls]
@@ -270,24 +307,43 @@ def main():
     w("stop/start cycles per second in the same runs:\n")
     vcpu_table(impls, lambda n, i: fmt_rate(get("storm", i, n, "cycles_per_s")))
 
-    kvm = ["runstate_kvm", "qemu_condvar_kvm"]
+    kvm = ["runstate_kvm", "qemu_condvar_kvm", "kick_floor_kvm"]
     kns = sorted({k[2] for k in lat if k[1] in kvm})
     if kns:
         w("## Real vCPUs (KVM): p50 / p99\n")
-        w("stress/kvm's VM and guest; runstate_kvm's rows measure qemu_condvar_kvm "
+        w("stress/kvm's VM and guest.  kick_floor_kvm is the kick and the wait "
+          "alone (stop: signal every vCPU out of KVM_RUN, spin until each "
+          "acknowledged; start: one FUTEX_WAKE each, until each entered KVM_RUN). "
+          "runstate_kvm's rows measure qemu_condvar_kvm and kick_floor_kvm "
           "alternately in the same run (ratio of the p50s).\n")
-        w("| benchmark | vCPUs | runstate_kvm | qemu_condvar_kvm | paired: runstate_kvm "
-          "/ qemu_condvar_kvm | ratio |")
-        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        w("| benchmark | vCPUs | runstate_kvm | qemu_condvar_kvm | kick_floor_kvm "
+          "| paired: runstate_kvm / qemu_condvar_kvm | ratio "
+          "| paired: runstate_kvm / kick_floor_kvm | ratio |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for kind in ("stop", "start"):
             for n in kns:
                 cells = [p50_p99(kind, i, n) for i in kvm]
                 b = lat.get((kind, "runstate_kvm", n), {})
-                w("| %s | %d | %s | %s / %s | %s |" % (
+                w("| %s | %d | %s | %s / %s | %s | %s / %s | %s |" % (
                     kind, n, " | ".join(cells), fmt_ns(b.get("p50_ns")),
                     fmt_ns(b.get("qemu_condvar_kvm_p50_ns")),
-                    fmt_ratio(b.get("vs_qemu_condvar_kvm"))))
+                    fmt_ratio(b.get("vs_qemu_condvar_kvm")),
+                    fmt_ns(b.get("p50_ns")), fmt_ns(b.get("kick_floor_kvm_p50_ns")),
+                    fmt_ratio(b.get("vs_kick_floor_kvm"))))
         w("")
+        if any(get("stop", i, n, "stopper_sleeps_per_op") is not None
+               for i in kvm for n in kns):
+            w("How often the stopping thread slept inside the stop call "
+              "(voluntary context switches per sample):\n")
+            vcpu_table_kvm = [i for i in kvm if any(("stop", i, n) in lat for n in kns)]
+            w("| vCPUs | " + " | ".join(vcpu_table_kvm) + " |")
+            w("| ---: | " + " | ".join("---:" for _ in vcpu_table_kvm) + " |")
+            for n in kns:
+                w("| %d | %s |" % (n, " | ".join(
+                    "-" if get("stop", i, n, "stopper_sleeps_per_op") is None else
+                    "%.2f" % get("stop", i, n, "stopper_sleeps_per_op")
+                    for i in vcpu_table_kvm)))
+            w("")
 
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines))

@@ -89,6 +89,20 @@ expect() {
 		fail=1
 	fi
 }
+# expect_counter NAME COUNTER positive|present: benchmark NAME's entry in
+# the JSON has COUNTER, a number above 0 (positive) or any (present).
+expect_counter() {
+	if ! python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+vals = [b[sys.argv[3]] for b in doc["benchmarks"]
+        if b.get("name") == sys.argv[2] and sys.argv[3] in b]
+sys.exit(0 if vals and (sys.argv[4] == "present" or min(vals) > 0) else 1)
+' "$tmp/out.json" "$1" "$2" "$3"; then
+		echo "bench-smoke: $1 has no $3 counter $2" >&2
+		fail=1
+	fi
+}
 
 for impl in runstate qemu_condvar qemu_exclusive ck_brlock urcu_qsbr spin_floor plain_load; do
 	expect "fastpath/$impl"
@@ -108,15 +122,36 @@ for n in 1 3; do
 	done
 done
 
+# The paired rows at 1 vCPU say which mode of the machine their samples saw
+# (a probe is 0 when vCPU 0, preempted on a busy machine, did not answer
+# within a millisecond: present, not necessarily positive, in one sample).
+for b in stop pause_short lock_unlock; do
+	expect_counter "$b/runstate/vcpus:1" probe_p50_ns present
+	expect_counter "$b/runstate/vcpus:1" slow_share present
+done
+
 # Real KVM vCPUs, one each: registered where the kvm module is built and
 # /dev/kvm is usable (else runstate-bench says why on stderr).
 if grep -q 'KVM benchmarks not registered' "$tmp/console.txt"; then
 	echo "bench-smoke: $(grep 'KVM benchmarks not registered' "$tmp/console.txt")"
 elif grep -q '_kvm/vcpus:' "$tmp/out.json"; then
-	for impl in runstate_kvm qemu_condvar_kvm; do
+	for impl in runstate_kvm qemu_condvar_kvm kick_floor_kvm; do
 		expect "stop/$impl/vcpus:1"
 		expect "start/$impl/vcpus:1"
 	done
+	# runstate_kvm's rows carry their paired references, the kick floor
+	# among them, and every stop row says how often its stopper slept.
+	for b in stop start; do
+		for c in vs_qemu_condvar_kvm vs_kick_floor_kvm kick_floor_kvm_p50_ns; do
+			expect_counter "$b/runstate_kvm/vcpus:1" "$c" positive
+		done
+	done
+	for impl in runstate_kvm qemu_condvar_kvm kick_floor_kvm; do
+		expect_counter "stop/$impl/vcpus:1" stopper_sleeps_per_op present
+	done
+else
+	echo "bench-smoke: KVM benchmarks registered, but none in the JSON" >&2
+	fail=1
 fi
 
 if grep -q '"error_occurred": true' "$tmp/out.json"; then

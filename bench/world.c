@@ -107,6 +107,12 @@ static inline void slice(struct vcpu *v)
 	 * world (a new arm_gen) stamps its start.  The release store pairs
 	 * with the acquire load in rsb_wait_entered(). */
 	uint32_t gen = atomic_load_explicit(&v->w->arm_gen, memory_order_relaxed);
+	/* On arm_gen's line, so answering probes costs no extra miss: a
+	 * relaxed echo, timed by rsb_probe() (no data rides on it). */
+	uint32_t probe = atomic_load_explicit(&v->w->probe_req, memory_order_relaxed);
+
+	if (__builtin_expect(probe != atomic_load_explicit(&v->probe_ack, memory_order_relaxed), 0))
+		atomic_store_explicit(&v->probe_ack, probe, memory_order_relaxed);
 
 	if (__builtin_expect(gen != atomic_load_explicit(&v->seen_gen, memory_order_relaxed), 0)) {
 		atomic_store_explicit(&v->entry_ns, rsu_now_ns(), memory_order_relaxed);
@@ -498,6 +504,51 @@ const char *rsb_exclusive(struct world *w, uint64_t *first_ns, uint64_t *ns)
 	*first_ns = w->excl_first_ns;
 	*ns = w->excl_ns;
 	return w->excl_err;
+}
+
+/*
+ * The machine's mode, probed just before a sample.  Cross-CPU latencies on
+ * the 2-CPU machine of docs/performance.md are bimodal (presumably the host
+ * placing the VM's two vCPUs on nearby or distant cores), and a stop of
+ * the spin floor is a handful of cache-line transfers: each sample must
+ * say which mode it saw.  The probe is the round trip a stop is made of,
+ * one store read by vCPU 0 between two slices and one store read back,
+ * timed here.  A round trip may wait for the rest of a slice (up to about
+ * 100 ns); the shortest of RSB_PROBE_ROUNDS does not, or hardly.
+ *
+ * The probe leaves vCPU 0's hot line shared; it takes it back at its next
+ * stores, well before the sample that follows (rsb_probe() spins another
+ * microsecond).
+ */
+#define PROBE_LIMIT_NS 1000000ull
+#define PROBE_SETTLE_NS 1000ull
+
+uint64_t rsb_probe(struct world *w)
+{
+	struct vcpu *v = &w->v[0];
+	uint64_t best = UINT64_MAX, t0, t1;
+
+	for (unsigned r = 0; r < RSB_PROBE_ROUNDS; r++) {
+		uint32_t req = atomic_load_explicit(&w->probe_req, memory_order_relaxed) + 1;
+		unsigned k = 0;
+
+		t0 = rsu_now_ns();
+		atomic_store_explicit(&w->probe_req, req, memory_order_relaxed);
+		/* The clock only now and then: each read is ~20 ns, the
+		 * resolution this wants. */
+		while (atomic_load_explicit(&v->probe_ack, memory_order_relaxed) != req) {
+			rsu_cpu_relax();
+			if ((++k & 1023) == 0 && rsu_now_ns() - t0 > PROBE_LIMIT_NS)
+				return 0;
+		}
+		t1 = rsu_now_ns();
+		if (t1 - t0 < best)
+			best = t1 - t0;
+	}
+	t0 = rsu_now_ns();
+	while (rsu_now_ns() - t0 < PROBE_SETTLE_NS)
+		rsu_cpu_relax();
+	return best;
 }
 
 /* After a stop returned: no vCPU is inside a slice. */
