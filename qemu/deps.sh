@@ -31,8 +31,10 @@ rs_qemu_pkgs() {
 	# (seabios; ipxe-qemu and qemu-system-data give the option ROMs such
 	# as linuxboot_dma.bin for -kernel); the guest: busybox-static, cpio
 	# and gzip for the initramfs (the kernel itself is fetched with
-	# apt-get download, not installed); python3 for the harness.
-	_t="qemu-system-x86 qemu-system-data seabios ipxe-qemu busybox-static cpio gzip python3"
+	# apt-get download, not installed); python3 for the harness;
+	# qemu-utils for qemu-img (the qcow2 disk of the savevm/loadvm
+	# scenario).
+	_t="qemu-system-x86 qemu-system-data seabios ipxe-qemu qemu-utils busybox-static cpio gzip python3"
 	case "${1:-all}" in
 	build) echo "$_b" ;;
 	test) echo "$_t" ;;
