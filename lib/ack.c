@@ -30,6 +30,7 @@
 void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns)
 {
 	ri->ack.rekick_ns = rekick_ns;
+	atomic_init(&ri->ack.spin_ns, RS_ACK_SPIN_MAX_NS);
 }
 
 /* ---------------------------------------------------------------------------
@@ -225,23 +226,33 @@ bool rs_ack_any_active(struct rs_instance *ri)
 }
 
 /*
- * Wait until every registered vCPU is out: spin 64 rounds, then sleep on
- * `pending` until the last wanted acknowledgement wakes us.
+ * Wait until every registered vCPU is out.  The stopper spins first, then
+ * sleeps on `pending`.  On a real vCPU the kick takes tens of microseconds
+ * (a signal, the guest's exit, KVM_RUN's -EINTR), and a stopper that went
+ * to sleep after a few microseconds of spinning paid a cross-CPU futex
+ * wake-up on top (16 us p50 on the 2-core VM, 1.8x the kick floor;
+ * docs/performance.md, "The kick floor").  So it spins for about twice the
+ * last wait that had to wait, between 4 and 100 us, and then sleeps: at
+ * most 100 us of CPU per stop where a vCPU waits for the stopper's CPU.
  *
- * While it spins, the stopper rescans only when the wanted
- * acknowledgements have all come (the count in `pending` is zero) and
- * every 64 rounds (which also re-kicks laggards): a scan visits every
- * slot, and one stop used to make up to 67 of them.  Every return of 0
- * still comes from a scan that found every vCPU out, so skipping scans
- * changes when, not whether.
+ * It never calls sched_yield().  Under EEVDF (Linux 6.6 and later) a yield
+ * pushes the caller's virtual deadline a whole slice later, and the
+ * stopper is usually the emulator's main thread: with a busy vCPU thread
+ * of another VM on its CPU it then waited a tick to run again, and QEMU's
+ * QMP cont took 4.5 to 5 ms instead of 0.5 (docs/qemu.md, "Figures").
  *
- * A longer, time-bounded spin (up to 100 us, covering a KVM kick) brought
- * stop/runstate_kvm from 1.8x to 1.08x the kick floor, but made QEMU's
- * cont take 4 to 5 ms instead of 0.5 (docs/performance.md, "The kick
- * floor"); it is left out until that is understood.
+ * While it spins it rescans only when the wanted acknowledgements have all
+ * come (the count in `pending` is zero) and every 64 rounds (which also
+ * re-kicks laggards): a scan visits every slot, and one stop used to make
+ * up to 67 of them.  Every return of 0 still comes from a scan that found
+ * every vCPU out, so skipping scans changes when, not whether.
  */
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 {
+	uint64_t t0 = rs_now(ri);
+	uint64_t spin_ns = atomic_load_explicit(&ri->ack.spin_ns, memory_order_relaxed);
+	bool slept = false;
+
 	for (int spin = 0;; spin++) {
 		uint32_t p;
 		int64_t left, nap;
@@ -250,12 +261,20 @@ int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 		 * the scan changes it and the futex wait returns at once. */
 		p = atomic_load_explicit(&ri->ack.pending, memory_order_seq_cst);
 		if ((spin == 0 || !(p & PENDING_COUNT) || spin % 64 == 0) &&
-		    rs_ack_scan(ri, spin > 0 && spin % 64 == 0 ? RS_SCAN_REKICK : RS_SCAN_CHECK))
+		    rs_ack_scan(ri, spin > 0 && spin % 64 == 0 ? RS_SCAN_REKICK : RS_SCAN_CHECK)) {
+			if (spin > 0) {
+				uint64_t w = 2 * (rs_now(ri) - t0);
+
+				w = w < RS_ACK_SPIN_MIN_NS ? RS_ACK_SPIN_MIN_NS :
+				    w > RS_ACK_SPIN_MAX_NS ? RS_ACK_SPIN_MAX_NS : w;
+				atomic_store_explicit(&ri->ack.spin_ns, w, memory_order_relaxed);
+			}
 			return 0;
+		}
 		left = rs_remaining(ri, deadline);
 		if (left == 0)
 			return RS_ETIMEDOUT;
-		if (spin < 64) {
+		if (!slept && rs_now(ri) - t0 < spin_ns) {
 			rs_cpu_relax();
 			continue;
 		}
@@ -274,6 +293,7 @@ int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 			nap = left;
 		RS_DELAY(ri, "stopper-sleep");
 		rs_futex_wait(ri, &ri->ack.pending, p | PENDING_SLEEPER, nap);
+		slept = true;
 		/* After a nap the next scan re-kicks the laggards. */
 		spin = 63;
 	}

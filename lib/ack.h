@@ -15,7 +15,13 @@
 struct rs_ack {
 	_Atomic uint32_t pending;
 	int64_t rekick_ns;
+	/* How long a waiting stopper spins before it sleeps (rs_ack_wait()):
+	 * twice the last wait that had to wait, within the bounds below.
+	 * Relaxed: a hint, read and written by stoppers only. */
+	_Atomic uint64_t spin_ns;
 };
+#define RS_ACK_SPIN_MIN_NS 4000
+#define RS_ACK_SPIN_MAX_NS 100000
 #define PENDING_SLEEPER 0x80000000u
 #define PENDING_COUNT   0x7fffffffu
 
