@@ -42,16 +42,18 @@ order, configures with
 builds $target under nice -n $nice_level, and prints the binary's path on
 the last line of stdout.  A rerun with nothing changed only prints the path.
 
-  --reference   build the unpatched tree with the same flags (plus the
-                timing-only instrumentation hook, qemu/patches-timing/)
+  --reference   build the unpatched tree with the same flags
+Both flavors get the timing-only trace points of qemu/patches-timing/
+(after the series on the patched tree), so qemu/bench --hops reads the
+same points from both.
   --print-key   print the cache key and what it is made of; build nothing
   --fetch       fetch and unpack the source only; print its directory
   --no-deps     do not check or install the apt packages (qemu/deps.sh)
 
 Cache key: source version, configure flags, recipe version, and
+  both:      sha256 of qemu/patches-timing/*.patch
   patched:   sha256 of qemu/patches/*.patch (names and contents) and of the
              library sources (lib/, meson.build, meson_options.txt)
-  reference: sha256 of qemu/patches-timing/*.patch
 
 Environment:
   RUNSTATE_QEMU_CACHE    cache directory (default /var/cache/runstate-qemu)
@@ -267,11 +269,10 @@ key_material() {
 	echo "version=$v"
 	echo "configure=$configure_flags"
 	echo "target=$target"
+	echo "timing=$(series_hash "$here/patches-timing")"
 	if [ "$flavor" = patched ]; then
 		echo "patches=$(series_hash "$here/patches")"
 		echo "lib=$(lib_hash)"
-	else
-		echo "timing=$(series_hash "$here/patches-timing")"
 	fi
 }
 
@@ -295,11 +296,11 @@ apply_series() {
 	done
 }
 
-# The hook for the reference build's timing-only instrumentation: patches in
-# qemu/patches-timing/*.patch (none yet) go on the unpatched tree, so the
-# reference and the patched binary can report the same timings.  Their hash
-# is in the reference key.
-reference_timing_instrumentation_hook() {
+# The timing-only instrumentation: qemu/patches-timing/*.patch go on both
+# trees (after the series on the patched one), so the reference and the
+# patched binary report the same trace points (qemu/bench --hops).  They
+# touch only files that the series does not.  Their hash is in both keys.
+timing_instrumentation_hook() {
 	apply_series "$here/patches-timing" "$1" "$2"
 }
 
@@ -403,9 +404,8 @@ build() {
 		# QEMU's meson finds the library through this, at configure time
 		# and when ninja re-runs meson after a patch changed meson.build.
 		export PKG_CONFIG_PATH="$wd/runstate/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-	else
-		reference_timing_instrumentation_hook "$stage" "$v"
 	fi
+	timing_instrumentation_hook "$stage" "$v"
 
 	# Sync it into the tree that $bld was configured from, by content:
 	# only files that differ get rewritten (and a new mtime), so ninja
