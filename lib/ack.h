@@ -36,9 +36,12 @@ RS_HIDDEN void rs_ack_go_out(struct rs_vcpu_impl *v);
 
 /* The stopper side.  Scan the vCPUs: check (count and kick the newly
  * active), re-kick laggards after the delay, or kick every active vCPU for
- * a new stop edge.  True when every registered vCPU is out. */
+ * a new stop edge.  True when every registered vCPU is out.  With mycpu
+ * >= 0 (the caller's CPU), *on_mycpu says whether a vCPU still in guest
+ * code last entered it on that CPU (rs_ack_wait()'s spin); else -1, NULL. */
 enum rs_scan_mode { RS_SCAN_CHECK, RS_SCAN_REKICK, RS_SCAN_EDGE };
-RS_HIDDEN bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode);
+RS_HIDDEN bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode, int mycpu,
+			    bool *on_mycpu);
 /* Wait until every registered vCPU is out, kicking and re-kicking; 0 or
  * RS_ETIMEDOUT at the deadline. */
 RS_HIDDEN int rs_ack_wait(struct rs_instance *ri, uint64_t deadline);

@@ -94,7 +94,7 @@ int rs_cmd_finish(struct rs_instance *ri, uint64_t old, uint64_t nw, int64_t tim
 
 	/* One kick per vCPU per edge, by the edge's maker only. */
 	if (made_edge(old, nw) && !rs_w_running(nw))
-		(void)rs_ack_scan(ri, RS_SCAN_EDGE);
+		(void)rs_ack_scan(ri, RS_SCAN_EDGE, -1, NULL);
 	if (timeout_ns == RS_ASYNC || rs_w_running(nw))
 		rs_settle_help(ri);
 	else

@@ -212,7 +212,7 @@ int rs_exclusive_begin(rs_runstate *rs, int64_t timeout_ns)
 
 	/* The section is ours and the bit is set: kick every active vCPU
 	 * (P18), then wait for each to be out. */
-	(void)rs_ack_scan(ri, RS_SCAN_EDGE);
+	(void)rs_ack_scan(ri, RS_SCAN_EDGE, -1, NULL);
 	if (rs_ack_wait(ri, deadline) == 0)
 		return 0;
 	/* Timed out: give the section up as if it had never been begun. */

@@ -140,6 +140,11 @@ void rs_futex_wake(struct rs_instance *ri, _Atomic uint32_t *addr, int n)
 		rs_fatal("futex wake", r);
 }
 
+int rs_this_cpu(void)
+{
+	return sched_getcpu();
+}
+
 uint64_t rs_now(struct rs_instance *ri)
 {
 	return ri->os.ops.now_ns(ri->os.ops.ctx);

@@ -15,6 +15,9 @@ RS_HIDDEN int rs_futex_wait(struct rs_instance *ri, _Atomic uint32_t *addr, uint
 			    int64_t timeout_ns);
 RS_HIDDEN void rs_futex_wake(struct rs_instance *ri, _Atomic uint32_t *addr, int n);
 RS_HIDDEN uint64_t rs_now(struct rs_instance *ri);
+/* The calling thread's CPU, or -1 (glibc reads it from rseq where the
+ * kernel supports it: a load, no system call). */
+RS_HIDDEN int rs_this_cpu(void);
 /* The absolute deadline of a relative timeout (UINT64_MAX: none), and the
  * time left before one (-1: none; 0: passed). */
 RS_HIDDEN uint64_t rs_deadline(struct rs_instance *ri, int64_t timeout_ns);

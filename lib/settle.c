@@ -250,7 +250,7 @@ static int settle_locked(struct rs_instance *ri, uint32_t block_until, bool bloc
 
 				if (r)
 					return r;
-			} else if (!rs_ack_scan(ri, RS_SCAN_CHECK)) {
+			} else if (!rs_ack_scan(ri, RS_SCAN_CHECK, -1, NULL)) {
 				return SETTLE_BLOCKED;
 			}
 			/* Every vCPU is out: quiesce the devices, then tell

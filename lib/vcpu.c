@@ -134,6 +134,7 @@ int rs_vcpu_register(rs_runstate *rs, rs_vcpu *pv, rs_kick_fn *kickfn, void *opa
 	atomic_store_explicit(&v->kick_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&v->wanted_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&v->tree_hi, 0, memory_order_relaxed);
+	atomic_store_explicit(&v->cpu, -1, memory_order_relaxed);
 	now = rs_now(ri) | 1;
 	atomic_store_explicit(&v->out_since_ns, now, memory_order_relaxed);
 	atomic_store_explicit(&v->last_ack_ns, now, memory_order_relaxed);

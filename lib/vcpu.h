@@ -49,6 +49,10 @@ struct rs_vcpu_impl {
 	_Atomic uint64_t wanted_ns;   /* first kick of this active period */
 	_Atomic uint64_t out_since_ns; /* 0 while active */
 	_Atomic uint64_t last_ack_ns;  /* the last active->out transition */
+	/* The CPU this vCPU's thread ran on when it last entered guest code
+	 * (rs_ack_enter()), -1 if unknown.  A hint for a waiting stopper
+	 * (rs_ack_wait()): relaxed, stale once the thread migrates. */
+	_Atomic int32_t cpu;
 	_Atomic uint32_t registered;
 	/* 1 + the end of the slot range this vCPU must wake when a tree
 	 * wake woke it, 0 when none is handed over (park.c): written by the
