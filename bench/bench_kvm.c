@@ -215,10 +215,20 @@ static const struct kw_ops kw_runstate = {
  */
 
 /* The KVM side of a model vCPU (qm_cpu: the QEMU side). */
-struct qkcpu {
+/*
+ * What the benchmark reads of a vCPU thread of qemu_condvar_kvm and of
+ * kick_floor_kvm (runstate_kvm's are stress/kvm's): whether it is in
+ * KVM_RUN, its thread id, and when it entered KVM_RUN (enter_ns) after
+ * the benchmark's mark (mark_ns).  Relaxed: timestamps and hints.
+ */
+struct kstamp {
 	_Atomic uint32_t in_run;
 	_Atomic int tid;
-	_Atomic uint64_t mark_ns, enter_ns;  /* the latest KVM_RUN's entry */
+	_Atomic uint64_t mark_ns, enter_ns;
+};
+
+struct qkcpu {
+	struct kstamp st;               /* enter_ns: the latest KVM_RUN's entry */
 	pthread_t thread;
 	bool started;
 	_Atomic uint32_t ready;
@@ -269,11 +279,11 @@ static int qk_exec(struct qkcpu *c)
 		/* Read by the benchmark once the guest counter moved: then
 		 * this KVM_RUN is the one executing guest code (the guest
 		 * never exits by itself; only a kick ends it). */
-		atomic_store_explicit(&c->enter_ns, rsu_now_ns(), memory_order_relaxed);
-		atomic_store_explicit(&c->in_run, 1, memory_order_relaxed);
+		atomic_store_explicit(&c->st.enter_ns, rsu_now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&c->st.in_run, 1, memory_order_relaxed);
 		ret = ioctl(c->fd, KVM_RUN, 0);
 		err = errno;
-		atomic_store_explicit(&c->in_run, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->st.in_run, 0, memory_order_relaxed);
 		if (ret < 0) {
 			if (err == EINTR || err == EAGAIN) {
 				/* kvm_eat_signals() with KVM_CAP_IMMEDIATE_EXIT */
@@ -310,7 +320,7 @@ static void *qk_thread(void *arg)
 	struct qm_cpu *mc = &m->cpus[c->idx];
 	sigset_t set;
 
-	atomic_store_explicit(&c->tid, (int)syscall(SYS_gettid), memory_order_relaxed);
+	atomic_store_explicit(&c->st.tid, (int)syscall(SYS_gettid), memory_order_relaxed);
 	tls_q_run = c->run;
 	sigemptyset(&set);
 	sigaddset(&set, q->sig);
@@ -445,34 +455,37 @@ static void qk_stop(struct kw *w)
 	qm_pause_all(&w->q->m);
 }
 
-static bool qk_in_run(const struct kw *w, unsigned i)
+static struct kstamp *kw_stamp(const struct kw *w, unsigned i);
+
+static bool ks_in_run(const struct kw *w, unsigned i)
 {
-	return atomic_load_explicit(&w->q->cpus[i].in_run, memory_order_relaxed) != 0;
+	return atomic_load_explicit(&kw_stamp(w, i)->in_run, memory_order_relaxed) != 0;
 }
 
-static int qk_tid(const struct kw *w, unsigned i)
+static int ks_tid(const struct kw *w, unsigned i)
 {
-	return atomic_load_explicit(&w->q->cpus[i].tid, memory_order_relaxed);
+	return atomic_load_explicit(&kw_stamp(w, i)->tid, memory_order_relaxed);
 }
 
-static void qk_mark(struct kw *w, uint64_t t)
+static void ks_mark(struct kw *w, uint64_t t)
 {
 	for (unsigned i = 0; i < w->n; i++)
-		atomic_store_explicit(&w->q->cpus[i].mark_ns, t, memory_order_relaxed);
+		atomic_store_explicit(&kw_stamp(w, i)->mark_ns, t, memory_order_relaxed);
 }
 
-static uint64_t qk_resume(const struct kw *w, unsigned i)
+/* The entry after the mark, or 0 if there was none yet. */
+static uint64_t ks_resume(const struct kw *w, unsigned i)
 {
-	const struct qkcpu *c = &w->q->cpus[i];
-	uint64_t e = atomic_load_explicit(&c->enter_ns, memory_order_relaxed);
+	const struct kstamp *st = kw_stamp(w, i);
+	uint64_t e = atomic_load_explicit(&st->enter_ns, memory_order_relaxed);
 
-	return e >= atomic_load_explicit(&c->mark_ns, memory_order_relaxed) ? e : 0;
+	return e >= atomic_load_explicit(&st->mark_ns, memory_order_relaxed) ? e : 0;
 }
 
 static const struct kw_ops kw_qemu = {
 	.name = "qemu_condvar_kvm",
 	.up = qk_up, .down = qk_down, .stop = qk_stop, .start = qk_start,
-	.in_run = qk_in_run, .tid = qk_tid, .mark = qk_mark, .resume_ns = qk_resume,
+	.in_run = ks_in_run, .tid = ks_tid, .mark = ks_mark, .resume_ns = ks_resume,
 };
 
 /* ---------------------------------------------------------------------------
@@ -507,10 +520,8 @@ struct kfcpu {
 	_Atomic uint32_t seq;           /* odd while stopped; the futex */
 	char pad0[60];
 	_Atomic uint32_t acked;         /* the odd seq the vCPU went out for */
-	_Atomic uint32_t in_run;
-	_Atomic int tid;
+	struct kstamp st;               /* enter_ns: the first entry after the mark */
 	_Atomic uint32_t ready;
-	_Atomic uint64_t mark_ns, resume_ns;
 	pthread_t thread;
 	bool started;
 	int fd;
@@ -531,7 +542,7 @@ static void *kf_thread(void *arg)
 	struct kvm_run *run = c->run;
 	sigset_t set;
 
-	atomic_store_explicit(&c->tid, (int)syscall(SYS_gettid), memory_order_relaxed);
+	atomic_store_explicit(&c->st.tid, (int)syscall(SYS_gettid), memory_order_relaxed);
 	tls_q_run = run;
 	sigemptyset(&set);
 	sigaddset(&set, KW_KF_SIGNAL);
@@ -561,13 +572,13 @@ static void *kf_thread(void *arg)
 			continue;
 		/* The start stamp, as stress/kvm's loop takes it: the check
 		 * passed, KVM_RUN follows. */
-		if (atomic_load_explicit(&c->resume_ns, memory_order_relaxed) <
-		    atomic_load_explicit(&c->mark_ns, memory_order_relaxed))
-			atomic_store_explicit(&c->resume_ns, rsu_now_ns(), memory_order_relaxed);
-		atomic_store_explicit(&c->in_run, 1, memory_order_relaxed);
+		if (atomic_load_explicit(&c->st.enter_ns, memory_order_relaxed) <
+		    atomic_load_explicit(&c->st.mark_ns, memory_order_relaxed))
+			atomic_store_explicit(&c->st.enter_ns, rsu_now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&c->st.in_run, 1, memory_order_relaxed);
 		ret = ioctl(c->fd, KVM_RUN, 0);
 		err = errno;
-		atomic_store_explicit(&c->in_run, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->st.in_run, 0, memory_order_relaxed);
 		if (ret < 0 && (err == EINTR || err == EAGAIN))
 			continue;
 		if (ret < 0) {
@@ -744,34 +755,15 @@ static void kf_down(struct kw *w)
 	kf_free(w);
 }
 
-static bool kf_in_run(const struct kw *w, unsigned i)
+static struct kstamp *kw_stamp(const struct kw *w, unsigned i)
 {
-	return atomic_load_explicit(&w->f->cpus[i].in_run, memory_order_relaxed) != 0;
-}
-
-static int kf_tid(const struct kw *w, unsigned i)
-{
-	return atomic_load_explicit(&w->f->cpus[i].tid, memory_order_relaxed);
-}
-
-static void kf_mark(struct kw *w, uint64_t t)
-{
-	for (unsigned i = 0; i < w->n; i++)
-		atomic_store_explicit(&w->f->cpus[i].mark_ns, t, memory_order_relaxed);
-}
-
-static uint64_t kf_resume(const struct kw *w, unsigned i)
-{
-	const struct kfcpu *c = &w->f->cpus[i];
-	uint64_t r = atomic_load_explicit(&c->resume_ns, memory_order_relaxed);
-
-	return r >= atomic_load_explicit(&c->mark_ns, memory_order_relaxed) ? r : 0;
+	return w->q ? &w->q->cpus[i].st : &w->f->cpus[i].st;
 }
 
 static const struct kw_ops kw_kick_floor = {
 	.name = "kick_floor_kvm",
 	.up = kf_up, .down = kf_down, .stop = kf_stop, .start = kf_start,
-	.in_run = kf_in_run, .tid = kf_tid, .mark = kf_mark, .resume_ns = kf_resume,
+	.in_run = ks_in_run, .tid = ks_tid, .mark = ks_mark, .resume_ns = ks_resume,
 };
 
 /* ---------------------------------------------------------------------------
