@@ -31,6 +31,17 @@ def state(m):
         "yes" if rs.get("io-error") else "no", rs.get("pause-reason", "?"))
 
 
+def guest_stops(vm, command):
+    """Have the guest's init run COMMAND, which stops the VM; show the state
+    and the events it caused."""
+    mk = vm.mark()
+    vm.serial.send(command)
+    vm.wait_event("STOP", since=mk, timeout=30)
+    time.sleep(0.3)      # let the events that follow STOP arrive
+    print("   %s   events: %s" % (state(vm), " ".join(
+        vm.event_names(mk, EVENTS))))
+
+
 def show(m, command, args=None, settle=0.3):
     mk = m.mark()
     print("-> %s%s" % (command, " " + json.dumps(args) if args else ""))
@@ -116,12 +127,7 @@ def main():
         vm.serial.wait(lin["ready_marker"], timeout=180)
         say("The guest writes to its disk; the first write fails (EIO) and "
             "werror=stop\nstops the VM.")
-        mk = vm.mark()
-        vm.serial.send("write")
-        vm.wait_event("STOP", since=mk, timeout=30)
-        time.sleep(0.3)
-        print("   %s   events: %s" % (state(vm), " ".join(
-            vm.event_names(mk, EVENTS))))
+        guest_stops(vm, "write")
         say("The user stops it too, then management retries the I/O.  The "
             "VM stays\npaused: retry clears only the error.")
         show(vm, "stop")
@@ -131,12 +137,7 @@ def main():
                                               timeout=30).string)
 
         print("\n== 3. A panicked guest needs a forced start")
-        mk = vm.mark()
-        vm.serial.send("panic")
-        vm.wait_event("STOP", since=mk, timeout=30)
-        time.sleep(0.3)
-        print("   %s   events: %s" % (state(vm), " ".join(
-            vm.event_names(mk, EVENTS))))
+        guest_stops(vm, "panic")
         say("A plain start (what a user means by 'resume') is refused; "
             "start -f runs it.")
         show(vm, "start")
