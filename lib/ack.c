@@ -21,16 +21,53 @@
  * stopper sleeps on `pending` with PENDING_SLEEPER set (rs_ack_wait()); the
  * decrement that brings the count to zero wakes it, or, when nobody waits
  * (an asynchronous stop), settles the edge itself.
+ *
+ * The active hint (P22): a scan visits only the slots whose hint bit is
+ * set.  A vCPU sets its bit (if clear) between its announcement and its
+ * load of the word; a stop edge's scan clears the bit of a vCPU it finds
+ * out, then re-checks its state, and sets the bit back if it is active:
+ *
+ *   vCPU (rs_ack_enter)                clearer (hint_clear)
+ *   state |= ACTIVE        (seq_cst)   clr_start++           (seq_cst)
+ *   load hint; if clear,   (seq_cst)   hint &= ~bit          (seq_cst)
+ *     hint |= bit          (seq_cst)   load state            (seq_cst)
+ *   load word              (seq_cst)   if ACTIVE: hint |= bit, count it
+ *                                      clr_done++            (seq_cst)
+ *
+ * Store-buffering again: either the vCPU sees the clear (and sets the bit
+ * again) or the clearer's re-check sees ACTIVE.  A scanner that loads the
+ * hint word between a clear and its re-check's set would skip an active
+ * vCPU; it loads clr_done before and clr_start after the hint word, and
+ * when they differ a clearer may be in that window, so it visits every
+ * slot of the word (the argument is docs/protocol.md's P22).
  */
 #include <limits.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "instance.h"
 
-void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns)
+int rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus)
 {
+	uint32_t n = (max_vcpus + 63) / 64;
+	size_t bytes = ((size_t)n * sizeof(uint64_t) + RS_LINE - 1) & ~(size_t)(RS_LINE - 1);
+
+	/* All clear: a vCPU sets its bit when it first announces. */
+	ri->ack.hint = aligned_alloc(RS_LINE, bytes);
+	if (!ri->ack.hint)
+		return RS_ENOMEM;
+	memset((void *)ri->ack.hint, 0, bytes);
+	ri->ack.nhint = n;
 	ri->ack.rekick_ns = rekick_ns;
 	atomic_init(&ri->ack.spin_ns, RS_ACK_SPIN_MAX_NS);
+	return 0;
+}
+
+void rs_ack_destroy(struct rs_instance *ri)
+{
+	free((void *)ri->ack.hint);
+	ri->ack.hint = NULL;
 }
 
 /* ---------------------------------------------------------------------------
@@ -80,6 +117,25 @@ void rs_ack_go_out(struct rs_vcpu_impl *v)
 		pending_dec(ri);
 }
 
+/*
+ * Set slot i's hint bit if it is clear; usually one load of a line that
+ * nobody writes, so halts and wake-ups do not bounce it.  Between the
+ * announcement and the load of the word: both seq_cst loads and the OR
+ * are in the single total order after ACTIVE and before the word's load.
+ * The load pairs with hint_clear()'s clear, then load of the state (the
+ * store-buffering pairing of P22); the OR with a scanner's seq_cst load of
+ * the hint word after its fence (rs_ack_scan()), which therefore sees the
+ * bit whenever this vCPU does not see the stop (P1).
+ */
+static void hint_announce(struct rs_instance *ri, uint32_t i)
+{
+	_Atomic uint64_t *h = &ri->ack.hint[i / 64];
+	uint64_t bit = (uint64_t)1 << (i % 64);
+
+	if (!(atomic_load_explicit(h, memory_order_seq_cst) & bit))
+		atomic_fetch_or_explicit(h, bit, memory_order_seq_cst);
+}
+
 bool rs_ack_enter(struct rs_vcpu_impl *v)
 {
 	struct rs_instance *ri = rs_vcpu_inst(v);
@@ -94,6 +150,7 @@ bool rs_ack_enter(struct rs_vcpu_impl *v)
 	 * the barrier; an mfence would add ~15 ns to every start. */
 	atomic_fetch_or_explicit(&v->state, VS_ACTIVE, memory_order_seq_cst);
 	RS_DELAY(ri, "announce");
+	hint_announce(ri, rs_vcpu_slot(v));
 	w = rs_word_load(ri, memory_order_seq_cst);
 	/* A section's owner runs with RS_W_EXCL set (exclusive.c, P18). */
 	if (rs_excl_lets_run(&ri->excl, w)) {
@@ -171,6 +228,7 @@ static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_sca
 	}
 }
 
+/* One scan: what it is for, and what it found. */
 struct scan_arg {
 	struct rs_instance *ri;
 	enum rs_scan_mode mode;
@@ -179,33 +237,124 @@ struct scan_arg {
 	bool on_mycpu;  /* a vCPU still in guest code last entered it there */
 };
 
-static bool scan_one(struct rs_vcpu_impl *v, void *arg)
+/* want_ack() found v active: the scan is not all out, and rs_ack_wait()
+ * does not spin if v last entered guest code on the scanner's CPU. */
+static void note_active(struct scan_arg *a, struct rs_vcpu_impl *v)
 {
-	struct scan_arg *a = arg;
+	a->all_out = false;
+	if (a->mycpu >= 0 && atomic_load_explicit(&v->cpu, memory_order_relaxed) == a->mycpu)
+		a->on_mycpu = true;
+}
 
-	if (want_ack(a->ri, v, a->mode)) {
-		a->all_out = false;
-		if (a->mycpu >= 0 &&
-		    atomic_load_explicit(&v->cpu, memory_order_relaxed) == a->mycpu)
-			a->on_mycpu = true;
+/*
+ * Clear slot i's hint bit after a scan found its vCPU out (v, pinned) or
+ * the slot empty (v NULL), then re-check; an active vCPU found by the
+ * re-check is counted and kicked as the scan would have (note_active()).
+ * The clear, then the seq_cst load of the state: against the vCPU's
+ * announcement, then load of the hint (hint_announce(), P22), one of the
+ * two sees the other.  An empty slot is pinned again after the clear: a
+ * vCPU published before the clear is found (the slot's seq_cst CAS in
+ * rs_registry_insert() precedes its announcement, which precedes its load
+ * of the hint); one published after it sees the clear.
+ */
+static void hint_clear(struct scan_arg *a, _Atomic uint64_t *h, uint32_t i,
+		       struct rs_vcpu_impl *v)
+{
+	struct rs_instance *ri = a->ri;
+	uint64_t bit = (uint64_t)1 << (i % 64);
+	bool repinned = false;
+
+	atomic_fetch_and_explicit(h, ~bit, memory_order_seq_cst);
+	if (!v) {
+		v = rs_registry_pin(&ri->reg, i);
+		repinned = v != NULL;
 	}
-	return true;
+	if (v && (atomic_load_explicit(&v->state, memory_order_seq_cst) & VS_ACTIVE)) {
+		/* It announced before our clear: set the bit back, so that
+		 * the scans after ours find it, and handle it. */
+		atomic_fetch_or_explicit(h, bit, memory_order_seq_cst);
+		if (want_ack(ri, v, a->mode))
+			note_active(a, v);
+	}
+	if (repinned)
+		rs_registry_unpin(&ri->reg, i);
+}
+
+/*
+ * Visit the slots of hint word k whose bits are set (every slot of it when
+ * a clearer may be between its clear and its re-check); a stop edge's scan
+ * clears the bits of the vCPUs it finds out.
+ */
+static void scan_word(struct scan_arg *a, uint32_t k, uint32_t n)
+{
+	struct rs_instance *ri = a->ri;
+	_Atomic uint64_t *h = &ri->ack.hint[k];
+	uint64_t done, bits, start;
+	bool clearing = false;
+
+	/* seq_cst, in this order: clr_done, the hint word, clr_start.  If
+	 * the word misses the bit of an active vCPU, the last clear of that
+	 * bit before our load is a clearer's whose re-check sets it back
+	 * after our load, so that clearer's clr_start++ precedes the hint
+	 * load and its clr_done++ follows it: clr_start read after the
+	 * hint load exceeds clr_done read before it (P22). */
+	RS_COST_ADD(RS_COST_PART(ri), RS_COST_HINT_WORDS, 1);
+	done = atomic_load_explicit(&ri->ack.clr_done, memory_order_seq_cst);
+	bits = atomic_load_explicit(h, memory_order_seq_cst);
+	start = atomic_load_explicit(&ri->ack.clr_start, memory_order_seq_cst);
+	if (start != done)
+		bits = ~(uint64_t)0;
+	if (n - k * 64 < 64)
+		bits &= ((uint64_t)1 << (n - k * 64)) - 1;
+	while (bits) {
+		uint32_t i = k * 64 + (uint32_t)__builtin_ctzll(bits);
+		struct rs_vcpu_impl *v = rs_registry_pin(&ri->reg, i);
+
+		bits &= bits - 1;
+		if (v && want_ack(ri, v, a->mode)) {
+			note_active(a, v);
+		} else if (a->mode == RS_SCAN_EDGE &&
+			   (atomic_load_explicit(h, memory_order_relaxed) >> (i % 64) & 1)) {
+			/* Out (or empty) at a stop edge: clear its bit, so
+			 * that the scans after this one skip it until it
+			 * announces again.  Only edges clear: the settler's
+			 * scans then leave alone the bits of the vCPUs that
+			 * acknowledged, which go back in after the start
+			 * without writing the hint. */
+			if (!clearing) {
+				atomic_fetch_add_explicit(&ri->ack.clr_start, 1, memory_order_seq_cst);
+				clearing = true;
+			}
+			hint_clear(a, h, i, v);
+		}
+		if (v)
+			rs_registry_unpin(&ri->reg, i);
+	}
+	/* After every re-check of this word: see clr_start above. */
+	if (clearing)
+		atomic_fetch_add_explicit(&ri->ack.clr_done, 1, memory_order_seq_cst);
 }
 
 /*
  * Kick every active vCPU not kicked yet (and re-kick laggards if rekick);
  * true if every registered vCPU is out.  Called after a stop edge's CAS
  * (RS_SCAN_EDGE, by its maker only: one kick per vCPU per edge) and by the
- * settler.  mycpu, on_mycpu: see ack.h.
+ * settler.  Only the slots whose hint bit is set are visited (P22).
+ * mycpu, on_mycpu: see ack.h.
  */
 bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode, int mycpu, bool *on_mycpu)
 {
 	struct scan_arg a = { .ri = ri, .mode = mode, .all_out = true, .mycpu = mycpu };
+	uint32_t n;
 
-	/* The stopper's fence: pairs with the vCPU's seq_cst OR of ACTIVE
-	 * and seq_cst load of the word (rs_ack_enter()). */
+	/* The stopper's fence: pairs with the vCPU's seq_cst OR of ACTIVE,
+	 * its hint (hint_announce()) and its seq_cst load of the word
+	 * (rs_ack_enter(), P1). */
 	atomic_thread_fence(memory_order_seq_cst);
-	rs_registry_for_each(&ri->reg, scan_one, &a);
+	RS_COST_ADD(RS_COST_PART(ri), RS_COST_SCANS, 1);
+	n = rs_registry_hiwater(&ri->reg);
+	for (uint32_t k = 0; k * 64 < n; k++)
+		scan_word(&a, k, n);
 	if (on_mycpu)
 		*on_mycpu = a.on_mycpu;
 	return a.all_out;

@@ -19,13 +19,30 @@ struct rs_ack {
 	 * twice the last wait that had to wait, within the bounds below.
 	 * Relaxed: a hint, read and written by stoppers only. */
 	_Atomic uint64_t spin_ns;
+	/* The edge scanners that clear hint bits (hint_clear() in ack.c):
+	 * each bumps clr_start before its first clear in a hint word and
+	 * clr_done after its last re-check there; a scanner that sees them
+	 * differ around its load of a hint word visits the word's every
+	 * slot.  Written only by clearing scanners, on a line of their
+	 * own. */
+	_Alignas(RS_LINE) _Atomic uint64_t clr_start, clr_done;
+	/* The active hint: bit i % 64 of hint[i / 64] is set whenever the
+	 * vCPU in slot i may be active (set by the vCPU as it announces,
+	 * cleared lazily by a stop edge's scan that finds it out), so that
+	 * a scan skips the slots of vCPUs that have not run since the last
+	 * stop (docs/protocol.md, P22).  The pointer is read-mostly, on a
+	 * line of its own: every announcement reads it. */
+	_Alignas(RS_LINE) _Atomic uint64_t *hint;
+	uint32_t nhint;
 };
 #define RS_ACK_SPIN_MIN_NS 4000
 #define RS_ACK_SPIN_MAX_NS 100000
 #define PENDING_SLEEPER 0x80000000u
 #define PENDING_COUNT   0x7fffffffu
 
-RS_HIDDEN void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns);
+/* 0 or RS_ENOMEM (nothing to destroy then). */
+RS_HIDDEN int rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus);
+RS_HIDDEN void rs_ack_destroy(struct rs_instance *ri);
 
 /* The vCPU side, on its own thread: out -> active when the word lets it run
  * (true: active, and the word it re-loaded still lets it run; false: it

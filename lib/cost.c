@@ -60,6 +60,8 @@ static void fill(struct rs_cost *out, const uint64_t *c)
 		.futex_wakes = c[RS_COST_FUTEX_WAKES],
 		.word_rmws = c[RS_COST_WORD_RMWS],
 		.tree_depth = c[RS_COST_TREE_DEPTH],
+		.scans = c[RS_COST_SCANS],
+		.hint_words = c[RS_COST_HINT_WORDS],
 	};
 	memcpy(out, &full, size < sizeof(full) ? size : sizeof(full));
 }

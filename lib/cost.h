@@ -22,6 +22,8 @@ enum rs_cost_id {
 	RS_COST_FUTEX_WAKES,
 	RS_COST_WORD_RMWS,
 	RS_COST_TREE_DEPTH,     /* a maximum, not a sum */
+	RS_COST_SCANS,
+	RS_COST_HINT_WORDS,
 	RS_COST_N
 };
 

@@ -114,8 +114,13 @@ int rs_create_ops(const struct rs_config *cfg, const struct rs_ops *ops, rs_runs
 		free(ri);
 		return RS_ENOMEM;
 	}
+	if (rs_ack_init(ri, c.rekick_ns, c.max_vcpus)) {
+		rs_events_destroy(ri);
+		rs_registry_destroy(&ri->reg);
+		free(ri);
+		return RS_ENOMEM;
+	}
 	rs_os_init(ri, ops);
-	rs_ack_init(ri, c.rekick_ns);
 	rs_settle_init(ri);
 	ri->ncpus = usable_cpus();
 	ri->max_backlog = c.max_backlog;
@@ -137,6 +142,7 @@ void rs_destroy(rs_runstate *rs)
 		return;
 	rs_listeners_destroy(ri);
 	rs_events_destroy(ri);
+	rs_ack_destroy(ri);
 	rs_registry_destroy(&ri->reg);
 	free(ri);
 }

@@ -37,6 +37,12 @@ struct rs_cost {
 	 * the CAS that cleared RS_W_PARKED, d + 1 for one woken by a vCPU of
 	 * depth d.  For one thread: the deepest wake it made itself. */
 	uint64_t tree_depth;
+	/* (Since 0.10.1, within .size.)  Scans of the vCPUs by a stopper or
+	 * a section's owner (each visits the slots of the vCPUs that may be
+	 * active, counted in slots), and the words of the active hint they
+	 * loaded: one per 64 slots below the registry's high-water mark. */
+	uint64_t scans;
+	uint64_t hint_words;
 };
 #define RS_COST_SIZE_0_10 (sizeof(size_t) + 6 * sizeof(uint64_t))
 
