@@ -33,6 +33,8 @@ static const struct {
 	{ "futex_wakes", offsetof(struct rs_cost, futex_wakes) },
 	{ "word_rmws", offsetof(struct rs_cost, word_rmws) },
 	{ "tree_depth", offsetof(struct rs_cost, tree_depth) },
+	{ "scans", offsetof(struct rs_cost, scans) },
+	{ "hint_words", offsetof(struct rs_cost, hint_words) },
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -206,10 +208,42 @@ int rsb_cost_main(int argc, char **argv)
 						rc = 1;
 						goto next;
 					}
-			summarize(stops, reps * RSB_START_KINDS, &s);
-			print_row(n, k, "stop", &s);
-			if (jf)
-				json_row(jf, &first, n, k, "stop", "", &s, reps * RSB_START_KINDS);
+			/* Stops in two rows: "rest quiet" when no quiescent
+			 * vCPU has run since the last stop edge (the first
+			 * stop, and those after a busy-parked start), whose
+			 * scans skip them (the active hint, ack.c); "rest ran"
+			 * after a start that made them enter, whose edge scan
+			 * visits them once more and clears their hint bits. */
+			{
+				size_t nq = 0, nr = 0, all = reps * RSB_START_KINDS;
+				struct rsb_cost_sample *q = calloc(all, sizeof(*q));
+				struct rsb_cost_sample *r = calloc(all, sizeof(*r));
+
+				if (!q || !r) {
+					free(q);
+					free(r);
+					rc = 1;
+					goto next;
+				}
+				for (size_t j = 0; j < all; j++) {
+					if (j == 0 || j % RSB_START_KINDS == RSB_START_BUSY_PARKED + 1)
+						q[nq++] = stops[j];
+					else
+						r[nr++] = stops[j];
+				}
+				summarize(q, nq, &s);
+				print_row(n, k, "stop rest quiet", &s);
+				if (jf)
+					json_row(jf, &first, n, k, "stop", "rest quiet", &s, nq);
+				if (nr) {
+					summarize(r, nr, &s);
+					print_row(n, k, "stop rest ran", &s);
+					if (jf)
+						json_row(jf, &first, n, k, "stop", "rest ran", &s, nr);
+				}
+				free(q);
+				free(r);
+			}
 			for (int h = 0; h < RSB_START_KINDS; h++) {
 				char op[32];
 

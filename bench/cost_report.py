@@ -32,9 +32,9 @@ def main():
         "caller: the thread that stops or starts; total: every thread." % data["cycles"],
         "",
         "| N | k | operation | caller: slots | caller: pins | caller: futex wait/wake "
-        "| caller: CAS on word | total: slots | total: futex wake | wave depth "
-        "(bound) | caller's latency, median |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| caller: CAS on word | caller: scans (hint words) | total: slots | total: futex wake "
+        "| wave depth (bound) | caller's latency, median |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(r, who, f):
@@ -42,13 +42,16 @@ def main():
         return "%d" % m if m == x else "%d (%d)" % (m, x)
 
     for r in rows:
-        op = r["op"] if r["op"] == "stop" else "start, " + r["start"]
+        op = r["op"] + (", " + r["start"] if r["start"] else "")
         bound = math.ceil(math.log2(r["vcpus"])) + 1
-        lines.append("| %d | %d | %s | %s | %s | %s / %s | %s | %s | %s | %s (%d) | %.1f us |" % (
+        lines.append("| %d | %d | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s (%d) | %.1f us |" % (
             r["vcpus"], r["busy"], op,
             cell(r, "caller", "slots"), cell(r, "caller", "pins"),
             cell(r, "caller", "futex_waits"), cell(r, "caller", "futex_wakes"),
-            cell(r, "caller", "word_rmws"), cell(r, "total", "slots"),
+            cell(r, "caller", "word_rmws"),
+            "%s (%s)" % (cell(r, "caller", "scans"), cell(r, "caller", "hint_words"))
+            if "scans" in r["caller"] else "-",
+            cell(r, "total", "slots"),
             cell(r, "total", "futex_wakes"),
             cell(r, "total", "tree_depth") if r["op"] == "start" else "-",
             bound, r["caller_ns"]["median"] / 1000.0))
@@ -57,9 +60,9 @@ def main():
 
     # One data file per series: N value.
     series = {
-        "stop-slots-k1": ("stop", "", 1, "caller", "slots"),
-        "stop-slots-k4": ("stop", "", 4, "caller", "slots"),
-        "stop-rmw-k1": ("stop", "", 1, "caller", "word_rmws"),
+        "stop-slots-k1": ("stop", "rest quiet", 1, "caller", "slots"),
+        "stop-slots-k4": ("stop", "rest quiet", 4, "caller", "slots"),
+        "stop-rmw-k1": ("stop", "rest quiet", 1, "caller", "word_rmws"),
         "start-wakes-busyout-k4": ("start", "busy-out", 4, "caller", "futex_wakes"),
         "start-slots-busyout-k4": ("start", "busy-out", 4, "caller", "slots"),
         "start-total-wakes-all-k1": ("start", "all-parked", 1, "total", "futex_wakes"),
@@ -83,7 +86,7 @@ set title 'stop: the stopping thread (median)'
 plot '{o}/cost-stop-slots-k1.dat' with linespoints title 'slots visited and pinned, 1 busy', \\
      '{o}/cost-stop-slots-k4.dat' with linespoints title 'slots visited and pinned, 4 busy', \\
      '{o}/cost-stop-rmw-k1.dat' with linespoints title 'CASes on the word, 1 busy', \\
-     2*x with lines dt 2 title '2N (2 scans)'
+     2*x with lines dt 2 title '2N (2 scans of every slot, before the hint)'
 set title 'start: the starting thread and the wave (median)'
 set yrange [0.5:5000]
 plot '{o}/cost-start-wakes-busyout-k4.dat' with linespoints title 'caller: futex wakes (4 busy out, rest parked)', \\
