@@ -6,7 +6,7 @@
 #   run-model.sh [bounded]        the quick exhaustive checks (README.md)
 #   run-model.sh full             the larger exhaustive checks (minutes)
 #   run-model.sh sections [full]  the exclusive sections' checks (README.md)
-#   run-model.sh mutant NAME      a seeded bug, a..n: spin must find an error
+#   run-model.sh mutant NAME      a seeded bug, a..p: spin must find an error
 #   run-model.sh design NAME      the protocol as first written, spec-kick or
 #                                 spec-recheck: spin must find an error
 #   run-model.sh one KIND FLAGS.. one run; KIND safety|liveness; -D flags
@@ -296,7 +296,17 @@ mutant() {
 		copt=-O0
 		run safety mutant-n-vcpu-not-out 22 'lostk|invalid end state' \
 			$B $S2 -DSTARTS=0 -DMUTANT_N ;;
-	*) echo "run-model: mutant a|b|...|n" >&2; return 99 ;;
+	o|O) # a stop edge's scan clears the hint of a vCPU it found out and
+	     # does not re-check: the vCPU announced between the visit and the
+	     # clear, found its bit still set and runs; a later stop's scans
+	     # skip it (P22).  Three stop edges: a toggle, the stop, the async one.
+		run safety mutant-o-no-recheck 25 'inguest|holding' \
+			$B -DHOLDER=0 -DTOGGLES=1 -DASYNC_STOP=2 -DMUTANT_O ;;
+	p|P) # a scanner trusts a hint word loaded while a clearer is between
+	     # its clear and its re-check (no clr_start/clr_done check)
+		run safety mutant-p-no-clear-check 25 'inguest|holding' \
+			$B -DHOLDER=0 -DTOGGLES=1 -DASYNC_STOP=2 -DMUTANT_P ;;
+	*) echo "run-model: mutant a|b|...|p" >&2; return 99 ;;
 	esac
 }
 

@@ -201,6 +201,11 @@
 short word = W_E1;		/* running, edge 1, settled */
 byte S[NV] = S_ACT;		/* every vCPU active, generation 0 */
 byte pending;			/* outstanding acknowledgements */
+/* The active hint (ack.c, P22): bit i set whenever vCPU i may be active;
+ * one hint word (NV <= 3).  clrs and clrd: the clearers' clr_start and
+ * clr_done (byte-wide: the runs make far fewer than 256 clears). */
+byte H = (1 << NV) - 1;		/* every vCPU starts active */
+byte clrs, clrd;
 bit role;			/* the settler role (a mutex) */
 byte settled = 1;		/* the last settled edge counter, mod EMOD (under role) */
 /* The coalesced run absorbed and not yet settled (under role): its end on
@@ -270,7 +275,9 @@ byte gsn;			/* the absorbed run's number of edges */
 	short w, nw; \
 	byte s, e, i, t, cc, tg; \
 	byte coal; \
-	bit ok, allout, rekick, got, gaveup, blk, early
+	bit ok, allout, rekick, got, gaveup, blk, early; \
+	byte hw, cd, cs, clm; \
+	bit edg, fo, clg
 #else
 /* pkw: this thread's CAS cleared PARKED without an edge (a command on a
  * word that may run but for EX, or an end): it wakes every parked vCPU. */
@@ -278,7 +285,9 @@ byte gsn;			/* the absorbed run's number of edges */
 	short w, nw; \
 	byte s, e, i, t, cc, tg; \
 	byte coal; \
-	bit ok, allout, rekick, got, gaveup, blk, early, pkw
+	bit ok, allout, rekick, got, gaveup, blk, early, pkw; \
+	byte hw, cd, cs, clm; \
+	bit edg, fo, clg
 #endif
 
 /* ======================================================================= */
@@ -621,7 +630,7 @@ inline want_one(j)
 		:: rekick && (s & S_WANT) -> do_kick(j)
 		:: else
 		fi
-	:: else
+	:: else -> fo = 1	/* found out: a stop edge may clear its hint */
 	fi;
 	s = 0
 }
@@ -634,15 +643,78 @@ inline scan()
 	atomic {
 #endif
 	allout = 1;
+	/* P22: clr_done, the hint word, clr_start, three loads; a clearer
+	 * may be between its clear and its re-check when they differ, and
+	 * then every vCPU is visited. */
+	cd = clrd;
+	hw = H;
+	cs = clrs;
+#ifndef MUTANT_P
+	if
+	:: cs != cd -> hw = (1 << NV) - 1
+	:: else
+	fi;
+#endif
+	cd = 0;
+	cs = 0;
 	i = 0;
 	do
-	:: i < NV -> want_one(i); i++
+	:: i < NV ->
+		if
+		:: hw & (1 << i) ->
+			want_one(i);
+			/* found out at a stop edge with its bit set: clear it
+			 * below (clm) */
+			if
+			:: edg && fo && (H & (1 << i)) -> clm = clm | (1 << i)
+			:: else
+			fi;
+			fo = 0
+		:: else
+		fi;
+		i++
 	:: else -> i = 0; break
 	od;
+	hw = 0;
 	rekick = 0
 #ifdef COARSE
 	}
 #endif
+	;
+	/* A stop edge's scan clears the hint of each vCPU it found out, then
+	 * re-checks its state: sets it back and counts it when it is active
+	 * (hint_clear()).  Steps of their own even with COARSE: in the
+	 * library the vCPU may announce between the visit and the clear. */
+	do
+	:: clm != 0 ->
+		i = 0;
+		do
+		:: !(clm & (1 << i)) -> i++
+		:: else -> break
+		od;
+		clm = clm & ~(1 << i);
+		if
+		:: !clg -> clrs++; clg = 1
+		:: else
+		fi;
+		H = H & ~(1 << i);
+#ifndef MUTANT_O
+		if
+		:: S[i] & S_ACT ->
+			H = H | (1 << i);
+			want_one(i);
+			fo = 0
+		:: else
+		fi;
+#endif
+		i = 0
+	:: else -> break
+	od;
+	/* After every re-check: clr_done. */
+	if
+	:: clg -> clrd++; clg = 0
+	:: else
+	fi
 }
 
 /* Wait until no vCPU is ACTIVE.  Non-blocking form: give up (gaveup = 1)
@@ -949,7 +1021,10 @@ inline kick_all_if_stop_edge()
 		 * finding 1), and nobody else would kick that vCPU now */
 		rekick = 1;
 #endif
-		scan()
+		/* the edge's scan: it clears the hints of vCPUs found out */
+		edg = 1;
+		scan();
+		edg = 0
 	:: else
 	fi
 }
@@ -1071,7 +1146,7 @@ inline sect_acquire(id)
  * timeout (SECT_TMO: at a scan that finds a vCPU active) gaveup = 1.
  * Seeded bugs M and N: below. */
 #ifndef MUTANT_N
-#define SECT_SCAN(id)	scan()
+#define SECT_SCAN(id)	edg = 1; scan(); edg = 0
 #else
 /* Seeded bug N: begin leaves its own vCPU active (no acknowledgement) and
  * the owner's scan skips its own vCPU instead. */
@@ -1083,7 +1158,7 @@ inline sect_scan_but(id)
 	allout = 1;
 	i = 0;
 	do
-	:: i < NV && i != id -> want_one(i); i++
+	:: i < NV && i != id -> want_one(i); fo = 0; i++
 	:: i < NV && i == id -> i++
 	:: else -> i = 0; break
 	od;
@@ -1299,7 +1374,13 @@ proctype vcpu(byte me)
 	goto guest;
 
 announced:
-	/* (Announced.)  The load of the word that decides.  In the library the
+	/* (Announced.)  The hint (hint_announce()): set own bit if clear,
+	 * after ACTIVE and before the load of the word. */
+	if
+	:: !(H & (1 << me)) -> H = H | (1 << me)
+	:: else
+	fi;
+	/* The load of the word that decides.  In the library the
 	 * announcement is a seq_cst fetch_or of ACTIVE and this load is seq_cst,
 	 * with no fence between (two seq_cst accesses keep their order in the
 	 * single total order; the model is sequentially consistent anyway).
