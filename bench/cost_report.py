@@ -82,7 +82,7 @@ set xlabel 'registered vCPUs (N)'
 set key top left
 set grid
 set yrange [0.5:200000]
-set title 'stop: the stopping thread (median)'
+set title 'stop, rest quiet: the stopping thread (median)'
 plot '{o}/cost-stop-slots-k1.dat' with linespoints title 'slots visited and pinned, 1 busy', \\
      '{o}/cost-stop-slots-k4.dat' with linespoints title 'slots visited and pinned, 4 busy', \\
      '{o}/cost-stop-rmw-k1.dat' with linespoints title 'CASes on the word, 1 busy', \\
