@@ -203,9 +203,20 @@ byte S[NV] = S_ACT;		/* every vCPU active, generation 0 */
 byte pending;			/* outstanding acknowledgements */
 /* The active hint (ack.c, P22): bit i set whenever vCPU i may be active;
  * one hint word (NV <= 3).  clrs and clrd: the clearers' clr_start and
- * clr_done (byte-wide: the runs make far fewer than 256 clears). */
+ * clr_done (byte-wide: the runs make far fewer than 256 clears).  With
+ * COARSE a scan loads them and the hint in one step, where clr_start !=
+ * clr_done is exactly "a clearer is in flight": clin counts those instead,
+ * so that the monotonic counts do not split states. */
 byte H = (1 << NV) - 1;		/* every vCPU starts active */
+#ifndef COARSE
 byte clrs, clrd;
+#define CLR_START()	clrs++
+#define CLR_DONE()	clrd++
+#else
+byte clin;
+#define CLR_START()	clin++
+#define CLR_DONE()	clin--
+#endif
 bit role;			/* the settler role (a mutex) */
 byte settled = 1;		/* the last settled edge counter, mod EMOD (under role) */
 /* The coalesced run absorbed and not yet settled (under role): its end on
@@ -646,6 +657,7 @@ inline scan()
 	/* P22: clr_done, the hint word, clr_start, three loads; a clearer
 	 * may be between its clear and its re-check when they differ, and
 	 * then every vCPU is visited. */
+#ifndef COARSE
 	cd = clrd;
 	hw = H;
 	cs = clrs;
@@ -657,6 +669,15 @@ inline scan()
 #endif
 	cd = 0;
 	cs = 0;
+#else
+	hw = H;
+#ifndef MUTANT_P
+	if
+	:: clin != 0 -> hw = (1 << NV) - 1
+	:: else
+	fi;
+#endif
+#endif
 	i = 0;
 	do
 	:: i < NV ->
@@ -694,7 +715,7 @@ inline scan()
 		od;
 		clm = clm & ~(1 << i);
 		if
-		:: !clg -> clrs++; clg = 1
+		:: !clg -> CLR_START(); clg = 1
 		:: else
 		fi;
 		H = H & ~(1 << i);
@@ -712,7 +733,7 @@ inline scan()
 	od;
 	/* After every re-check: clr_done. */
 	if
-	:: clg -> clrd++; clg = 0
+	:: clg -> CLR_DONE(); clg = 0
 	:: else
 	fi
 }
