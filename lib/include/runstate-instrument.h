@@ -37,7 +37,7 @@ struct rs_cost {
 	 * the CAS that cleared RS_W_PARKED, d + 1 for one woken by a vCPU of
 	 * depth d.  For one thread: the deepest wake it made itself. */
 	uint64_t tree_depth;
-	/* (Since 0.10.1, within .size.)  Scans of the vCPUs by a stopper or
+	/* (Added after 0.10.0: read only within .size.)  Scans of the vCPUs by a stopper or
 	 * a section's owner (each visits the slots of the vCPUs that may be
 	 * active, counted in slots), and the words of the active hint they
 	 * loaded: one per 64 slots below the registry's high-water mark. */
