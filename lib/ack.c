@@ -409,13 +409,14 @@ bool rs_ack_any_active(struct rs_instance *ri)
  *
  * While it spins it rescans only when the wanted acknowledgements have all
  * come (the count in `pending` is zero) and every 64 rounds (which also
- * re-kicks laggards): a scan visits every slot, and one stop used to make
- * up to 67 of them.  Every return of 0 still comes from a scan that found
- * every vCPU out, so skipping scans changes when, not whether.  With the
- * spin bounded by time, 64 rounds are about 2.5 us, so a 100 us spin still
- * rescans up to about 40 times (37 to 40 measured on the loaded 2-core
- * VM), although no re-kick can be due before rekick_ns (1 ms): rescanning
- * by time would cut that, and is not done yet.
+ * re-kicks laggards): a scan visits every slot whose hint bit is set (these
+ * scans clear none: P22), and one stop used to make up to 67 of them.
+ * Every return of 0 still comes from a scan that found every vCPU out, so
+ * skipping scans changes when, not whether.  With the spin bounded by
+ * time, 64 rounds are about 2.5 us, so a 100 us spin still rescans up to
+ * about 40 times (37 to 40 measured on the loaded 2-core VM), although no
+ * re-kick can be due before rekick_ns (1 ms): rescanning by time would cut
+ * that, and is not done yet.
  */
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 {
