@@ -40,7 +40,7 @@
  *     the hand-over at the end, the owner's vCPU running alone, and the
  *     PARKED rule for "may run but for EX".
  *
- * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 2 or 3 [2];
+ * Knobs (spin -DNAME=VALUE, defaults in brackets): NV vCPUs, 1, 2 or 3 [2];
  * BMAX the instance's max_backlog, 1 or 2 [1]; SPURIOUS, LOSTKICKS budgets
  * [1, 1]; STOPS synchronous stops [1]; STARTS asynchronous starts [1];
  * TOGGLES: the starter first makes that many asynchronous stop/start pairs
@@ -116,6 +116,9 @@
 #endif
 #if SECT > 2
 #error "SECT is at most 2"
+#endif
+#if SECT > NV
+#error "SECT is at most NV (a section per vCPU thread)"
 #endif
 #if defined(SECTIONS) && (defined(NO_EARLY_WAKE) || defined(EARLY_SECOND_CAS) || \
 	defined(MUTANT_F) || defined(RECHECK_SPEC))
@@ -264,7 +267,12 @@ byte gE = 1, gS = 1, gtail;	/* the edge counter, the settled one and the
 byte gsend;			/* the absorbed run's end, not wrapped */
 byte gsn;			/* the absorbed run's number of edges */
 
-#if NV == 2
+#if NV == 1
+#define NONE_INGUEST	(!inguest[0])
+#define ALL_INGUEST	(inguest[0])
+#define ANY_LOST	(lostk[0])
+#define NWANTED		((S[0] & S_WANT) != 0)
+#elif NV == 2
 #define NONE_INGUEST	(!inguest[0] && !inguest[1])
 #define ALL_INGUEST	(inguest[0] && inguest[1])
 #define ANY_LOST	(lostk[0] || lostk[1])
@@ -276,7 +284,7 @@ byte gsn;			/* the absorbed run's number of edges */
 #define NWANTED		(((S[0] & S_WANT) != 0) + ((S[1] & S_WANT) != 0) + \
 			 ((S[2] & S_WANT) != 0))
 #else
-#error "NV must be 2 or 3"
+#error "NV must be 1, 2 or 3"
 #endif
 
 /* Locals of every thread that may settle (the inlines use them by name).
@@ -1813,7 +1821,9 @@ init {
 /* word % 32 == 0 && word / W_EX % 2 == 0 is MAYRUN(word) (the LTL parser
  * takes no bitwise and; EX is never set without sections) */
 #define STUCK(j)	(word % 32 == 0 && word / W_EX % 2 == 0 && !inguest[j] && !exited[j])
-#if NV == 2
+#if NV == 1
+ltl progress { []<> !STUCK(0) }
+#elif NV == 2
 ltl progress { []<> !STUCK(0) && []<> !STUCK(1) }
 #else
 ltl progress { []<> !STUCK(0) && []<> !STUCK(1) && []<> !STUCK(2) }
