@@ -149,17 +149,21 @@ worst() {
 # The bounded checks, run by the test suite (model-bounded): the three
 # management threads together (the lock holder unlocks with a pause: the
 # start after it then makes the edge and the early wake; the plain unlock
-# is in `full`), then each pair of them with a spurious wake-up and a lost
-# kick, then an asynchronous stop/start pair before the start, which with a
-# backlog of 1 coalesces edges and wraps the 2-bit counters, then progress.
+# is in `full`) with one vCPU, a spurious wake-up and a lost kick (with two
+# vCPUs the same threads no longer complete within 12 GB since the active
+# hint: README.md, "Configurations and results"), then an asynchronous
+# stop/start pair before the start, which with a backlog of 1 coalesces
+# edges and wraps the 2-bit counters, then each pair of the three threads
+# with two vCPUs, a spurious wake-up and a lost kick, then progress.
 # One run at a time: the machine is shared.
 bounded() {
 	rc=0
-	run safety   bounded-safety        25 '' $B -DUNLOCKP=1;  rc=$(worst $rc $?)
+	run safety   bounded-safety-1vcpu  25 '' $F -DUNLOCKP=1 -DNV=1; rc=$(worst $rc $?)
 	run safety   bounded-toggles       25 '' $B -DHOLDER=0 -DTOGGLES=1; rc=$(worst $rc $?)
 	copt=-O0
 	run safety   bounded-nolock-faults 22 '' $F -DHOLDER=0;   rc=$(worst $rc $?)
 	run safety   bounded-nostop-faults 22 '' $F -DSTOPS=0;    rc=$(worst $rc $?)
+	run safety   bounded-nostart-faults 22 '' $F -DSTARTS=0 -DUNLOCKP=1; rc=$(worst $rc $?)
 	run liveness bounded-live-nolock   22 '' $B -DHOLDER=0;   rc=$(worst $rc $?)
 	run liveness bounded-live-nostop   22 '' $B -DSTOPS=0;    rc=$(worst $rc $?)
 	copt=-O2
