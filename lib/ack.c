@@ -407,47 +407,59 @@ bool rs_ack_any_active(struct rs_instance *ri)
  * of another VM on its CPU it then waited a tick to run again, and QEMU's
  * QMP cont took 4.5 to 5 ms instead of 0.5 (docs/qemu.md, "Figures").
  *
- * While it spins it rescans only when the wanted acknowledgements have all
- * come (the count in `pending` is zero) and every 64 rounds (which also
- * re-kicks laggards): a scan visits every slot whose hint bit is set (these
- * scans clear none: P22), and one stop used to make up to 67 of them.
- * Every return of 0 still comes from a scan that found every vCPU out, so
- * skipping scans changes when, not whether.  With the spin bounded by
- * time, 64 rounds are about 2.5 us, so a 100 us spin still rescans up to
- * about 40 times (37 to 40 measured on the loaded 2-core VM), although no
- * re-kick can be due before rekick_ns (1 ms): rescanning by time would cut
- * that, and is not done yet.
+ * It rescans only when it has to: first; when the wanted acknowledgements
+ * have all come (the count in `pending` is zero: then either every vCPU is
+ * out or one announced since the last scan and has to be counted); after
+ * a nap; and when rekick_ns has passed since its last scan, to re-kick
+ * laggards (a kick can be lost only by a vCPU that does not acknowledge,
+ * and re-kicking sooner than rekick_ns does nothing: want_ack() compares
+ * with the last kick).  A scan visits every slot whose hint bit is set
+ * (these scans clear none: P22).  Every return of 0 still comes from a
+ * scan that found every vCPU out, so skipping scans changes when, not
+ * whether.  Until this rule it rescanned every 64 rounds as well, about
+ * 2.5 us: 37 to 40 scans in a 100 us spin on the loaded 2-core VM, where
+ * now a stop whose vCPUs acknowledge makes 3 in all (the edge's, the
+ * first here, and the one after the count reaches zero).
  */
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 {
 	uint64_t t0 = rs_now(ri);
 	uint64_t spin_ns = atomic_load_explicit(&ri->ack.spin_ns, memory_order_relaxed);
 	int mycpu = rs_this_cpu();
-	bool slept = false, on_mycpu = false;
+	uint64_t scanned = t0;
+	bool slept = false, napped = false, on_mycpu = false;
 
-	for (int spin = 0;; spin++) {
+	for (bool first = true;; first = false) {
 		uint32_t p;
 		int64_t left, nap;
+		uint64_t now;
+		bool rekick;
 
 		/* Read pending before the scan: an acknowledgement after
 		 * the scan changes it and the futex wait returns at once. */
 		p = atomic_load_explicit(&ri->ack.pending, memory_order_seq_cst);
-		if ((spin == 0 || !(p & PENDING_COUNT) || spin % 64 == 0) &&
-		    rs_ack_scan(ri, spin > 0 && spin % 64 == 0 ? RS_SCAN_REKICK : RS_SCAN_CHECK,
-				mycpu, &on_mycpu)) {
-			if (spin > 0) {
-				uint64_t w = 2 * (rs_now(ri) - t0);
+		now = rs_now(ri);
+		rekick = napped || now - scanned >= (uint64_t)ri->ack.rekick_ns;
+		if (first || !(p & PENDING_COUNT) || rekick) {
+			napped = false;
+			scanned = now;
+			if (rs_ack_scan(ri, !first && rekick ? RS_SCAN_REKICK : RS_SCAN_CHECK,
+					mycpu, &on_mycpu)) {
+				if (!first) {
+					uint64_t w = 2 * (rs_now(ri) - t0);
 
-				w = w < RS_ACK_SPIN_MIN_NS ? RS_ACK_SPIN_MIN_NS :
-				    w > RS_ACK_SPIN_MAX_NS ? RS_ACK_SPIN_MAX_NS : w;
-				atomic_store_explicit(&ri->ack.spin_ns, w, memory_order_relaxed);
+					w = w < RS_ACK_SPIN_MIN_NS ? RS_ACK_SPIN_MIN_NS :
+					    w > RS_ACK_SPIN_MAX_NS ? RS_ACK_SPIN_MAX_NS : w;
+					atomic_store_explicit(&ri->ack.spin_ns, w,
+							      memory_order_relaxed);
+				}
+				return 0;
 			}
-			return 0;
 		}
 		left = rs_remaining(ri, deadline);
 		if (left == 0)
 			return RS_ETIMEDOUT;
-		if (!slept && !on_mycpu && rs_now(ri) - t0 < spin_ns) {
+		if (!slept && !on_mycpu && now - t0 < spin_ns) {
 			rs_cpu_relax();
 			continue;
 		}
@@ -466,9 +478,8 @@ int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 			nap = left;
 		RS_DELAY(ri, "stopper-sleep");
 		rs_futex_wait(ri, &ri->ack.pending, p | PENDING_SLEEPER, nap);
-		slept = true;
 		/* After a nap the next scan re-kicks the laggards. */
-		spin = 63;
+		slept = napped = true;
 	}
 }
 
