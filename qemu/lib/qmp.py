@@ -397,6 +397,35 @@ class Machine:
                 self._wait_cond(deadline, "the reply to %s" % command)
             return self.replies.pop(rid)
 
+    def cmd_pipelined(self, commands, timeout=None):
+        """Send every (COMMAND, ARGS) of COMMANDS in one write, without
+        waiting for a reply in between, so that QEMU reads them together;
+        return their whole replies, in the order of COMMANDS."""
+        msgs = []
+        with self.send_lock:
+            for command, args in commands:
+                self.next_id += 1
+                msg = {"execute": command, "id": "rs-%d" % self.next_id}
+                if args:
+                    msg["arguments"] = args
+                msgs.append(msg)
+        for msg in msgs:
+            self._record("out", msg)
+        data = b"".join(json.dumps(msg).encode() + b"\n" for msg in msgs)
+        with self.send_lock:
+            if self.sock is None:
+                raise MachineDied("%s: not connected" % self.name)
+            self.sock.sendall(data)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        out = []
+        with self.cond:
+            for msg in msgs:
+                while msg["id"] not in self.replies:
+                    self._wait_cond(deadline, "the reply to %s"
+                                    % msg["execute"])
+                out.append(self.replies.pop(msg["id"]))
+        return out
+
     def cmd(self, command, timeout=None, **args):
         """Send COMMAND; return its "return" value or raise QMPError.
         Argument names use _ for - (migrate_cancel keeps its name)."""
