@@ -69,7 +69,8 @@ prepare() {
 	git -C "$src" describe --always --dirty >"$dir/source" 2>/dev/null || echo unknown >"$dir/source"
 	# What travels: the binaries, the libraries, the script (not the build
 	# directories, which stay here for the next prepare).
-	ls "$dir/lib" | grep -q 'ld-linux' || die "no loader among the libraries of runstate-bench"
+	set -- "$dir"/lib/ld-linux*
+	[ -f "$1" ] || die "no loader among the libraries of runstate-bench"
 	echo "device-sweep: prepared $dir ($(du -sh "$dir/lib" | cut -f1) of libraries);" \
 		"carry $dir/runstate-bench, $dir/runstate-bench-cost, $dir/lib," \
 		"$dir/device-sweep.sh and $dir/source" >&2
@@ -91,9 +92,12 @@ run() {
 	} >"$out/host.txt"
 	cat "$out/host.txt" >&2
 	cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1 | tr -d ',=')
+	set -- "$d"/lib/ld-linux*
+	loader=$1
 	start=$(date +%s)
+	# shellcheck disable=SC2016 # expanded by the inner shell: $0 is OUT
 	if timeout 270 sh -c '"$@" >"$0/console.txt" 2>&1' "$out" \
-		"$(ls "$d"/lib/ld-linux* | head -n 1)" --library-path "$d/lib" "$d/runstate-bench" \
+		"$loader" --library-path "$d/lib" "$d/runstate-bench" \
 		--vcpus="${SWEEP_VCPUS:-1,2,4,8,15}" --benchmark_filter="${SWEEP_FILTER:-.}" \
 		--benchmark_min_time=0.015 --benchmark_repetitions=2 \
 		--benchmark_enable_random_interleaving=true \
@@ -104,8 +108,9 @@ run() {
 		echo "sweep: FAILED (status $?) after $(( $(date +%s) - start )) s" >>"$out/status.txt"
 	fi
 	start=$(date +%s)
+	# shellcheck disable=SC2016 # expanded by the inner shell: $0 is OUT
 	if timeout 60 sh -c '"$@" >"$0/cost.txt" 2>&1' "$out" \
-		"$(ls "$d"/lib/ld-linux* | head -n 1)" --library-path "$d/lib" "$d/runstate-bench-cost" \
+		"$loader" --library-path "$d/lib" "$d/runstate-bench-cost" \
 		--cost --cost-cycles=21 --cost-out="$out/cost.json"; then
 		echo "cost: ok in $(( $(date +%s) - start )) s" >>"$out/status.txt"
 	else
