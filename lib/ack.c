@@ -410,16 +410,25 @@ bool rs_ack_any_active(struct rs_instance *ri)
  * It rescans only when it has to: first; when the wanted acknowledgements
  * have all come (the count in `pending` is zero: then either every vCPU is
  * out or one announced since the last scan and has to be counted); after
- * a nap; and when rekick_ns has passed since its last scan, to re-kick
- * laggards (a kick can be lost only by a vCPU that does not acknowledge,
- * and re-kicking sooner than rekick_ns does nothing: want_ack() compares
- * with the last kick).  A scan visits every slot whose hint bit is set
- * (these scans clear none: P22).  Every return of 0 still comes from a
- * scan that found every vCPU out, so skipping scans changes when, not
- * whether.  Until this rule it rescanned every 64 rounds as well, about
- * 2.5 us: 37 to 40 scans in a 100 us spin on the loaded 2-core VM, where
- * now a stop whose vCPUs acknowledge makes 3 in all (the edge's, the
- * first here, and the one after the count reaches zero).
+ * a nap; when rekick_ns has passed since its last scan; and once more when
+ * the deadline has come.  The first scan re-kicks as well: a waiter that
+ * arrives after a kick was lost (an asynchronous stop's, with nobody
+ * waiting) re-kicks a vCPU whose last kick is older than rekick_ns at once
+ * (want_ack() compares with the vCPU's last kick, whoever made it), not a
+ * nap later.  A scan visits every slot whose hint bit is set (these scans
+ * clear none: P22).  Every return of 0 still comes from a scan that found
+ * every vCPU out, so skipping scans changes when, not whether.
+ *
+ * What skipping costs: the count can stay above zero while every vCPU is
+ * already out, for as long as the thread that will decrement it is
+ * between its two steps (a vCPU between its going-out CAS and
+ * pending_dec(), another scanner between its increment and its CAS) and
+ * descheduled.  The waiter then returns when that thread decrements
+ * (which wakes it), or at its next timed scan, instead of within 64 spin
+ * rounds.  Until this rule it rescanned every 64 rounds, about 2.5 us: 37
+ * to 40 scans in a 100 us spin on the loaded 2-core VM, where now a stop
+ * whose vCPUs acknowledge makes 3 in all (the edge's, the first here, and
+ * the one after the count reaches zero).
  */
 int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 {
@@ -433,17 +442,18 @@ int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 		uint32_t p;
 		int64_t left, nap;
 		uint64_t now;
-		bool rekick;
+		bool rekick, did_scan;
 
 		/* Read pending before the scan: an acknowledgement after
 		 * the scan changes it and the futex wait returns at once. */
 		p = atomic_load_explicit(&ri->ack.pending, memory_order_seq_cst);
 		now = rs_now(ri);
 		rekick = napped || now - scanned >= (uint64_t)ri->ack.rekick_ns;
-		if (first || !(p & PENDING_COUNT) || rekick) {
+		did_scan = first || !(p & PENDING_COUNT) || rekick;
+		if (did_scan) {
 			napped = false;
 			scanned = now;
-			if (rs_ack_scan(ri, !first && rekick ? RS_SCAN_REKICK : RS_SCAN_CHECK,
+			if (rs_ack_scan(ri, first || rekick ? RS_SCAN_REKICK : RS_SCAN_CHECK,
 					mycpu, &on_mycpu)) {
 				if (!first) {
 					uint64_t w = 2 * (rs_now(ri) - t0);
@@ -457,8 +467,14 @@ int rs_ack_wait(struct rs_instance *ri, uint64_t deadline)
 			}
 		}
 		left = rs_remaining(ri, deadline);
-		if (left == 0)
+		if (left == 0) {
+			/* A last look, so that a count held up by a
+			 * descheduled decrementer does not time out a wait
+			 * whose vCPUs are all out. */
+			if (!did_scan && rs_ack_scan(ri, RS_SCAN_CHECK, mycpu, &on_mycpu))
+				return 0;
 			return RS_ETIMEDOUT;
+		}
 		if (!slept && !on_mycpu && now - t0 < spin_ns) {
 			rs_cpu_relax();
 			continue;

@@ -755,6 +755,37 @@ static void test_lost_kicks(void)
 	rs_destroy(rs);
 }
 
+/*
+ * A waiter that comes after a kick was lost re-kicks at once: an
+ * asynchronous stop's only kick is dropped with nobody waiting; once that
+ * kick is older than the re-kick delay, rs_wait() with a timeout shorter
+ * than the delay still gets the vCPU out, because its first scan re-kicks
+ * (a nap-paced re-kick would come only after the timeout).  6bc8228 timed
+ * re-kicks from the waiter's first scan and timed out here.
+ */
+static void test_late_waiter_rekicks(void)
+{
+	rs_runstate *rs = make(300 * MS, 0);
+	struct tu_vcpu t;
+
+	tu_vcpu_spawn(&t, rs);
+	atomic_store(&t.blocking, true);
+	CHECK_EQ(rs_start(rs, 0), 0);
+	WAIT_FOR(atomic_load(&t.in_guest));
+	atomic_store(&t.drop_kicks, 1);
+	CHECK_EQ(rs_stop(rs, RS_ASYNC), 0);
+	CHECK_EQ(atomic_load(&t.kicks), 1);
+	tu_sleep_ms(350);
+	/* Nobody waited: still in guest code, still one kick. */
+	CHECK(atomic_load(&t.in_guest));
+	CHECK_EQ(atomic_load(&t.kicks), 1);
+	CHECK_EQ(rs_wait(rs, 250 * MS), 0);
+	CHECK_EQ(atomic_load(&t.in_guest), 0);
+	CHECK_EQ(atomic_load(&t.kicks), 2);
+	tu_vcpu_reap(&t);
+	rs_destroy(rs);
+}
+
 /* An asynchronous stop settles without anybody waiting: the vCPU whose
  * acknowledgement completes it produces the STOP event. */
 static void test_async_stop_settles(void)
@@ -930,6 +961,7 @@ int main(void)
 	RUN(test_register_while_stopped);
 	RUN(test_timeout_and_rekick);
 	RUN(test_lost_kicks);
+	RUN(test_late_waiter_rekicks);
 	RUN(test_async_stop_settles);
 	RUN(test_edges_in_order);
 	RUN(test_stop_from_vcpu);
