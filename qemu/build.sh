@@ -43,16 +43,18 @@ builds $target under nice -n $nice_level, and prints the binary's path on
 the last line of stdout.  A rerun with nothing changed only prints the path.
 
   --reference   build the unpatched tree with the same flags
-Both flavors get the timing-only trace points of qemu/patches-timing/
-(after the series on the patched tree), so qemu/bench --hops reads the
-same points from both.
+Both flavors get the timing-only trace points and marks of
+qemu/patches-timing/ (after the series on the patched tree), so qemu/bench
+reads the same points from both; the patched tree also gets
+qemu/patches-timing/patched/ (the mark of the series' own KVM kick).
   --print-key   print the cache key and what it is made of; build nothing
   --fetch       fetch and unpack the source only; print its directory
   --no-deps     do not check or install the apt packages (qemu/deps.sh)
 
 Cache key: source version, configure flags, recipe version, and
   both:      sha256 of qemu/patches-timing/*.patch
-  patched:   sha256 of qemu/patches/*.patch (names and contents) and of the
+  patched:   sha256 of qemu/patches-timing/patched/*.patch, of
+             qemu/patches/*.patch (names and contents) and of the
              library sources (lib/, meson.build, meson_options.txt)
 
 Environment:
@@ -271,6 +273,7 @@ key_material() {
 	echo "target=$target"
 	echo "timing=$(series_hash "$here/patches-timing")"
 	if [ "$flavor" = patched ]; then
+		echo "timing_patched=$(series_hash "$here/patches-timing/patched")"
 		echo "patches=$(series_hash "$here/patches")"
 		echo "lib=$(lib_hash)"
 	fi
@@ -298,10 +301,15 @@ apply_series() {
 
 # The timing-only instrumentation: qemu/patches-timing/*.patch go on both
 # trees (after the series on the patched one), so the reference and the
-# patched binary report the same trace points (qemu/bench --hops).  They
-# touch only files that the series does not.  Their hash is in both keys.
+# patched binary report the same trace points and timing marks (qemu/bench).
+# They apply to both trees unchanged.  Their hash is in both keys.  The
+# series' own kick (KVM) is code the reference does not have: its mark is
+# in qemu/patches-timing/patched/, for the patched tree only.
 timing_instrumentation_hook() {
 	apply_series "$here/patches-timing" "$1" "$2"
+	if [ "$flavor" = patched ]; then
+		apply_series "$here/patches-timing/patched" "$1" "$2"
+	fi
 }
 
 # ---------------------------------------------------------------------------

@@ -174,8 +174,9 @@ class Machine:
     optionally, its first serial port on another."""
 
     def __init__(self, binary, args, workdir, name, serial=True,
-                 timeout=DEFAULT_TIMEOUT):
+                 timeout=DEFAULT_TIMEOUT, env=None):
         self.binary = binary
+        self.env = env            # added to the environment, or None
         self.args = list(args)
         self.workdir = workdir
         self.name = name
@@ -229,8 +230,9 @@ class Machine:
         log.write("# " + " ".join(cl) + "\n")
         log.flush()
         self.t0 = time.monotonic()
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen(cl, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT,
+                                     stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         log.close()
         with _live_lock:
