@@ -41,7 +41,8 @@ static rs_runstate *rs;
 /* The vCPU's storage, static so that main() may post it a request. */
 static rs_vcpu vcpu;
 static _Atomic int kicked, ready, quit;
-static _Atomic long kicks;
+/* The vCPU is in its "guest code" loop (rs_vcpu_enter() returned 0). */
+static _Atomic int in_guest;
 static _Atomic long t_kick;
 /* The floor's word: read by the vCPU's loop, as the runstate word is
  * read by a vCPU that polls rs_may_run(). */
@@ -69,7 +70,6 @@ static void kick(rs_vcpu *v, void *opaque)
 	(void)v;
 	(void)opaque;
 	atomic_compare_exchange_strong(&t_kick, &zero, now_ns());
-	atomic_fetch_add(&kicks, 1);
 	atomic_store(&kicked, 1);
 }
 
@@ -96,8 +96,10 @@ static void *vcpu_thread(void *arg)
 	/* Ends on quit, or on RS_VCPU_EXIT when parked or entering. */
 	while (!atomic_load(&quit) && rs_vcpu_enter(&vcpu) == 0) {
 		/* Guest code: leaves only when kicked. */
+		atomic_store(&in_guest, 1);
 		while (!atomic_load_explicit(&kicked, memory_order_relaxed) && !atomic_load(&quit))
 			(void)atomic_load_explicit(&floor_word, memory_order_relaxed);
+		atomic_store(&in_guest, 0);
 		atomic_store(&kicked, 0);
 	}
 	if ((r = rs_vcpu_unregister(&vcpu)))
@@ -112,23 +114,36 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void report(const char *name, long *d, int n)
+/* n samples, of which the first n - bad are good (the bad ones, a stop
+ * that did not kick, were not stored). */
+static void report(const char *name, long *d, int n, int bad)
 {
-	qsort(d, (size_t)n, sizeof(*d), cmp_long);
-	printf("%-28s p10 %6ld  p50 %6ld  p90 %6ld ns  (%d samples)\n", name, d[n / 10], d[n / 2],
-	       d[9 * n / 10], n);
+	int good = n - bad;
+
+	if (good < 1) {
+		printf("%-28s no good sample (%d without a kick)\n", name, bad);
+		return;
+	}
+	qsort(d, (size_t)good, sizeof(*d), cmp_long);
+	printf("%-28s p10 %6ld  p50 %6ld  p90 %6ld ns  (%d samples, %d without a kick)\n", name,
+	       d[good / 10], d[good / 2], d[9 * good / 10], good, bad);
 }
 
-/* Wait, spinning, until the vCPU is back in its loop after a start. */
+/* Wait until the vCPU is in "guest code" (so that a stop must kick it). */
+static void wait_in_guest(void)
+{
+	while (!atomic_load(&in_guest))
+		;
+}
+
+/* Start the VM and wait until the vCPU is back in "guest code". */
 static void run_again(void)
 {
 	int r;
 
 	if ((r = rs_start(rs, 0)) || (r = rs_wait(rs, RS_FOREVER)))
 		die("rs_start", r);
-	/* rs_wait() after a start returns once it settled; the vCPU may still
-	 * be on its way back: give it time to be in "guest code" again. */
-	usleep(50);
+	wait_in_guest();
 }
 
 int main(int argc, char **argv)
@@ -168,23 +183,26 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < iters; i++) {
 		unsigned long w;
-		long t0, k0;
+		long t0, tk;
 
 		/* The library's stop. */
 		usleep((useconds_t)sleep_us);
 		if (do_sweep)
 			memset(sweep, i, sizeof(sweep));
+		wait_in_guest();
 		atomic_store(&t_kick, 0);
-		k0 = atomic_load(&kicks);
 		t0 = now_ns();
 		if ((r = rs_stop(rs, RS_ASYNC)))
 			die("rs_stop", r);
-		lib[i] = atomic_load(&t_kick) - t0;
+		/* The first kick came from rs_stop() itself, or the sample is
+		 * bad (counted, not stored). */
+		tk = atomic_load(&t_kick);
+		if (tk > 0)
+			lib[i - bad] = tk - t0;
+		else
+			bad++;
 		if ((r = rs_wait(rs, RS_FOREVER)))
 			die("rs_wait", r);
-		/* A kick, and the first came before rs_stop() returned. */
-		if (atomic_load(&kicks) - k0 < 1 || lib[i] <= 0)
-			bad++;
 		run_again();
 
 		/* The floor: a CAS on a shared word, then the kick. */
@@ -211,8 +229,8 @@ int main(int argc, char **argv)
 
 	printf("stopper %s, sleeping %d us before each sample\n",
 	       do_sweep ? "sweeping 8 MiB" : "not sweeping", sleep_us);
-	report("rs_stop() -> kick", lib, iters);
-	report("CAS + kick (the floor)", flo, iters);
+	report("rs_stop() -> kick", lib, iters, bad);
+	report("CAS + kick (the floor)", flo, iters, 0);
 	if (check && bad) {
 		fprintf(stderr, "runstate-coldstop: %d of %d stops did not kick the vCPU\n",
 			bad, iters);

@@ -422,6 +422,27 @@ static const char *fmt_state(char *buf, size_t len, const struct rs_state *st)
 	return buf;
 }
 
+/* rs_legacy_status() promises one pointer per string: the pointers seen so
+ * far, by string. */
+static const char *legacy_seen[32];
+
+static void check_legacy_pointer(const char *legacy)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(legacy_seen) / sizeof(legacy_seen[0]) && legacy_seen[i]; i++) {
+		if (strcmp(legacy_seen[i], legacy) == 0) {
+			CHECK(legacy_seen[i] == legacy,
+			      "rs_legacy_status() returned \"%s\" at two addresses", legacy);
+			return;
+		}
+	}
+	CHECK(i < sizeof(legacy_seen) / sizeof(legacy_seen[0]),
+	      "rs_legacy_status() returned more distinct strings than expected");
+	if (i < sizeof(legacy_seen) / sizeof(legacy_seen[0]))
+		legacy_seen[i] = legacy;
+}
+
 static void check_word_queries(uint64_t w)
 {
 	struct rs_state want, st0, st1;
@@ -452,6 +473,8 @@ static void check_word_queries(uint64_t w)
 	CHECK(legacy && strcmp(legacy, m_legacy(w)) == 0,
 	      "rs_legacy_status(%s) = \"%s\", the model \"%s\"", fmt_word(wb, sizeof(wb), w),
 	      legacy ? legacy : "(null)", m_legacy(w));
+	if (legacy)
+		check_legacy_pointer(legacy);
 	CHECK(rs_may_run(&fake) == want.may_run, "rs_may_run(%s) = %d, the model %d",
 	      fmt_word(wb, sizeof(wb), w), !want.may_run, want.may_run);
 }

@@ -369,7 +369,9 @@ RS_API uint64_t rs_word(const rs_runstate *rs);
  * Returns 0, RS_EINVAL (NULL st, st->size below RS_STATE_SIZE_0_9). */
 RS_API int rs_decode(uint64_t word, struct rs_state *st);
 /* QEMU query-status string for a word: finish-migrate, restore-vm, save-vm,
- * debug, the pause reason (guest-panicked for panicked), io-error, running. */
+ * debug, the pause reason (guest-panicked for panicked), io-error, running.
+ * A constant of the library (static storage), the same pointer for the same
+ * string every time: a caller may compare or cache by pointer. */
 RS_API const char *rs_legacy_status(uint64_t word);
 
 /* Names used by rsctl and the docs: "debug", "savevm", "pre-migrate",
