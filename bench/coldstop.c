@@ -23,17 +23,15 @@
  * running TCG VM reaches its kick later than stock QEMU's stop does, and
  * this program shows how much of that is the library's own path when cold.
  */
-#include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "runstate.h"
+#include "rsutil.h"
 
 #define MAX_ITER 100000
 
@@ -50,10 +48,7 @@ static _Atomic unsigned long floor_word;
 
 static long now_ns(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000000000L + t.tv_nsec;
+	return (long)rsu_now_ns();
 }
 
 static void die(const char *what, int err)
@@ -73,15 +68,27 @@ static void kick(rs_vcpu *v, void *opaque)
 	atomic_store(&kicked, 1);
 }
 
-static void pin(int cpu)
+/* Stopper on the first usable CPU, vCPU on the second (when there are
+ * two): the vCPU's lines then live in another CPU's cache. */
+static void pin(unsigned n)
 {
-	cpu_set_t s;
+	if (rsu_ncpus() >= 2)
+		(void)rsu_pin_self(n);
+}
 
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-		return;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	(void)pthread_setaffinity_np(pthread_self(), sizeof(s), &s);
+/* Spin until *flag == want; a program that waits for ever is a bug: give
+ * up after 10 s. */
+static void spin_until(_Atomic int *flag, int want, const char *what)
+{
+	uint64_t deadline = rsu_now_ns() + 10000000000ull;
+
+	while (atomic_load(flag) != want) {
+		if (rsu_now_ns() > deadline) {
+			fprintf(stderr, "runstate-coldstop: %s: not after 10 s\n", what);
+			exit(2);
+		}
+		rsu_cpu_relax();
+	}
 }
 
 static void *vcpu_thread(void *arg)
@@ -132,8 +139,7 @@ static void report(const char *name, long *d, int n, int bad)
 /* Wait until the vCPU is in "guest code" (so that a stop must kick it). */
 static void wait_in_guest(void)
 {
-	while (!atomic_load(&in_guest))
-		;
+	spin_until(&in_guest, 1, "the vCPU entering guest code");
 }
 
 /* Start the VM and wait until the vCPU is back in "guest code". */
@@ -177,8 +183,7 @@ int main(int argc, char **argv)
 		die("rs_create", r);
 	if ((r = pthread_create(&th, NULL, vcpu_thread, NULL)))
 		die("pthread_create", r);
-	while (!atomic_load(&ready))
-		usleep(100);
+	spin_until(&ready, 1, "the vCPU registering");
 	run_again();
 
 	for (int i = 0; i < iters; i++) {
@@ -215,8 +220,7 @@ int main(int argc, char **argv)
 		atomic_compare_exchange_strong(&floor_word, &w, w + 1);
 		kick(NULL, NULL);
 		flo[i] = atomic_load(&t_kick) - t0;
-		while (atomic_load(&kicked))
-			;
+		spin_until(&kicked, 0, "the vCPU leaving its loop");
 	}
 	/* The vCPU may be between its loop and rs_vcpu_enter(): the request
 	 * ends it there; the flags end it in its loop. */
