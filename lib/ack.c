@@ -48,26 +48,24 @@
 
 #include "instance.h"
 
-int rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus)
+size_t rs_ack_hint_bytes(unsigned max_vcpus)
 {
-	uint32_t n = (max_vcpus + 63) / 64;
-	size_t bytes = ((size_t)n * sizeof(uint64_t) + RS_LINE - 1) & ~(size_t)(RS_LINE - 1);
+	size_t n = ((size_t)max_vcpus + 63) / 64;
 
-	/* All clear: a vCPU sets its bit when it first announces. */
-	ri->ack.hint = aligned_alloc(RS_LINE, bytes);
-	if (!ri->ack.hint)
-		return RS_ENOMEM;
-	memset((void *)ri->ack.hint, 0, bytes);
-	ri->ack.nhint = n;
-	ri->ack.rekick_ns = rekick_ns;
-	atomic_init(&ri->ack.spin_ns, RS_ACK_SPIN_MAX_NS);
-	return 0;
+	/* Whole lines: the slots that follow in the block do not share the
+	 * hint's line. */
+	return (n * sizeof(uint64_t) + RS_LINE - 1) & ~(size_t)(RS_LINE - 1);
 }
 
-void rs_ack_destroy(struct rs_instance *ri)
+void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus,
+		 _Atomic uint64_t *hint)
 {
-	free((void *)ri->ack.hint);
-	ri->ack.hint = NULL;
+	/* All clear (the block is zeroed): a vCPU sets its bit when it
+	 * first announces. */
+	ri->ack.hint = hint;
+	ri->ack.nhint = (max_vcpus + 63) / 64;
+	ri->ack.rekick_ns = rekick_ns;
+	atomic_init(&ri->ack.spin_ns, RS_ACK_SPIN_MAX_NS);
 }
 
 /* ---------------------------------------------------------------------------
@@ -166,20 +164,32 @@ bool rs_ack_enter(struct rs_vcpu_impl *v)
  * The stopper side
  */
 
-void rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v, uint64_t now)
+/*
+ * The kick first, then its bookkeeping: the clock read (the vDSO's code and
+ * data, two pages that a stopper woken from idle has to walk to) and the
+ * counter's line come after the callback, not between the stop's CAS and
+ * the vCPU's exit.  kick_ns is therefore the time just after the kick; a
+ * re-kicker that reads the previous value meanwhile kicks once more, which
+ * a kick allows.  Returns that time.
+ */
+RS_HOT uint64_t rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v)
 {
-	RS_STAT_INC(ri, kicks);
-	atomic_store_explicit(&v->kick_ns, now, memory_order_relaxed);
+	uint64_t now;
+
 	RS_DELAY(ri, "kick");
 	if (v->kick)
 		v->kick(rs_vcpu_handle(v), v->opaque);
+	now = rs_now(ri);
+	atomic_store_explicit(&v->kick_ns, now, memory_order_relaxed);
+	RS_STAT_INC(ri, kicks);
+	return now;
 }
 
 /*
  * Is v active?  If so make sure it is counted in pending and kicked (once
  * per active period; again when rekick and the delay has passed).
  */
-static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_scan_mode mode)
+RS_HOT static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_scan_mode mode)
 {
 	/* Acquire: pairs with the release CAS in rs_ack_go_out(). */
 	uint32_t s = atomic_load_explicit(&v->state, memory_order_acquire);
@@ -196,7 +206,7 @@ static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_sca
 			 * kick was lost while nobody waited to re-kick (the
 			 * model found this: tests/model, design spec-kick). */
 			if (mode == RS_SCAN_EDGE) {
-				rs_ack_kick(ri, v, rs_now(ri));
+				(void)rs_ack_kick(ri, v);
 				return true;
 			}
 			if (!rekick)
@@ -209,7 +219,7 @@ static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_sca
 								    memory_order_relaxed,
 								    memory_order_relaxed)) {
 				RS_STAT_INC(ri, rekicks);
-				rs_ack_kick(ri, v, now);
+				(void)rs_ack_kick(ri, v);
 			}
 			return true;
 		}
@@ -218,10 +228,8 @@ static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum rs_sca
 		if (atomic_compare_exchange_strong_explicit(&v->state, &s, s | VS_WANTED,
 							    memory_order_seq_cst,
 							    memory_order_acquire)) {
-			uint64_t now = rs_now(ri);
-
-			atomic_store_explicit(&v->wanted_ns, now, memory_order_relaxed);
-			rs_ack_kick(ri, v, now);
+			atomic_store_explicit(&v->wanted_ns, rs_ack_kick(ri, v),
+					      memory_order_relaxed);
 			return true;
 		}
 		pending_dec(ri);
@@ -285,7 +293,7 @@ static void hint_clear(struct scan_arg *a, _Atomic uint64_t *h, uint32_t i,
  * a clearer may be between its clear and its re-check); a stop edge's scan
  * clears the bits of the vCPUs it finds out.
  */
-static void scan_word(struct scan_arg *a, uint32_t k, uint32_t n)
+RS_HOT static void scan_word(struct scan_arg *a, uint32_t k, uint32_t n)
 {
 	struct rs_instance *ri = a->ri;
 	_Atomic uint64_t *h = &ri->ack.hint[k];
@@ -342,7 +350,7 @@ static void scan_word(struct scan_arg *a, uint32_t k, uint32_t n)
  * settler.  Only the slots whose hint bit is set are visited (P22).
  * mycpu, on_mycpu: see ack.h.
  */
-bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode, int mycpu, bool *on_mycpu)
+RS_HOT bool rs_ack_scan(struct rs_instance *ri, enum rs_scan_mode mode, int mycpu, bool *on_mycpu)
 {
 	struct scan_arg a = { .ri = ri, .mode = mode, .all_out = true, .mycpu = mycpu };
 	uint32_t n;

@@ -40,9 +40,12 @@ struct rs_ack {
 #define PENDING_SLEEPER 0x80000000u
 #define PENDING_COUNT   0x7fffffffu
 
-/* 0 or RS_ENOMEM (nothing to destroy then). */
-RS_HIDDEN int rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus);
-RS_HIDDEN void rs_ack_destroy(struct rs_instance *ri);
+/* The bytes of the active hint for max_vcpus, a whole number of lines;
+ * rs_ack_init() uses them, zeroed, from hint (the instance's block,
+ * instance.c). */
+RS_HIDDEN size_t rs_ack_hint_bytes(unsigned max_vcpus);
+RS_HIDDEN void rs_ack_init(struct rs_instance *ri, int64_t rekick_ns, unsigned max_vcpus,
+			   _Atomic uint64_t *hint);
 
 /* The vCPU side, on its own thread: out -> active when the word lets it run
  * (true: active, and the word it re-loaded still lets it run; false: it
@@ -67,7 +70,8 @@ RS_HIDDEN bool rs_ack_any_active(struct rs_instance *ri);
 /* Some wanted acknowledgement is still outstanding (a hint, seq_cst). */
 RS_HIDDEN bool rs_ack_outstanding(struct rs_instance *ri);
 RS_HIDDEN unsigned rs_ack_pending_count(struct rs_instance *ri);
-/* Kick v now (it must be pinned or its own thread's). */
-RS_HIDDEN void rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v, uint64_t now);
+/* Kick v now (it must be pinned or its own thread's); returns the time
+ * just after the kick, which it stores as v's last kick. */
+RS_HIDDEN uint64_t rs_ack_kick(struct rs_instance *ri, struct rs_vcpu_impl *v);
 
 #endif

@@ -56,8 +56,9 @@ static bool wake_early(struct rs_instance *ri, uint64_t old, uint64_t nw)
  * wakes every vCPU that set it before.  early: NULL, or where to say that
  * the caller must start that wave.
  */
-int rs_cmd_apply(struct rs_instance *ri, enum rs_cmd cmd, int arg, int arg2, uint64_t *oldp,
-		 uint64_t *newp, bool *early)
+__attribute__((always_inline)) static inline int
+cmd_apply(struct rs_instance *ri, enum rs_cmd cmd, int arg, int arg2, uint64_t *oldp,
+	  uint64_t *newp, bool *early)
 {
 	/* Acquire: if nothing changes, this load is the command's read. */
 	uint64_t old = rs_word_load(ri, memory_order_acquire);
@@ -65,7 +66,7 @@ int rs_cmd_apply(struct rs_instance *ri, enum rs_cmd cmd, int arg, int arg2, uin
 	for (;;) {
 		uint64_t nw;
 		bool wake = false;
-		int err = rs_transition(old, cmd, arg, arg2, ri->max_backlog, &nw);
+		int err = rs_transition_inline(old, cmd, arg, arg2, ri->max_backlog, &nw);
 
 		if (err)
 			return err;
@@ -86,8 +87,14 @@ int rs_cmd_apply(struct rs_instance *ri, enum rs_cmd cmd, int arg, int arg2, uin
 	return 0;
 }
 
+int rs_cmd_apply(struct rs_instance *ri, enum rs_cmd cmd, int arg, int arg2, uint64_t *oldp,
+		 uint64_t *newp, bool *early)
+{
+	return cmd_apply(ri, cmd, arg, arg2, oldp, newp, early);
+}
+
 /* After the CAS: kick for a stop edge, then settle (waiting or helping). */
-int rs_cmd_finish(struct rs_instance *ri, uint64_t old, uint64_t nw, int64_t timeout_ns,
+RS_HOT int rs_cmd_finish(struct rs_instance *ri, uint64_t old, uint64_t nw, int64_t timeout_ns,
 		  uint64_t deadline)
 {
 	int r = 0;
@@ -106,7 +113,7 @@ int rs_cmd_finish(struct rs_instance *ri, uint64_t old, uint64_t nw, int64_t tim
 
 /* Before a call that may wait: refuse it inside a listener, fix its
  * deadline, and take the calling vCPU (if any) out. */
-int rs_cmd_may_wait(struct rs_instance *ri, int64_t timeout_ns, uint64_t *deadline)
+RS_HOT int rs_cmd_may_wait(struct rs_instance *ri, int64_t timeout_ns, uint64_t *deadline)
 {
 	int r;
 
@@ -120,8 +127,10 @@ int rs_cmd_may_wait(struct rs_instance *ri, int64_t timeout_ns, uint64_t *deadli
 	return 0;
 }
 
-/* A stopping command: the CAS, then wait or help. */
-static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t timeout_ns)
+/* A stopping command: the CAS, then wait or help.  Inline, so that each
+ * command's transition folds (transition.h). */
+__attribute__((always_inline)) static inline int
+stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t timeout_ns)
 {
 	struct rs_instance *ri = rs_inst(rs);
 	uint64_t deadline, old, nw;
@@ -131,7 +140,7 @@ static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t
 		return RS_EINVAL;
 	if ((r = rs_cmd_may_wait(ri, timeout_ns, &deadline)))
 		return r;
-	r = rs_cmd_apply(ri, cmd, arg, arg2, &old, &nw, NULL);
+	r = cmd_apply(ri, cmd, arg, arg2, &old, &nw, NULL);
 	if (r)
 		return r;
 	return rs_cmd_finish(ri, old, nw, timeout_ns, deadline);
@@ -139,7 +148,8 @@ static int stopping(rs_runstate *rs, enum rs_cmd cmd, int arg, int arg2, int64_t
 
 /* A command that cannot stop the VM: the CAS (waking early if it can),
  * then help settle. */
-static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
+__attribute__((always_inline)) static inline int
+releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
 {
 	struct rs_instance *ri = rs_inst(rs);
 	uint64_t old, nw;
@@ -149,7 +159,7 @@ static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
 	if (!rs)
 		return RS_EINVAL;
 	rs_park_prefetch(ri);
-	r = rs_cmd_apply(ri, cmd, arg, 0, &old, &nw, &early);
+	r = cmd_apply(ri, cmd, arg, 0, &old, &nw, &early);
 	if (r)
 		return r;
 	if (old == nw)
@@ -160,17 +170,17 @@ static int releasing(rs_runstate *rs, enum rs_cmd cmd, int arg)
 	return 0;
 }
 
-int rs_stop(rs_runstate *rs, int64_t timeout_ns)
+RS_HOT int rs_stop(rs_runstate *rs, int64_t timeout_ns)
 {
 	return stopping(rs, RS_CMD_STOP, 0, 0, timeout_ns);
 }
 
-int rs_io_error(rs_runstate *rs, int64_t timeout_ns)
+RS_HOT int rs_io_error(rs_runstate *rs, int64_t timeout_ns)
 {
 	return stopping(rs, RS_CMD_IO_ERROR, 0, 0, timeout_ns);
 }
 
-int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns)
+RS_HOT int rs_pause(rs_runstate *rs, enum rs_pause p, int64_t timeout_ns)
 {
 	if (p <= RS_PAUSE_NONE || p >= RS_PAUSE_COUNT)
 		return RS_EINVAL;

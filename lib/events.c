@@ -153,7 +153,7 @@ int rs_events_fd(rs_runstate *rs)
 	return fd;
 }
 
-uint64_t rs_events_cursor(const rs_runstate *rs)
+RS_HOT uint64_t rs_events_cursor(const rs_runstate *rs)
 {
 	return rs ? rs_events_head(rs_inst(rs)) + 1 : 0;
 }

@@ -24,9 +24,21 @@
 #include <stdint.h>
 
 #include "word.h"
+#include "transition.h"
 
 #define RS_HIDDEN __attribute__((visibility("hidden")))
 #define RS_LINE 64
+#define RS_PAGE 4096
+/*
+ * The code a stop runs before its kick, and the reads of the state that an
+ * emulator makes just before a command (rs_word(), rs_decode(),
+ * rs_events_cursor(): QEMU's main loop does), kept together: GNU ld places
+ * every .text.hot.* input section at the start of .text, so these share a
+ * page or two of code and its TLB entries, where they were spread over the
+ * library's 35 KiB.  A stop made by a thread that slept until then pays for
+ * every line and page it touches (docs/performance.md, "The cold stop").
+ */
+#define RS_HOT __attribute__((section(".text.hot.runstate")))
 
 struct rs_instance;
 struct rs_vcpu_impl;

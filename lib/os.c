@@ -145,7 +145,7 @@ int rs_this_cpu(void)
 	return sched_getcpu();
 }
 
-uint64_t rs_now(struct rs_instance *ri)
+RS_HOT uint64_t rs_now(struct rs_instance *ri)
 {
 	return ri->os.ops.now_ns(ri->os.ops.ctx);
 }

@@ -156,7 +156,7 @@ void rs_park_request(struct rs_instance *ri, struct rs_vcpu_impl *v, uint32_t bi
 		RS_STAT_INC(ri, wakes);
 		rs_futex_wake(ri, &v->state, 1);
 	} else {
-		rs_ack_kick(ri, v, rs_now(ri));
+		(void)rs_ack_kick(ri, v);
 	}
 }
 

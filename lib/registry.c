@@ -17,22 +17,21 @@
 
 #include "instance.h"
 
-int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus, struct rs_cost_part *cost)
+size_t rs_registry_bytes(unsigned max_vcpus)
 {
-	reg->slots = calloc(max_vcpus, sizeof(*reg->slots));
-	if (!reg->slots)
-		return RS_ENOMEM;
+	return (size_t)max_vcpus * sizeof(struct rs_slot);
+}
+
+void rs_registry_init(struct rs_registry *reg, unsigned max_vcpus, struct rs_slot *mem,
+		      struct rs_cost_part *cost)
+{
+	reg->slots = mem;
 	reg->nslots = max_vcpus;
 #ifdef RS_INSTRUMENT
 	reg->cost = cost;
+#else
+	(void)cost;
 #endif
-	return 0;
-}
-
-void rs_registry_destroy(struct rs_registry *reg)
-{
-	free(reg->slots);
-	reg->slots = NULL;
 }
 
 int rs_registry_insert(struct rs_registry *reg, struct rs_vcpu_impl *v)

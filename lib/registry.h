@@ -31,10 +31,12 @@ struct rs_registry {
 #endif
 };
 
-/* cost: the instance's work counters (NULL unless instrumented). */
-RS_HIDDEN int rs_registry_init(struct rs_registry *reg, unsigned max_vcpus,
-			       struct rs_cost_part *cost);
-RS_HIDDEN void rs_registry_destroy(struct rs_registry *reg);
+/* The bytes of max_vcpus slots; rs_registry_init() uses them, zeroed, from
+ * mem (the instance's block, instance.c).  cost: the instance's work
+ * counters (NULL unless instrumented). */
+RS_HIDDEN size_t rs_registry_bytes(unsigned max_vcpus);
+RS_HIDDEN void rs_registry_init(struct rs_registry *reg, unsigned max_vcpus, struct rs_slot *mem,
+				struct rs_cost_part *cost);
 /* Publish v in a free slot and return its index, or RS_ENOSPC. */
 RS_HIDDEN int rs_registry_insert(struct rs_registry *reg, struct rs_vcpu_impl *v);
 /* Empty slot i and wait until no pinner can touch its vCPU. */

@@ -111,7 +111,7 @@ static void note_edge(struct rs_instance *ri, uint64_t old, uint64_t nw)
  * the decrement is a release, so that a settler that reads it sees the bump
  * of coalesced_made before it.
  */
-bool rs_edge_cas(struct rs_instance *ri, uint64_t *old, uint64_t nw)
+RS_HOT bool rs_edge_cas(struct rs_instance *ri, uint64_t *old, uint64_t nw)
 {
 	uint64_t was = *old;
 	bool coal = (nw & RS_W_OVERFLOW) && rs_w_running(was) != rs_w_running(nw);

@@ -360,7 +360,7 @@ done
 
 # 3': rs_ack_scan() without its fence: a copy of lib/ack.c, outside the
 # source tree, with the fence in rs_ack_scan() removed.
-awk '/^bool rs_ack_scan\(/ { f = 1 }
+awk '/^(RS_HOT )?bool rs_ack_scan\(/ { f = 1 }
      f && /atomic_thread_fence\(memory_order_seq_cst\);/ { sub(/atomic_thread_fence\(memory_order_seq_cst\);/, "/* planted: no fence */"); n++ }
      f && /^}/ { f = 0 }
      { print }

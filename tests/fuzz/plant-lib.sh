@@ -1,7 +1,7 @@
 #!/bin/sh
 # Show that the checkers catch a bug in the library itself: copy lib/ to a
 # temporary directory (never touching the source tree), plant one wrong rule
-# in the copy of transition.c, build a checker against the copy with the
+# in the copy of transition.h, build a checker against the copy with the
 # correct model, and run it until the mismatch.
 #
 #	tests/fuzz/plant-lib.sh [PLANT] [libfuzzer|replay|corpus|transition] [SEED]
@@ -21,7 +21,7 @@
 #   coal-no-wrap       the coalesced count is not wrapped: its top value + 1
 #                      carries into the edge counter
 # Prints the number of inputs it took.  Exit 0 when caught, 1 when not,
-# 2 when the plant no longer applies to lib/transition.c (update this script).
+# 2 when the plant no longer applies to lib/transition.h (update this script).
 set -eu
 plant=${1:-retry-resumes}
 mode=${2:-libfuzzer}
@@ -30,18 +30,18 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$root/lib" "$tmp/lib"
-t=$tmp/lib/transition.c
+t=$tmp/lib/transition.h
 
 case $plant in
 retry-resumes)
 	from='*out = w & ~RS_W_IO_ERROR;'
-	to='*out = with_pause(w, RS_PAUSE_NONE) \& ~RS_W_IO_ERROR;' ;;
+	to='*out = rs_with_pause(w, RS_PAUSE_NONE) \& ~RS_W_IO_ERROR;' ;;
 unlock-pause-rank)
-	from='apply_pause(w, (unsigned)arg2)'
-	to='with_pause(w, (unsigned)arg2)' ;;
+	from='rs_apply_pause(w, (unsigned)arg2)'
+	to='rs_with_pause(w, (unsigned)arg2)' ;;
 rank-equal)
-	from='pause_rank\[p\] > pause_rank'
-	to='pause_rank[p] >= pause_rank' ;;
+	from='rs_rank_of(p) > rs_rank_of'
+	to='rs_rank_of(p) >= rs_rank_of' ;;
 coal-edge-plus-one)
 	from='(uint64_t)(tail + (uint32_t)(coal & 1)) << RS_W_EDGE_SHIFT'
 	to='(uint64_t)(rs_w_edge(old) + 1u) << RS_W_EDGE_SHIFT' ;;
@@ -55,12 +55,12 @@ esac
 from_re=$(printf '%s' "$from" | sed 's/\*/\\*/g')
 [ "$plant" = rank-equal ] && from_re=$from
 if ! grep -q "$from_re" "$t"; then
-	echo "plant $plant does not apply to lib/transition.c any more"
+	echo "plant $plant does not apply to lib/transition.h any more"
 	exit 2
 fi
 sed -i "s/$from_re/$to/" "$t"
 echo "planted $plant:"
-diff "$root/lib/transition.c" "$t" | sed 's/^/   /' || true
+diff "$root/lib/transition.h" "$t" | sed 's/^/   /' || true
 
 urcu=$(pkg-config --cflags --libs liburcu-bp 2>/dev/null || echo -lurcu-bp)
 src="$root/tests/fuzz/fuzz_semantics.c $root/tests/fuzz/model.c $tmp/lib/*.c"
