@@ -19,9 +19,10 @@
  * and got it out (meson's coldstop-smoke test; no time is asserted).  A
  * loaded machine may add re-kicks from rs_wait(); those are allowed.
  *
- * docs/qemu.md (section 6) reads these figures: under QEMU a stop of a
- * running TCG VM reaches its kick later than stock QEMU's stop does, and
- * this program shows how much of that is the library's own path when cold.
+ * docs/performance.md ("The cold stop") and docs/qemu.md (section 6) read
+ * these figures: under QEMU the library's path from a main loop that slept
+ * until the command came was most of what the series' stop did before its
+ * kick, beyond stock QEMU's.
  */
 #include <pthread.h>
 #include <stdatomic.h>
