@@ -213,7 +213,11 @@ RS_HOT static bool want_ack(struct rs_instance *ri, struct rs_vcpu_impl *v, enum
 				return true;
 			now = rs_now(ri);
 			last = atomic_load_explicit(&v->kick_ns, memory_order_relaxed);
-			/* One re-kick per delay however many threads scan. */
+			/* One re-kick per delay however many threads re-kick:
+			 * the CAS on kick_ns.  An edge's kick in flight
+			 * stamps kick_ns only after its callback
+			 * (rs_ack_kick()), so a re-kicker may kick once more
+			 * meanwhile, which a kick allows. */
 			if (now - last >= (uint64_t)ri->ack.rekick_ns &&
 			    atomic_compare_exchange_strong_explicit(&v->kick_ns, &last, now,
 								    memory_order_relaxed,

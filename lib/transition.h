@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The transition function's body, inline: transition.c exports it as
- * rs_transition() (the tests check that function exhaustively), and the
- * commands (commands.c, lockq.c) inline it, so that a command whose kind is
- * a constant folds it to the few instructions of its own case.  A stop made
+ * rs_transition() (the tests check that function exhaustively; lockq.c
+ * calls it), and the management commands' CAS loop (commands.c) inlines
+ * it, so that a command whose kind is a constant folds it to the few
+ * instructions of its own case.  A stop made
  * by a thread that slept until then (an emulator's main thread, woken by a
  * monitor command) pays for every cache line and page of code it runs
  * before its kick; the whole switch, with its jump table in .rodata, was
