@@ -94,6 +94,9 @@ struct rs_instance {
 	 * max_backlog, the early wake (commands.c) ncpus. */
 	unsigned max_backlog;
 	uint32_t ncpus;
+	/* What calloc() returned: the instance is its first page-aligned
+	 * byte (rs_create_ops()). */
+	void *block;
 
 	_Alignas(RS_LINE) struct rs_settle settle;
 	_Alignas(RS_LINE) struct rs_ack ack;
