@@ -26,7 +26,6 @@ static const char *const pause_names[RS_PAUSE_COUNT] = {
 	[RS_PAUSE_INTERNAL_ERROR] = "internal-error",
 };
 
-
 const char *rs_lock_name(int r)
 {
 	return r >= 0 && r < RS_LOCK_COUNT ? lock_names[r] : NULL;

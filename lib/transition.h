@@ -4,19 +4,18 @@
  * rs_transition() (the tests check that function exhaustively; lockq.c
  * calls it), and the management commands' CAS loop (commands.c) inlines
  * it, so that a command whose kind is a constant folds it to the few
- * instructions of its own case.  A stop made
- * by a thread that slept until then (an emulator's main thread, woken by a
- * monitor command) pays for every cache line and page of code it runs
- * before its kick; the whole switch, with its jump table in .rodata, was
- * about 800 bytes of them (docs/performance.md, "The cold stop").  Pure:
- * no shared state here.
+ * instructions of its own case.  A stop made by a thread that slept until
+ * then (an emulator's main thread, woken by a monitor command) pays for
+ * every cache line and page of code it runs before its kick; the whole
+ * switch, with its jump table in .rodata, was about 800 bytes of them
+ * (docs/performance.md, "The cold stop").  Pure: no shared state here.
  */
 #ifndef RS_TRANSITION_H
 #define RS_TRANSITION_H
 
 /* The ranks (docs/semantics.md): a reason replaces another only if it
- * ranks higher; start needs force from RANK_FORCE up, and only reset
- * clears RANK_RESET.  Packed four bits per reason into a constant, so
+ * ranks higher; start needs force from RS_RANK_FORCE up, and only reset
+ * clears RS_RANK_RESET.  Packed four bits per reason into a constant, so
  * that reading a rank touches no memory. */
 #define RS_RANK_OF(p, r) ((uint32_t)(r) << (4 * (p)))
 #define RS_PAUSE_RANKS \
@@ -25,8 +24,8 @@
 	 RS_RANK_OF(RS_PAUSE_PANICKED, 2) | RS_RANK_OF(RS_PAUSE_POSTMIGRATE, 3) | \
 	 RS_RANK_OF(RS_PAUSE_SHUTDOWN, 4) | RS_RANK_OF(RS_PAUSE_INTERNAL_ERROR, 4))
 _Static_assert(RS_PAUSE_COUNT == 8, "eight reasons, four bits each: a 32-bit constant");
-#define RANK_RESET 4   /* only reset clears these */
-#define RANK_FORCE 2   /* start needs force from this rank up */
+#define RS_RANK_RESET 4   /* only reset clears these */
+#define RS_RANK_FORCE 2   /* start needs force from this rank up */
 
 /* p < RS_PAUSE_COUNT: a word's pause field, or a checked reason. */
 static inline unsigned rs_rank_of(unsigned p)
@@ -69,9 +68,9 @@ static inline int rs_semantic(uint64_t w, enum rs_cmd cmd, int arg, int arg2, ui
 	case RS_CMD_START:
 		if ((arg & ~(int)RS_START_FORCE) || arg2)
 			return RS_EINVAL;
-		if (rank >= RANK_RESET)
+		if (rank >= RS_RANK_RESET)
 			return RS_ENEEDRESET;
-		if (rank >= RANK_FORCE && !(arg & RS_START_FORCE))
+		if (rank >= RS_RANK_FORCE && !(arg & RS_START_FORCE))
 			return RS_ENEEDFORCE;
 		*out = rs_with_pause(w, RS_PAUSE_NONE);
 		return 0;
@@ -83,7 +82,7 @@ static inline int rs_semantic(uint64_t w, enum rs_cmd cmd, int arg, int arg2, ui
 	case RS_CMD_CONT:
 		if (arg || arg2)
 			return RS_EINVAL;
-		if (rank >= RANK_RESET)
+		if (rank >= RS_RANK_RESET)
 			return RS_ENEEDRESET;
 		*out = rs_with_pause(w, RS_PAUSE_NONE) & ~RS_W_IO_ERROR;
 		return 0;
