@@ -12,6 +12,9 @@
 #   loop.bin             the KVM guest (it runs under TCG too): a 64 KiB
 #                        -bios image whose reset vector jumps to a real-mode
 #                        loop that increments the dword at 0x500 forever.
+#   nest-initrd.gz       the nested KVM host of run-tests --nested-kvm (the
+#                        same kernel under TCG with emulated SVM): busybox,
+#                        kvm-amd, virtio-9p, and guest/nest-init.sh as /init.
 #   guest.json           paths, the kernel command line, the progress
 #                        addresses, the markers.
 #
@@ -30,7 +33,7 @@ say() { echo "$prog: $*" >&2; }
 case "${1:-}" in
 "") ;;
 -h | --help)
-	sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *) die "unknown argument '$1' (--help)" ;;
@@ -90,7 +93,11 @@ say "unpacking $(basename "$deb")"
 x=$out.tmp/x
 mkdir -p "$x"
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$x" --wildcards './boot/vmlinuz-*' \
-	'./lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/block/virtio_blk.ko'
+	'./lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/block/virtio_blk.ko' \
+	'./lib/modules/*/kernel/arch/x86/kvm/*' './lib/modules/*/kernel/virt/lib/*' \
+	'./lib/modules/*/kernel/drivers/crypto/ccp/*' './lib/modules/*/kernel/fs/9p/*' \
+	'./lib/modules/*/kernel/net/9p/*' './lib/modules/*/kernel/fs/netfs/*' \
+	'./lib/modules/*/kernel/fs/fscache/*'
 cp "$x"/boot/vmlinuz-* "$out.tmp/vmlinuz"
 kmods=$(echo "$x"/lib/modules/*/kernel)
 
@@ -107,21 +114,37 @@ chmod 0755 "$root/init" "$root/bin/busybox"
 declare -A seen=()
 order=()
 modpath() { find "$kmods" -name "$1.ko" | awk 'NR == 1'; }
+# add_mod ROOT MODULE: MODULE and what it depends on, dependencies first.
 add_mod() {
-	local m=$1 f deps d
+	local r=$1 m=$2 f deps d
 	[ -n "${seen[$m]:-}" ] && return 0
 	seen[$m]=1
 	f=$(modpath "$m")
 	[ -n "$f" ] || die "module $m not found in $kpkg"
 	deps=$(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | tr ',' ' ')
-	for d in $deps; do add_mod "$d"; done
-	cp "$f" "$root/modules/$m.ko"
+	for d in $deps; do add_mod "$r" "$d"; done
+	cp "$f" "$r/modules/$m.ko"
 	order+=("$m")
 }
-add_mod virtio_pci
-add_mod virtio_blk
+add_mod "$root" virtio_pci
+add_mod "$root" virtio_blk
 printf '%s\n' "${order[@]}" >"$root/modules/order"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 >"$out.tmp/initrd.gz"
+mods=${order[*]}
+
+# The nested KVM host's initramfs (nest-init.sh): kvm-amd for a /dev/kvm
+# under TCG's emulated SVM, virtio-9p for the machine's root.
+nest=$out.tmp/nest
+mkdir -p "$nest/bin" "$nest/modules"
+cp /bin/busybox "$nest/bin/busybox"
+cp "$here/nest-init.sh" "$nest/init"
+chmod 0755 "$nest/init" "$nest/bin/busybox"
+seen=()
+order=()
+for m in virtio_pci kvm-amd 9pnet_virtio 9p; do add_mod "$nest" "$m"; done
+printf '%s\n' "${order[@]}" >"$nest/modules/order"
+(cd "$nest" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 >"$out.tmp/nest-initrd.gz"
+nest_mods=${order[*]}
 
 # The real-mode loop, as a 64 KiB -bios image (QEMU wants a multiple of
 # 64 KiB).  At reset CS:IP = f000:fff0 with CS base 0xffff0000, so offset
@@ -144,9 +167,9 @@ EOF
 
 cmdline="console=ttyS0 quiet panic=-1 nokaslr iomem=relaxed memmap=4K\$$counter_addr rs.counter=$counter_addr rs.tick=10000"
 python3 - "$out.tmp/guest.json" "$out" "$kpkg=$kver" "$bbver" "$cmdline" "$counter_addr" \
-	"$tcg_mem_mb" "$loop_counter_addr" "${order[*]}" <<'EOF'
+	"$tcg_mem_mb" "$loop_counter_addr" "$mods" "$nest_mods" <<'EOF'
 import json, sys
-path, out, kernel, bb, cmdline, ctr, mem, loopctr, mods = sys.argv[1:]
+path, out, kernel, bb, cmdline, ctr, mem, loopctr, mods, nest_mods = sys.argv[1:]
 json.dump({
     "dir": out,
     "kernel_package": kernel,
@@ -165,9 +188,16 @@ json.dump({
         "counter_addr": int(loopctr, 16),
         "mem_mb": 16,
     },
+    "nest": {
+        "kernel": out + "/vmlinuz",
+        "initrd": out + "/nest-initrd.gz",
+        "append": "console=ttyS0 quiet panic=-1",
+        "modules": nest_mods.split(),
+        "done_marker": "RS-NEST-DONE",
+    },
 }, open(path, "w"), indent=2)
 EOF
-rm -rf "$x" "$root"
+rm -rf "$x" "$root" "$nest"
 mv "$out.tmp" "$out"
 say "built $out"
 # Keep the three newest guests (the names are hex keys).
