@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""A command in a nested KVM host, for machines without a usable /dev/kvm.
+
+Debian's QEMU boots the test guest's Debian kernel (guest/build-guest.sh)
+under TCG with an AMD CPU whose SVM and nested paging TCG emulates
+(-cpu EPYC,+svm,+npt); kvm-amd loads there and gives a /dev/kvm, and
+guest/nest-init.sh mounts this machine's root through virtio-9p, chroots
+into it and runs a script: a tmpfs on $TMPDIR (9p has no unix sockets),
+the caller's working directory, the command with its output to a file on
+this machine.  What runs there is the machine's own binaries; only the CPU
+under them is emulated, so every VM exit and interrupt costs what TCG
+makes it cost (docs/qemu.md, "KVM without /dev/kvm").
+
+Used by run-tests --nested-kvm and by qemu/nest (tests/run-all).
+"""
+
+import os
+import re
+import subprocess
+import time
+
+MEM_MB = 2048
+BOOT_S = 180            # boot, module loading, the command's start
+CPU = "EPYC,+svm,+npt"
+FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
+            "-L", "/usr/lib/ipxe/qemu"]
+
+
+def sh(s):
+    """s quoted for /bin/sh."""
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def smp():
+    return max(2, min(4, os.cpu_count() or 2))
+
+
+class Result:
+    """What came back: booted (the nest reached its command), rc (the
+    command's exit status, None if none came back), timed_out, why (for a
+    nest that did not boot or gave no /dev/kvm), output (the command's
+    stdout and stderr), and the files: workdir/console.log, outer.log,
+    output.log."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.booted = False
+        self.rc = None
+        self.timed_out = False
+        self.why = ""
+        self.output = ""
+        self.seconds = 0.0
+
+
+def run(argv, guest, outer, workdir, timeout, after=None):
+    """Run argv in the nested KVM host, from the current directory, with
+    its output to workdir/output.log; after: shell lines run in the nest
+    after it ($T is its tmpfs, $rc its status).  guest: guest.json's
+    dict (its "nest" entry); outer: a QEMU with virtfs (Debian's)."""
+    res = Result(workdir)
+    g = guest.get("nest")
+    if not g:
+        res.why = "the guest has no nested host (guest/build-guest.sh)"
+        return res
+    os.makedirs(os.path.join(workdir, "tmp"), exist_ok=True)
+    out = os.path.join(workdir, "output.log")
+    script = os.path.join(workdir, "run.sh")
+    with open(script, "w") as f:
+        f.write("T=%s\n" % sh(os.path.join(workdir, "tmp")))
+        f.write('mount -t tmpfs tmpfs "$T" || exit 124\n')
+        f.write('export TMPDIR="$T"\n')
+        f.write("cd %s || exit 124\n" % sh(os.getcwd()))
+        f.write(" ".join(sh(a) for a in argv) + " >%s 2>&1 </dev/null\n"
+                % sh(out))
+        f.write("rc=$?\n")
+        if after:
+            f.write(after + "\n")
+        f.write("exit $rc\n")
+    console = os.path.join(workdir, "console.log")
+    cmd = [outer, "-nodefaults", "-no-user-config", "-display", "none",
+           "-accel", "tcg,thread=multi", "-cpu", CPU,
+           "-smp", str(smp()), "-m", str(MEM_MB), "-no-reboot",
+           "-kernel", g["kernel"], "-initrd", g["initrd"],
+           "-append", g["append"] + " rs.nest=" + script,
+           "-serial", "file:" + console,
+           "-virtfs", "local,path=/,mount_tag=host,security_model=none,"
+           "multidevs=remap"] + FIRMWARE
+    t0 = time.monotonic()
+    with open(os.path.join(workdir, "outer.log"), "w") as log:
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT,
+                               timeout=BOOT_S + timeout)
+            outer_rc = r.returncode
+        except subprocess.TimeoutExpired:
+            res.timed_out, outer_rc = True, None
+        except OSError as e:
+            res.why = "cannot run %s: %s" % (outer, e)
+            return res
+    res.seconds = time.monotonic() - t0
+    text = _read(console)
+    res.booted = "RS-NEST-READY" in text
+    done = re.search(r"RS-NEST-DONE rc=(\d+)", text)
+    if res.booted and done:
+        res.rc = int(done.group(1))
+    res.output = _read(out) if res.booted else ""
+    if not res.booted:
+        tail = (text.strip().splitlines()
+                or _read(os.path.join(workdir, "outer.log")).strip()
+                .splitlines() or ["(no output)"])[-1]
+        res.why = "the nested KVM host gave no KVM (%s, outer QEMU exit " \
+                  "%s): %s" % ("timed out" if res.timed_out
+                               else "no RS-NEST-READY", outer_rc,
+                               tail.strip())
+    return res
+
+
+def _read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
