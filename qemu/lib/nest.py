@@ -21,6 +21,7 @@ import time
 
 MEM_MB = 2048
 BOOT_S = 180            # boot, module loading, the command's start
+AFTER_S = 60            # the inner timeout's grace, "after", the poweroff
 CPU = "EPYC,+svm,+npt"
 FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
             "-L", "/usr/lib/ipxe/qemu"]
@@ -67,12 +68,22 @@ def run(argv, guest, outer, workdir, timeout, after=None):
     script = os.path.join(workdir, "run.sh")
     with open(script, "w") as f:
         f.write("T=%s\n" % sh(os.path.join(workdir, "tmp")))
-        f.write('mount -t tmpfs tmpfs "$T" || exit 124\n')
+        f.write('mount -t tmpfs tmpfs "$T" || exit 125\n')
         f.write('export TMPDIR="$T"\n')
-        f.write("cd %s || exit 124\n" % sh(os.getcwd()))
-        f.write(" ".join(sh(a) for a in argv) + " >%s 2>&1 </dev/null\n"
-                % sh(out))
-        f.write("rc=$?\n")
+        f.write("cd %s || exit 125\n" % sh(os.getcwd()))
+        # The command's output goes to output.log and, through the
+        # script's stdout, to the console as well: 9p's cache=loose keeps
+        # output.log's pages in the nest until the file is closed, so a
+        # nest killed from outside leaves only the console.  An inner
+        # timeout ends a hung command first, so that "after" still runs
+        # (copies back what it left) and the status still comes back.
+        f.write("s=$(date +%s)\n")
+        f.write("( timeout -k 10 %d %s </dev/null; echo $? >\"$T/rc\" ) "
+                "2>&1 | tee %s\n"
+                % (timeout, " ".join(sh(a) for a in argv), sh(out)))
+        f.write('rc=$(cat "$T/rc" 2>/dev/null || echo 125)\n')
+        f.write('case $rc in 124|137) [ $(($(date +%%s) - s)) -lt %d ] || '
+                'echo RS-NEST-TIMEOUT;; esac\n' % timeout)
         if after:
             f.write(after + "\n")
         f.write("exit $rc\n")
@@ -90,7 +101,7 @@ def run(argv, guest, outer, workdir, timeout, after=None):
         try:
             r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                stderr=subprocess.STDOUT,
-                               timeout=BOOT_S + timeout)
+                               timeout=BOOT_S + timeout + AFTER_S)
             outer_rc = r.returncode
         except subprocess.TimeoutExpired:
             res.timed_out, outer_rc = True, None
@@ -104,6 +115,11 @@ def run(argv, guest, outer, workdir, timeout, after=None):
     if res.booted and done:
         res.rc = int(done.group(1))
     res.output = _read(out) if res.booted else ""
+    if res.booted and not done:
+        # Killed from outside: output.log may not have reached this
+        # machine; the console has what the command wrote.
+        res.output = text.split("RS-NEST-READY", 1)[1]
+    res.timed_out = res.timed_out or "RS-NEST-TIMEOUT" in text
     if not res.booted:
         tail = (text.strip().splitlines()
                 or _read(os.path.join(workdir, "outer.log")).strip()
