@@ -11,7 +11,9 @@ this machine.  What runs there is the machine's own binaries; only the CPU
 under them is emulated, so every VM exit and interrupt costs what TCG
 makes it cost (docs/qemu.md, "KVM without /dev/kvm").
 
-Used by run-tests --nested-kvm and by qemu/nest (tests/run-all).
+Used by run-tests --nested-kvm and by qemu/nest.  $RS_NEST_APPEND adds
+to the nest's kernel command line (loglevel=7 puts the stack of a soft
+lockup on the console).
 """
 
 import os
@@ -40,7 +42,9 @@ class Result:
     """What came back: booted (the nest reached its command), rc (the
     command's exit status, None if none came back), timed_out, why (for a
     nest that did not boot or gave no /dev/kvm), output (the command's
-    stdout and stderr), and the files: workdir/console.log, outer.log,
+    stdout and stderr), stalls (the nest kernel's reports of a CPU stuck:
+    under TCG's emulated SVM one can stay in its nested guest, so that
+    signals and stops to that guest's vCPU never arrive), and the files: workdir/console.log, outer.log,
     output.log."""
 
     def __init__(self, workdir):
@@ -51,6 +55,8 @@ class Result:
         self.why = ""
         self.output = ""
         self.seconds = 0.0
+        self.stalls = []        # the nest kernel's soft lockup and RCU
+                                # stall reports: a nest CPU stuck
 
 
 def run(argv, guest, outer, workdir, timeout, after=None):
@@ -92,7 +98,9 @@ def run(argv, guest, outer, workdir, timeout, after=None):
            "-accel", "tcg,thread=multi", "-cpu", CPU,
            "-smp", str(smp()), "-m", str(MEM_MB), "-no-reboot",
            "-kernel", g["kernel"], "-initrd", g["initrd"],
-           "-append", g["append"] + " rs.nest=" + script,
+           "-append", " ".join(filter(None, (
+               g["append"], os.environ.get("RS_NEST_APPEND"),
+               "rs.nest=" + script))),
            "-serial", "file:" + console,
            "-virtfs", "local,path=/,mount_tag=host,security_model=none,"
            "multidevs=remap"] + FIRMWARE
@@ -111,6 +119,8 @@ def run(argv, guest, outer, workdir, timeout, after=None):
     res.seconds = time.monotonic() - t0
     text = _read(console)
     res.booted = "RS-NEST-READY" in text
+    res.stalls = [ln.strip() for ln in text.splitlines()
+                  if "soft lockup" in ln or "detected stalls" in ln]
     done = re.search(r"RS-NEST-DONE rc=(\d+)", text)
     if res.booted and done:
         res.rc = int(done.group(1))
