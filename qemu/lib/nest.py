@@ -21,6 +21,8 @@ import re
 import subprocess
 import time
 
+import stacks
+
 MEM_MB = 2048
 BOOT_S = 180            # boot, module loading, the command's start
 AFTER_S = 60            # the inner timeout's grace, "after", the poweroff
@@ -107,15 +109,23 @@ def run(argv, guest, outer, workdir, timeout, after=None):
     t0 = time.monotonic()
     with open(os.path.join(workdir, "outer.log"), "w") as log:
         try:
-            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=subprocess.STDOUT,
-                               timeout=BOOT_S + timeout + AFTER_S)
-            outer_rc = r.returncode
-        except subprocess.TimeoutExpired:
-            res.timed_out, outer_rc = True, None
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT)
         except OSError as e:
             res.why = "cannot run %s: %s" % (outer, e)
             return res
+        try:
+            outer_rc = p.wait(BOOT_S + timeout + AFTER_S)
+        except subprocess.TimeoutExpired:
+            # The inner timeout did not end it: the nest itself is stuck.
+            # Its threads say where (outer.stacks.txt), then it goes.
+            try:
+                stacks.dump(p.pid, os.path.join(workdir, "outer.stacks.txt"))
+            except OSError:
+                pass
+            p.kill()
+            p.wait()
+            res.timed_out, outer_rc = True, None
     res.seconds = time.monotonic() - t0
     text = _read(console)
     res.booted = "RS-NEST-READY" in text
