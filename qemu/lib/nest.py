@@ -39,12 +39,12 @@ def sh(s):
 def smp():
     """The nest's CPUs: one more than the KVM scenarios' guests have in all
     (2 vCPUs; COLO's two guests of 1), so that one is left when the
-    others stay in their nested guests.  Under this QEMU's TCG an L1 CPU
-    was seen to stay in its L2 guest for good (its own interrupts no
-    longer taking it out): with the 2-CPU nest of before, a 2-vCPU guest
-    then froze the whole nest without a word on its console; with a CPU
-    to spare, the nest's kernel reports the stuck one (an RCU stall) and
-    the scenario's QMP timeout fails it, with stacks."""
+    others are stuck.  Under this QEMU's TCG, nest CPUs were seen never
+    to come back from KVM_RUN (an RCU stall, a soft lockup; the cause is
+    not found, docs/qemu.md): with the 2-CPU nest of before, a 2-vCPU
+    guest could freeze the whole nest without a word on its console;
+    with a CPU to spare, the nest's kernel reports the stuck one and the
+    scenario's QMP timeout fails it, with stacks."""
     return max(3, min(4, os.cpu_count() or 2))
 
 
