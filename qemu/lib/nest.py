@@ -26,6 +26,9 @@ import stacks
 MEM_MB = 2048
 BOOT_S = 180            # boot, module loading, the command's start
 AFTER_S = 60            # the inner timeout's grace, "after", the poweroff
+# The nest kernel's reports of a CPU or task stuck.
+STALL = re.compile(r"^\s*\[\s*\d+\.\d+\].*(soft lockup|detected stalls?|"
+                   r"self-detected stall|blocked for more than)")
 CPU = "EPYC,+svm,+npt"
 FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
             "-L", "/usr/lib/ipxe/qemu"]
@@ -37,15 +40,11 @@ def sh(s):
 
 
 def smp():
-    """The nest's CPUs: one more than the KVM scenarios' guests have in all
-    (2 vCPUs; COLO's two guests of 1), so that one is left when the
-    others are stuck.  Under this QEMU's TCG, nest CPUs were seen never
-    to come back from KVM_RUN (an RCU stall, a soft lockup; the cause is
-    not found, docs/qemu.md): with the 2-CPU nest of before, a 2-vCPU
-    guest could freeze the whole nest without a word on its console;
-    with a CPU to spare, the nest's kernel reports the stuck one and the
-    scenario's QMP timeout fails it, with stacks."""
-    return max(3, min(4, os.cpu_count() or 2))
+    """The nest's CPUs.  Not more than the machine's cores: a third CPU
+    on the 2-core VM (so that one would be left when a nested guest's
+    CPUs are stuck) froze the nest on its first run, every CPU reporting
+    a soft lockup (docs/qemu.md, "KVM without /dev/kvm")."""
+    return max(2, min(4, os.cpu_count() or 2))
 
 
 class Result:
@@ -97,7 +96,7 @@ def run(argv, guest, outer, workdir, timeout, after=None):
         f.write("( timeout -k 10 %d %s </dev/null; echo $? >\"$T/rc\" ) "
                 "2>&1 | tee %s\n"
                 % (timeout, " ".join(sh(a) for a in argv), sh(out)))
-        f.write('rc=$(cat "$T/rc" 2>/dev/null || echo 125)\n')
+        f.write('rc=$(cat "$T/rc" 2>/dev/null)\n[ -n "$rc" ] || rc=125\n')
         f.write('case $rc in 124|137) [ $(($(date +%%s) - s)) -lt %d ] || '
                 'echo RS-NEST-TIMEOUT;; esac\n' % timeout)
         if after:
@@ -131,14 +130,17 @@ def run(argv, guest, outer, workdir, timeout, after=None):
                 stacks.dump(p.pid, os.path.join(workdir, "outer.stacks.txt"))
             except OSError:
                 pass
-            p.kill()
-            p.wait()
             res.timed_out, outer_rc = True, None
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     res.seconds = time.monotonic() - t0
     text = _read(console)
     res.booted = "RS-NEST-READY" in text
+    # The kernel's own lines ("[  12.345678] ..."), not the command's.
     res.stalls = [ln.strip() for ln in text.splitlines()
-                  if "soft lockup" in ln or "detected stalls" in ln]
+                  if STALL.search(ln)]
     done = re.search(r"RS-NEST-DONE rc=(\d+)", text)
     if res.booted and done:
         res.rc = int(done.group(1))
