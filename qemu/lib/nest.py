@@ -51,10 +51,10 @@ class Result:
     """What came back: booted (the nest reached its command), rc (the
     command's exit status, None if none came back), timed_out, why (for a
     nest that did not boot or gave no /dev/kvm), output (the command's
-    stdout and stderr), stalls (the nest kernel's reports of a CPU stuck:
-    under TCG's emulated SVM one can stay in its nested guest, so that
-    signals and stops to that guest's vCPU never arrive), and the files: workdir/console.log, outer.log,
-    output.log."""
+    stdout and stderr), stalls (the nest kernel's soft lockup, RCU stall
+    and hung task reports: a nest CPU or task stuck, docs/qemu.md), and
+    the files: workdir/console.log, outer.log, output.log, and
+    outer.stacks.txt when the nest had to be killed."""
 
     def __init__(self, workdir):
         self.workdir = workdir
@@ -64,8 +64,7 @@ class Result:
         self.why = ""
         self.output = ""
         self.seconds = 0.0
-        self.stalls = []        # the nest kernel's soft lockup and RCU
-                                # stall reports: a nest CPU stuck
+        self.stalls = []
 
 
 def run(argv, guest, outer, workdir, timeout, after=None):
