@@ -45,15 +45,17 @@ the last line of stdout.  A rerun with nothing changed only prints the path.
   --reference   build the unpatched tree with the same flags
 Both flavors get the timing-only trace points and marks of
 qemu/patches-timing/ (after the series on the patched tree), so qemu/bench
-reads the same points from both; the patched tree also gets
-qemu/patches-timing/patched/ (the mark of the series' own KVM kick).
+reads the same points from both; each tree also gets
+qemu/patches-timing/FLAVOR/ (marks of code only that tree has: the series'
+own KVM kick, each binary's stopper on its way to its sleep).
   --print-key   print the cache key and what it is made of; build nothing
   --fetch       fetch and unpack the source only; print its directory
   --no-deps     do not check or install the apt packages (qemu/deps.sh)
 
 Cache key: source version, configure flags, recipe version, and
-  both:      sha256 of qemu/patches-timing/*.patch
-  patched:   sha256 of qemu/patches-timing/patched/*.patch, of
+  both:      sha256 of qemu/patches-timing/*.patch and of
+             qemu/patches-timing/FLAVOR/*.patch
+  patched:   sha256 of
              qemu/patches/*.patch (names and contents) and of the
              library sources (lib/, meson.build, meson_options.txt)
 
@@ -272,8 +274,8 @@ key_material() {
 	echo "configure=$configure_flags"
 	echo "target=$target"
 	echo "timing=$(series_hash "$here/patches-timing")"
+	echo "timing_$flavor=$(series_hash "$here/patches-timing/$flavor")"
 	if [ "$flavor" = patched ]; then
-		echo "timing_patched=$(series_hash "$here/patches-timing/patched")"
 		echo "patches=$(series_hash "$here/patches")"
 		echo "lib=$(lib_hash)"
 	fi
@@ -302,14 +304,13 @@ apply_series() {
 # The timing-only instrumentation: qemu/patches-timing/*.patch go on both
 # trees (after the series on the patched one), so the reference and the
 # patched binary report the same trace points and timing marks (qemu/bench).
-# They apply to both trees unchanged.  Their hash is in both keys.  The
-# series' own kick (KVM) is code the reference does not have: its mark is
-# in qemu/patches-timing/patched/, for the patched tree only.
+# They apply to both trees unchanged.  Their hash is in both keys.  Code
+# that only one tree has is marked from qemu/patches-timing/FLAVOR/, on that
+# tree only, after them (the series' own KVM kick; each binary's stopper on
+# its way to its sleep): their hash is in that flavor's key.
 timing_instrumentation_hook() {
 	apply_series "$here/patches-timing" "$1" "$2"
-	if [ "$flavor" = patched ]; then
-		apply_series "$here/patches-timing/patched" "$1" "$2"
-	fi
+	apply_series "$here/patches-timing/$flavor" "$1" "$2"
 }
 
 # ---------------------------------------------------------------------------
