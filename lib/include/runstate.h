@@ -184,12 +184,12 @@ struct rs_config {
 	/* A vCPU that has not acknowledged a stop is kicked again after this
 	 * long while some thread waits (0: 1 ms).  A waiter that sleeps naps
 	 * at most this long, and a nap that ends before the CPU's next
-	 * scheduler tick makes the kernel program the CPU's timer as the
-	 * waiter sleeps and again as it is woken: in a virtual machine an
-	 * exit each, about 3 us on the way to sleep and 3 us on the way
-	 * back on the 2-core VM, on the critical path of a stop whose vCPU
-	 * shares the waiter's CPU (docs/performance.md, "A stop on the
-	 * vCPU's own CPU").  An emulator whose kicks are never lost can set
+	 * timer event (mostly the scheduler tick) makes the kernel program
+	 * the CPU's timer as the waiter sleeps and again as it is woken: in
+	 * a virtual machine an exit each, about 3 us on the way to sleep and
+	 * 3 us on the way back on the 2-core VM, on the critical path of a
+	 * stop whose vCPU shares the waiter's CPU (docs/performance.md, "A
+	 * stop on the vCPU's own CPU").  An emulator whose kicks are never lost can set
 	 * it past the tick (QEMU's port: 20 ms). */
 	int64_t rekick_ns;
 	/* Capacity of the event ring, a power of two (0: 256). */
