@@ -26,6 +26,11 @@ import stacks
 MEM_MB = 2048
 BOOT_S = 180            # boot, module loading, the command's start
 AFTER_S = 60            # the inner timeout's grace, "after", the poweroff
+# A busy nest still prints its heartbeat (run.sh): nothing on its console
+# for FROZEN_S means that no nest CPU schedules any more, the freeze of
+# TCG's SVM described in docs/qemu.md ("KVM without /dev/kvm").
+HEARTBEAT_S = 10
+FROZEN_S = 90
 # The nest kernel's reports of a CPU or task stuck.
 STALL = re.compile(r"^\s*\[\s*\d+\.\d+\].*(soft lockup|detected stalls?|"
                    r"self-detected stall|blocked for more than)")
@@ -52,9 +57,11 @@ class Result:
     command's exit status, None if none came back), timed_out, why (for a
     nest that did not boot or gave no /dev/kvm), output (the command's
     stdout and stderr), stalls (the nest kernel's soft lockup, RCU stall
-    and hung task reports: a nest CPU or task stuck, docs/qemu.md), and
-    the files: workdir/console.log, outer.log, output.log, and
-    outer.stacks.txt when the nest had to be killed."""
+    and hung task reports: a nest CPU or task stuck, docs/qemu.md), frozen
+    (nothing on the nest's console, not even its heartbeat, for FROZEN_S
+    after it booted: killed), and the files: workdir/console.log,
+    outer.log, output.log, and outer.stacks.txt when the nest had to be
+    killed."""
 
     def __init__(self, workdir):
         self.workdir = workdir
@@ -65,6 +72,14 @@ class Result:
         self.output = ""
         self.seconds = 0.0
         self.stalls = []
+        self.frozen = False
+
+    def broke_down(self):
+        """The nest itself failed under the command: frozen, or its kernel
+        reported a CPU or task stuck.  The QEMU under test runs in the
+        nest's user space and cannot do either; TCG's emulation of SVM
+        can (docs/qemu.md, "KVM without /dev/kvm")."""
+        return self.frozen or bool(self.stalls)
 
 
 def run(argv, guest, outer, workdir, timeout, after=None):
@@ -91,6 +106,10 @@ def run(argv, guest, outer, workdir, timeout, after=None):
         # nest killed from outside leaves only the console.  An inner
         # timeout ends a hung command first, so that "after" still runs
         # (copies back what it left) and the status still comes back.
+        # The heartbeat: a line on the console every HEARTBEAT_S while
+        # any nest CPU still schedules (the outer side's frozen check).
+        f.write("( while sleep %d; do echo RS-NEST-ALIVE; done ) &\n"
+                "hb=$!\n" % HEARTBEAT_S)
         f.write("s=$(date +%s)\n")
         f.write("( timeout -k 10 %d %s </dev/null; echo $? >\"$T/rc\" ) "
                 "2>&1 | tee %s\n"
@@ -98,6 +117,7 @@ def run(argv, guest, outer, workdir, timeout, after=None):
         f.write('rc=$(cat "$T/rc" 2>/dev/null)\n[ -n "$rc" ] || rc=125\n')
         f.write('case $rc in 124|137) [ $(($(date +%%s) - s)) -lt %d ] || '
                 'echo RS-NEST-TIMEOUT;; esac\n' % timeout)
+        f.write('kill "$hb" 2>/dev/null\n')
         if after:
             f.write(after + "\n")
         f.write("exit $rc\n")
@@ -121,15 +141,16 @@ def run(argv, guest, outer, workdir, timeout, after=None):
             res.why = "cannot run %s: %s" % (outer, e)
             return res
         try:
-            outer_rc = p.wait(BOOT_S + timeout + AFTER_S)
-        except subprocess.TimeoutExpired:
-            # The inner timeout did not end it: the nest itself is stuck.
-            # Its threads say where (outer.stacks.txt), then it goes.
-            try:
-                stacks.dump(p.pid, os.path.join(workdir, "outer.stacks.txt"))
-            except OSError:
-                pass
-            res.timed_out, outer_rc = True, None
+            outer_rc = _wait(p, console, t0 + BOOT_S + timeout + AFTER_S, res)
+            if outer_rc is None:
+                # The inner timeout did not end it, or the nest went
+                # silent: the nest itself is stuck.  Its threads say
+                # where (outer.stacks.txt), then it goes.
+                try:
+                    stacks.dump(p.pid,
+                                os.path.join(workdir, "outer.stacks.txt"))
+                except OSError:
+                    pass
         finally:
             if p.poll() is None:
                 p.kill()
@@ -158,6 +179,33 @@ def run(argv, guest, outer, workdir, timeout, after=None):
                                else "no RS-NEST-READY", outer_rc,
                                tail.strip())
     return res
+
+
+def _wait(p, console, deadline, res):
+    """The outer QEMU's exit status, or None once the deadline passed or
+    the nest did not reach its command within BOOT_S (res.timed_out), or
+    the booted nest's console stayed silent for FROZEN_S (res.frozen)."""
+    t0 = grew = time.monotonic()
+    size, ready = -1, False
+    while True:
+        try:
+            return p.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        try:
+            n = os.path.getsize(console)
+        except OSError:
+            n = 0
+        if n != size:
+            size, grew = n, now
+            ready = ready or "RS-NEST-READY" in _read(console)
+        if now > deadline or (not ready and now - t0 > BOOT_S):
+            res.timed_out = True
+            return None
+        if ready and now - grew > FROZEN_S:
+            res.frozen = True
+            return None
 
 
 def _read(path):
