@@ -117,11 +117,17 @@ def run(argv, guest, outer, workdir, timeout, after=None):
         f.write('rc=$(cat "$T/rc" 2>/dev/null)\n[ -n "$rc" ] || rc=125\n')
         f.write('case $rc in 124|137) [ $(($(date +%%s) - s)) -lt %d ] || '
                 'echo RS-NEST-TIMEOUT;; esac\n' % timeout)
-        f.write('kill "$hb" 2>/dev/null\n')
         if after:
             f.write(after + "\n")
+        # The heartbeat goes on through "after" (a slow copy is not a
+        # freeze); the outer side stops looking once RS-NEST-DONE is out.
+        f.write('kill "$hb" 2>/dev/null\n')
         f.write("exit $rc\n")
     console = os.path.join(workdir, "console.log")
+    # A reused workdir's old console must not count as this nest's boot.
+    for f in (console, out):
+        if os.path.exists(f):
+            os.unlink(f)
     cmd = [outer, "-nodefaults", "-no-user-config", "-display", "none",
            "-accel", "tcg,thread=multi", "-cpu", CPU,
            "-smp", str(smp()), "-m", str(MEM_MB), "-no-reboot",
@@ -184,9 +190,10 @@ def run(argv, guest, outer, workdir, timeout, after=None):
 def _wait(p, console, deadline, res):
     """The outer QEMU's exit status, or None once the deadline passed or
     the nest did not reach its command within BOOT_S (res.timed_out), or
-    the booted nest's console stayed silent for FROZEN_S (res.frozen)."""
+    the booted nest's console stayed silent for FROZEN_S before its
+    command's status came (res.frozen)."""
     t0 = grew = time.monotonic()
-    size, ready = -1, False
+    size, ready, done = -1, False, False
     while True:
         try:
             return p.wait(2)
@@ -199,11 +206,13 @@ def _wait(p, console, deadline, res):
             n = 0
         if n != size:
             size, grew = n, now
-            ready = ready or "RS-NEST-READY" in _read(console)
+            text = _read(console)
+            ready = ready or "RS-NEST-READY" in text
+            done = done or "RS-NEST-DONE" in text
         if now > deadline or (not ready and now - t0 > BOOT_S):
             res.timed_out = True
             return None
-        if ready and now - grew > FROZEN_S:
+        if ready and not done and now - grew > FROZEN_S:
             res.frozen = True
             return None
 
